@@ -1,0 +1,75 @@
+"""One validation helper and one message format for user input.
+
+Every message reads ``"<where>: <param> must be <constraint>, got <value>"``
+(or ``"<where>: needs <condition>, got n=.., f=.."`` for regimes), so tests can
+match it and users see the parameter, the constraint and the value on one line.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import torch
+
+
+def fail(where: str, param: str, constraint: str, value) -> ValueError:
+    """Build the project's one-line ``ValueError`` (raise the result)."""
+    return ValueError(f"{where}: {param} must be {constraint}, got {value!r}")
+
+
+def check_int(where: str, param: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an ``int`` after checking ``low <= value <= high``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{where}: {param} must be an integer, got {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise fail(where, param, f">= {low}", value)
+    if high is not None and value > high:
+        raise fail(where, param, f"<= {high}", value)
+    return value
+
+
+def check_real(
+    where: str,
+    param: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """Return ``value`` as a ``float`` after checking it is finite and in range."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{where}: {param} must be a real number, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise fail(where, param, "finite", value)
+    if low is not None:
+        if low_open and not value > low:
+            raise fail(where, param, f"> {low:g}", value)
+        if not low_open and value < low:
+            raise fail(where, param, f">= {low:g}", value)
+    if high is not None and value > high:
+        raise fail(where, param, f"<= {high:g}", value)
+    return value
+
+
+def check_regime(where: str, ok: bool, condition: str, n: int, f: int) -> None:
+    """Raise ``ValueError("krum: needs n > 2f + 2, got n=6, f=2")`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{where}: needs {condition}, got n={n}, f={f}")
+
+
+def as_gradients(G, where: str) -> torch.Tensor:
+    """Check that ``G`` is a floating 2-D tensor ``(n, d)`` with n, d >= 1."""
+    if not isinstance(G, torch.Tensor):
+        raise TypeError(f"{where}: G must be a torch.Tensor of shape (n, d), got {type(G).__name__}")
+    if G.dim() != 2:
+        raise fail(where, "G", "2-D of shape (n, d)", tuple(G.shape))
+    if not G.is_floating_point():
+        raise TypeError(f"{where}: G must have a floating dtype, got {G.dtype}")
+    if G.shape[0] < 1 or G.shape[1] < 1:
+        raise fail(where, "G", "non-empty (n >= 1, d >= 1)", tuple(G.shape))
+    return G

@@ -1,0 +1,82 @@
+"""The base of every aggregation rule: a small frozen config object.
+
+A rule is a pure function ``rule_fn(G, ...) -> Tensor[d]`` (the single source
+of truth) plus a frozen dataclass that stores its hyperparameters and calls the
+function. The dataclass also knows the regime its theory needs (``check(n)``)
+and its display name (``krum[p=2]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+
+from .._checks import as_gradients
+
+
+def name_field(default, **kwargs):
+    """A dataclass field that appears in the rule's display name."""
+    return dataclasses.field(default=default, **kwargs)
+
+
+def tuning_field(default, **kwargs):
+    """A dataclass field left out of the display name (solver tolerances, ...)."""
+    return dataclasses.field(default=default, metadata={"in_name": False}, **kwargs)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Rule):
+        return value.name
+    return str(value)
+
+
+class Rule:
+    """Interface of an aggregation rule config (subclasses are frozen dataclasses).
+
+    ``rule(G)`` aggregates the rows of ``G`` (``Tensor[n, d]``) into ``Tensor[d]``;
+    ``rule.f`` is the number of Byzantine rows it is configured to tolerate;
+    ``rule.check(n)`` raises ``ValueError`` when ``n`` is outside the regime its
+    guarantee needs; ``rule.batched(Gb)`` aggregates ``Tensor[B, n, d]``.
+    """
+
+    family: ClassVar[str] = "rule"
+    f: int
+
+    def __call__(self, G: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def check(self, n: int) -> None:
+        """Raise ``ValueError`` when ``n`` rows are outside this rule's regime."""
+
+    @property
+    def name(self) -> str:
+        parts = []
+        for fld in dataclasses.fields(self):
+            if fld.name == "f" or not fld.metadata.get("in_name", True):
+                continue
+            parts.append(f"{fld.name}={_fmt(getattr(self, fld.name))}")
+        return f"{self.family}[{','.join(parts)}]" if parts else self.family
+
+    def batched(self, Gb: torch.Tensor) -> torch.Tensor:
+        """Aggregate a batch ``Tensor[B, n, d]`` into ``Tensor[B, d]``.
+
+        The default loops over the batch; rules with a vectorized form override it.
+        """
+        if not isinstance(Gb, torch.Tensor) or Gb.dim() != 3:
+            shape = tuple(Gb.shape) if isinstance(Gb, torch.Tensor) else type(Gb).__name__
+            raise ValueError(f"{self.family}: Gb must be a 3-D tensor (B, n, d), got {shape}")
+        return torch.stack([self(G) for G in Gb.unbind(0)])
+
+
+def finite_rows(G: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of the rows of ``G`` whose entries are all finite."""
+    return torch.isfinite(G).all(dim=-1)
+
+
+def check_gradients(G, where: str) -> torch.Tensor:
+    """Validate ``G`` (a floating ``Tensor[n, d]``) and return it unchanged."""
+    return as_gradients(G, where)

@@ -1,0 +1,86 @@
+"""``make_rule(name, **params)``: every rule by the name the CLI and configs use."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Callable
+
+from .bulyan import Bulyan
+from .geomed import Geomed
+from .krum import Krum, MultiKrum
+from .mean import Mean
+from .median import Comed
+from .mixtailor import MixTailor, paper_pool, pool_from_families
+from .trimmed import TrimmedMean
+
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register(name: str, factory: Callable) -> None:
+    """Add a rule factory under ``name`` (a dataclass or a function of keyword params)."""
+    _REGISTRY[name] = factory
+
+
+def rule_names() -> list[str]:
+    """Every name :func:`make_rule` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _params_of(factory) -> list[str]:
+    if dataclasses.is_dataclass(factory):
+        return [f.name for f in dataclasses.fields(factory) if f.init]
+    return [p for p in inspect.signature(factory).parameters]
+
+
+def make_rule(name: str, **params):
+    """Build a rule by name: ``make_rule("krum", f=2, p=3.0)(G)``.
+
+    Unknown names or parameters raise ``ValueError`` with the valid ones.
+    Nested rules (wrappers, mixtailor pools) accept a rule object or a name.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"make_rule: name must be one of {rule_names()}, got {name!r}")
+    factory = _REGISTRY[name]
+    valid = _params_of(factory)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"make_rule: {name} takes parameters {valid}, got unknown {unknown}")
+    return factory(**params)
+
+
+def as_rule(spec, f: int | None = None):
+    """A rule object from a rule object or a name (``"krum"``, with ``f`` passed on)."""
+    if isinstance(spec, str):
+        factory = _REGISTRY.get(spec)
+        params = {}
+        if f is not None and factory is not None and "f" in _params_of(factory):
+            params["f"] = f
+        return make_rule(spec, **params)
+    if callable(spec):
+        return spec
+    raise TypeError(f"expected a rule or a rule name, got {type(spec).__name__}")
+
+
+def _mixtailor(f: int = 0, pool="paper", probs=None, seed=None, rng=None):
+    """``pool``: "paper" (64 rules), a comma list of families of the paper pool
+    ("krum,comed,geomed"), or a sequence of rules / rule names. ``seed`` draws the
+    pool's norms; ``rng`` seeds the per-step draw (predictable: experiments only)."""
+    if isinstance(pool, str):
+        if pool == "paper":
+            rules = paper_pool(f, seed)
+        else:
+            rules = pool_from_families(f, [s.strip() for s in pool.split(",") if s.strip()], seed)
+    else:
+        rules = [as_rule(r, f) for r in pool]
+    return MixTailor(rules, probs=probs, rng=rng)
+
+
+register("mean", Mean)
+register("comed", Comed)
+register("trimmed_mean", TrimmedMean)
+register("krum", Krum)
+register("multi_krum", MultiKrum)
+register("geomed", Geomed)
+register("bulyan", Bulyan)
+register("mixtailor", _mixtailor)
