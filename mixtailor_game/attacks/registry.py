@@ -1,0 +1,54 @@
+"""``make_attack(name, **params)``: every attack by the name configs and the CLI use."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .alie import ALIE
+from .fang_krum import FangKrum
+from .fang_trim import FangTrim
+from .ipm import IPM, RandomEps
+from .labelflip import LabelFlip
+from .mimic import Mimic
+from .minmax import MinMax, MinSum
+from .noise import GaussianNoise
+from .signflip import SignFlip
+
+_REGISTRY = {
+    cls.family: cls
+    for cls in (IPM, RandomEps, ALIE, FangKrum, FangTrim, MinMax, MinSum, Mimic, GaussianNoise, SignFlip, LabelFlip)
+}
+_LAZY = ("adaptive",)  # mixtailor_game.attacks.adaptive.AdaptiveAttack (calls the solvers)
+
+
+def attack_names() -> list[str]:
+    """Every name :func:`make_attack` accepts, sorted."""
+    return sorted([*_REGISTRY, *_LAZY])
+
+
+def attack_params(name: str) -> list[str]:
+    """The parameters attack ``name`` takes (not for the lazily imported ``adaptive``)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"make_attack: name must be one of {attack_names()}, got {name!r}")
+    return [f.name for f in dataclasses.fields(_REGISTRY[name]) if f.init]
+
+
+def make_attack(name: str, **params):
+    """Build an attack: ``make_attack("ipm", eps=0.1)(view) -> Tensor[f, d]``.
+
+    Unknown names or parameters raise ``ValueError`` listing the valid ones.
+    ``"adaptive"`` is imported on first use from
+    :mod:`mixtailor_game.attacks.adaptive` (it validates its own parameters).
+
+    >>> make_attack("ipm", eps=10.0).name
+    'ipm[eps=10]'
+    """
+    if name == "adaptive":
+        from .adaptive import AdaptiveAttack
+
+        return AdaptiveAttack(**params)
+    valid = attack_params(name)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"make_attack: {name} takes parameters {valid}, got unknown {unknown}")
+    return _REGISTRY[name](**params)
