@@ -63,7 +63,7 @@ def _uniform(rng) -> float:
     if isinstance(rng, np.random.Generator):
         return float(rng.random())
     if isinstance(rng, torch.Generator):
-        return float(torch.rand((), generator=rng, dtype=torch.float64))
+        return float(torch.rand((), generator=rng, dtype=torch.float64, device=rng.device))
     return rng.random()  # random.Random / random.SystemRandom
 
 
@@ -125,7 +125,12 @@ class MixTailor(Rule):
         return f"MixTailor(M={len(self.pool)}, probs={'uniform' if len(set(self.probs)) == 1 else self.probs})"
 
     def check(self, n: int) -> None:
-        self._pool.check(n)
+        """Every rule of the pool must be in its regime (a draw must never fail on ``n``)."""
+        try:
+            self._pool.check(n)
+        except ValueError as exc:
+            raise ValueError(f"mixtailor: needs n in the regime of every pool rule ({exc}), "
+                             f"got n={n}, f={self.f}") from None
 
     def draw(self) -> int:
         """Draw the index of the next rule (also stored in ``last_index``)."""
@@ -139,6 +144,7 @@ class MixTailor(Rule):
 
     def __call__(self, G: torch.Tensor) -> torch.Tensor:
         check_gradients(G, "mixtailor")
+        self.check(G.shape[0])
         return self.pool[self.draw()](G)
 
     def batched(self, Gb: torch.Tensor) -> torch.Tensor:

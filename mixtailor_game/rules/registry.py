@@ -6,12 +6,15 @@ import dataclasses
 import inspect
 from typing import Callable
 
+from .bucketing import Bucketing
 from .bulyan import Bulyan
+from .clipping import CenteredClipping
 from .geomed import Geomed
 from .krum import Krum, MultiKrum
 from .mean import Mean
 from .median import Comed
 from .mixtailor import MixTailor, paper_pool, pool_from_families
+from .nnm import NNM
 from .trimmed import TrimmedMean
 
 _REGISTRY: dict[str, Callable] = {}
@@ -50,16 +53,30 @@ def make_rule(name: str, **params):
 
 
 def as_rule(spec, f: int | None = None):
-    """A rule object from a rule object or a name (``"krum"``, with ``f`` passed on)."""
+    """A rule object from a rule object, a name or a dict with a ``"name"``.
+
+    ``"krum"`` is ``make_rule("krum", f=f)``; ``{"name": "krum", "p": 3}`` is
+    ``make_rule("krum", f=f, p=3)`` (a dict's own ``"f"`` wins). ``f`` is passed
+    on only to rules that take one (as ``b`` to ``trimmed_mean``). Rule objects (any callable) pass through.
+    """
     if isinstance(spec, str):
-        factory = _REGISTRY.get(spec)
-        params = {}
-        if f is not None and factory is not None and "f" in _params_of(factory):
-            params["f"] = f
-        return make_rule(spec, **params)
+        spec = {"name": spec}
+    if isinstance(spec, dict):
+        params = dict(spec)
+        name = params.pop("name", None)
+        if not isinstance(name, str):
+            raise ValueError(f"as_rule: a rule dict must have a 'name' string, got {spec!r}")
+        factory = _REGISTRY.get(name)
+        if f is not None and "f" not in params and factory is not None:
+            accepted = _params_of(factory)
+            if "f" in accepted:
+                params["f"] = f
+            elif "b" in accepted and "b" not in params:  # trimmed_mean(b) tolerates b rows
+                params["b"] = f
+        return make_rule(name, **params)
     if callable(spec):
         return spec
-    raise TypeError(f"expected a rule or a rule name, got {type(spec).__name__}")
+    raise TypeError(f"as_rule: expected a rule, a rule name or a dict, got {type(spec).__name__}")
 
 
 def _mixtailor(f: int = 0, pool="paper", probs=None, seed=None, rng=None):
@@ -84,3 +101,6 @@ register("multi_krum", MultiKrum)
 register("geomed", Geomed)
 register("bulyan", Bulyan)
 register("mixtailor", _mixtailor)
+register("centered_clipping", CenteredClipping)
+register("bucketing", Bucketing)
+register("nnm", NNM)

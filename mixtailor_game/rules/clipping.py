@@ -1,0 +1,143 @@
+"""Centered clipping (Karimireddy, He and Jaggi 2021, "Learning from history for
+Byzantine robust optimization"), as a stateful wrapper around any rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from .._checks import check_int, check_real, check_regime, fail
+from ._distances import lp_norm_rows
+from ._wrap import check_base, resolve_base
+from .base import Rule, check_gradients, name_field
+
+
+def _check_tau(where: str, tau) -> float:
+    return check_real(where, "tau", tau, low=0.0, low_open=True)
+
+
+def clip_rows(D: torch.Tensor, tau: float) -> torch.Tensor:
+    """``clip_tau(D_i) = D_i * min(1, tau / ||D_i||_2)`` for each row of ``D``.
+
+    A row with a non-finite entry (NaN / +-Inf: its direction is undefined) is
+    clipped to the zero vector, i.e. it counts as if it sat on the center. The
+    l_2 norm is overflow-safe, so a finite 1e30 row is clipped to length tau.
+    """
+    ok = torch.isfinite(D).all(dim=-1, keepdim=True)
+    norm = lp_norm_rows(D, 2.0).unsqueeze(-1)
+    scale = torch.where(norm > tau, tau / norm, torch.ones_like(norm))
+    return torch.where(ok, D * scale, torch.zeros_like(D))
+
+
+def centered_clip(G: torch.Tensor, center: torch.Tensor, tau: float, iters: int = 1) -> torch.Tensor:
+    """Centered clipping, eq. (CC) of Karimireddy et al. 2021, from an explicit center.
+
+    ``v_0 = center``; ``v_{l+1} = v_l + (1/n) sum_i clip_tau(G_i - v_l)`` for
+    ``l = 0 .. iters - 1``, with ``clip_tau(z) = z min(1, tau / ||z||_2)``;
+    returns ``v_iters``. Each iteration moves ``v`` by at most ``tau`` in l_2, so
+    ``||output - center||_2 <= iters * tau`` whatever the rows are.
+
+    Rows with a non-finite entry contribute the zero vector (they neither move
+    nor poison ``v``); ``n`` in ``1/n`` still counts them, as in the paper.
+
+    Parameters: ``G`` (n, d) floating; ``center`` a finite ``Tensor[d]``
+    (cast to ``G``'s dtype and device); ``tau > 0``; ``iters >= 1`` (the paper
+    shows ``iters = 1`` suffices when the center is the previous momentum).
+
+    >>> G = torch.tensor([[0.0, 0.0], [2.0, 0.0], [100.0, 0.0]])
+    >>> centered_clip(G, torch.zeros(2), tau=1.0)
+    tensor([0.6667, 0.0000])
+    """
+    G = check_gradients(G, "centered_clipping")
+    tau = _check_tau("centered_clipping", tau)
+    iters = check_int("centered_clipping", "iters", iters, low=1)
+    if not isinstance(center, torch.Tensor) or center.shape != G.shape[1:]:
+        shape = tuple(center.shape) if isinstance(center, torch.Tensor) else type(center).__name__
+        raise fail("centered_clipping", "center", f"a Tensor of shape ({G.shape[1]},)", shape)
+    v = center.to(dtype=G.dtype, device=G.device)
+    if not bool(torch.isfinite(v).all()):
+        raise fail("centered_clipping", "center", "finite", "a tensor with non-finite entries")
+    n = G.shape[0]
+    for _ in range(iters):
+        v = v + clip_rows(G - v, tau).sum(dim=0) / n
+    return v
+
+
+@dataclass(frozen=True, eq=False)
+class CenteredClipping(Rule):
+    """Stateful centered clipping around a base rule: ``CenteredClipping(base="comed", tau=1.0)``.
+
+    State: ``center_`` (``None`` until the first call) holds the previous
+    aggregate, the "momentum" center of Karimireddy et al. 2021. Each call
+    aggregates from ``center_`` with :func:`centered_clip` and stores the
+    output as the next ``center_``; ``reset()`` forgets it. With no stored
+    center, the center is the base rule's output ``base(G)`` (so the wrapper
+    works around any rule); non-finite coordinates of that output (a
+    non-robust base on Byzantine input) start at 0, the reference code's
+    initial momentum. ``apply(G, center)`` and ``batched`` are pure: they read
+    but never update ``center_``.
+
+    Invariances: a fresh object (or right after ``reset()``) is translation
+    equivariant and permutation invariant when its base is; once it holds a
+    center it is permutation invariant but not translation equivariant (the
+    stored center does not move with ``G``).
+
+    Parameters: ``base`` a rule, a rule name or a dict (``{"name": "krum",
+    "p": 3}``), built with this ``f``; ``tau > 0`` the clipping radius (scale
+    it to the honest rows' spread); ``iters >= 1`` (L in the paper); ``f``
+    Byzantine rows, regime ``n > 2f`` plus the base rule's regime.
+    """
+
+    family: ClassVar[str] = "centered_clipping"
+    base: Any = name_field("comed")
+    tau: float = name_field(1.0)
+    iters: int = name_field(1)
+    f: int | None = None
+    center_: Any = field(default=None, init=False, repr=False, compare=False, metadata={"in_name": False})
+
+    def __post_init__(self):
+        base, f = resolve_base("centered_clipping", self.base, self.f)
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "f", f)
+        object.__setattr__(self, "tau", _check_tau("centered_clipping", self.tau))
+        object.__setattr__(self, "iters", check_int("centered_clipping", "iters", self.iters, low=1))
+
+    def check(self, n: int) -> None:
+        check_regime("centered_clipping", n > 2 * self.f, "n > 2f", n, self.f)
+        check_base("centered_clipping", self.base, n, "the base rule's regime",
+                   f"n={n}, f={self.f}, base={getattr(self.base, 'name', self.base)}")
+
+    def reset(self) -> None:
+        """Forget the stored center: the next call starts from ``base(G)``."""
+        object.__setattr__(self, "center_", None)
+
+    def _start(self, G: torch.Tensor) -> torch.Tensor:
+        if self.center_ is not None:
+            if self.center_.shape != G.shape[1:]:
+                raise fail("centered_clipping", "G", f"of width {self.center_.shape[0]} like the stored "
+                           "center (call reset() first)", tuple(G.shape))
+            return self.center_.to(dtype=G.dtype, device=G.device)
+        v0 = self.base(G)
+        return torch.where(torch.isfinite(v0), v0, torch.zeros_like(v0))
+
+    def apply(self, G: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+        """Aggregate ``G`` from ``center`` (default: the stored one) without updating the state."""
+        G = check_gradients(G, "centered_clipping")
+        self.check(G.shape[0])
+        v0 = self._start(G) if center is None else center
+        return centered_clip(G, v0, self.tau, self.iters)
+
+    def __call__(self, G: torch.Tensor) -> torch.Tensor:
+        out = self.apply(G)
+        object.__setattr__(self, "center_", out.detach().clone())
+        return out
+
+    def batched(self, Gb: torch.Tensor) -> torch.Tensor:
+        """Each batch element from the current center (pure: the state is not updated)."""
+        if not isinstance(Gb, torch.Tensor) or Gb.dim() != 3:
+            shape = tuple(Gb.shape) if isinstance(Gb, torch.Tensor) else type(Gb).__name__
+            raise fail("centered_clipping", "Gb", "a 3-D tensor (B, n, d)", shape)
+        return torch.stack([self.apply(G) for G in Gb.unbind(0)])
+
