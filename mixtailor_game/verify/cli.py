@@ -1,0 +1,199 @@
+"""``python -m mixtailor_game.verify theorem1 | theorem2 | proposition1``.
+
+The CLI parses the grid, calls :mod:`~mixtailor_game.verify.krum_bias` or
+:mod:`~mixtailor_game.verify.proposition1`, prints one table row per case and
+exits with 0 when every case holds, 1 when a case violates its bound, 2 when
+some case is inconclusive (its CI straddles the bound) and none violates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from .krum_bias import grid_cases, run_case
+from .report import VIOLATED, HOLDS, exit_code, table, write_json
+from .sampling import DIRECTIONS, HETEROGENEITY, LAWS
+
+QUICK = {
+    1: dict(n=[7, 11], f=[2, 4], pairs=[(7, 2), (11, 4)], d=[1, 10], p=[1.0, 2.0, 4.0], laws=list(LAWS), trials=200,
+            search_trials=100, directions=["e1", "-grad", "random"], registry_budget=0.0),
+    2: dict(n=[7, 11], f=[2, 4], pairs=[(7, 2), (11, 4)], d=[1, 10], p=[2.0], laws=list(LAWS), delta2=[1.0], trials=200,
+            search_trials=100, directions=["e1", "-grad", "random"], registry_budget=0.0),
+}
+FULL = {
+    1: dict(n=[7, 11, 21], f=[1, 2, 4, 8], d=[1, 10, 100], p=[1.0, 1.5, 2.0, 3.0, 4.0, 8.0],
+            laws=list(LAWS), trials=1000, search_trials=500, directions=list(DIRECTIONS), registry_budget=10.0),
+    2: dict(n=[7, 11, 21], f=[1, 2, 4, 8], d=[1, 10, 100], p=[1.0, 2.0, 4.0], laws=list(LAWS),
+            delta2=[0.1, 0.5, 2.0], trials=1000, search_trials=500, directions=list(DIRECTIONS),
+            registry_budget=10.0),
+}
+
+
+def _positive_int(text):
+    v = int(text)
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text}")
+    return v
+
+
+def _positive_float(text):
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def _common(sp):
+    sp.add_argument("--quick", action="store_true", help="the small default grid (under 60 s on 2 cores)")
+    sp.add_argument("--json", metavar="PATH", help="write the full results (every case, notes) as JSON")
+    sp.add_argument("--trials", type=_positive_int, help="Monte Carlo trials per estimate (confirmation)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    sp.add_argument("--bound-scale", type=_positive_float, default=1.0, metavar="S",
+                    help="multiply every bound (threshold) by S; S << 1 shows the checker failing")
+    sp.add_argument("--n", type=int, nargs="+", help="numbers of workers")
+    sp.add_argument("--f", type=int, nargs="+", help="numbers of Byzantine workers")
+    sp.add_argument("--d", type=int, nargs="+", help="dimensions")
+    sp.add_argument("--sigma2", type=_positive_float,
+                    help="honest variance sigma^2 (default 1; 4 for proposition1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m mixtailor_game.verify",
+                                 description="Empirical checks of the MixTailor paper's Theorems 1, 2 "
+                                             "and Proposition 1 against a worst-case adversary search.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, help_ in (("theorem1", "bias of generalized Krum, iid honest workers"),
+                        ("theorem2", "bias of generalized Krum, heterogeneous honest workers")):
+        sp = sub.add_parser(name, help=help_)
+        _common(sp)
+        sp.add_argument("--p", type=float, nargs="+", help="norms of generalized Krum (p >= 1)")
+        sp.add_argument("--laws", nargs="+", choices=LAWS, help="honest noise laws")
+        sp.add_argument("--search-trials", type=_positive_int, help="trials of the search phase")
+        sp.add_argument("--directions", nargs="+", choices=DIRECTIONS, help="searched directions")
+        sp.add_argument("--grad-norm", type=float, default=1.0, help="||grad F|| (default 1)")
+        sp.add_argument("--no-registry", action="store_true",
+                        help="skip mixtailor_game.attacks / solvers families")
+        sp.add_argument("--registry-budget", type=_positive_float,
+                        help="seconds per case a registry family may take")
+        if name == "theorem2":
+            sp.add_argument("--delta2", type=float, nargs="+", help="heterogeneity Delta^2 values")
+            sp.add_argument("--hetero", nargs="+", choices=HETEROGENEITY,
+                            help="shapes of heterogeneity searched")
+    sp = sub.add_parser("proposition1", help="sufficient condition for a mixed pool")
+    _common(sp)
+    sp.add_argument("--problems", nargs="+", choices=("quadratic", "logistic"),
+                    help="problems with an exact gradient")
+    sp.add_argument("--scenarios", nargs="+", help="attack scenarios (see proposition1.SCENARIOS)")
+    sp.add_argument("--q", type=int, default=4, help="compromised rules in every pool (default 4)")
+    sp.add_argument("--points", type=int, help="points w of Omega")
+    return ap
+
+
+def _pick(args, key, defaults):
+    v = getattr(args, key, None)
+    return defaults[key] if v is None else v
+
+
+def run_theorem(args, theorem: int) -> tuple[dict, int]:
+    base = QUICK[theorem] if args.quick else FULL[theorem]
+    pairs = base.get("pairs") if args.n is None and args.f is None else None
+    cases, skipped = grid_cases(_pick(args, "n", base), _pick(args, "f", base), _pick(args, "d", base),
+                                _pick(args, "p", base), _pick(args, "laws", base),
+                                _pick(args, "delta2", base) if theorem == 2 else (0.0,), pairs=pairs)
+    if not cases:
+        raise ValueError(f"verify: the grid must hold a case with n > 2f + 2, got {'; '.join(skipped)}")
+    trials = _pick(args, "trials", base)
+    search_trials = args.search_trials or (min(base["search_trials"], trials) if args.trials is None else trials)
+    budget = base["registry_budget"] if args.registry_budget is None else args.registry_budget
+    registry = not args.no_registry and budget > 0
+    results, notes = [], []
+    if not registry:
+        notes.append("registry families (mixtailor_game.attacks, solvers) not run: "
+                     + ("--no-registry" if args.no_registry else "--quick sets no registry budget; "
+                        "pass --registry-budget S (seconds per family and case) to include them"))
+    for case in cases:
+        r = run_case(case, theorem=theorem, trials=trials, search_trials=search_trials, sigma2=args.sigma2 or 1.0,
+                     grad_norm=args.grad_norm, bound_scale=args.bound_scale, seed=args.seed,
+                     registry=registry, registry_budget=budget,
+                     hetero=getattr(args, "hetero", None) or HETEROGENEITY,
+                     directions=_pick(args, "directions", base))
+        results.append(r)
+        for note in r["notes"]:
+            key = note.split(":")[0] + ":" + note.split(":")[1] if note.count(":") > 1 else note
+            if not any(n.startswith(key) for n in notes):
+                notes.append(note + " (first case; may repeat)")
+    header = ["law", "n", "f", "d", "p"] + (["D2", "hetero"] if theorem == 2 else []) + [
+        "bias^2", "95% CI", "bound", "ratio", "status", "worst adversary", "byz%", "m2", "m3", "m4"]
+    rows = []
+    for r in results:
+        e = r["estimate"]
+        rows.append([r["law"], str(r["n"]), str(r["f"]), str(r["d"]), f"{r['p']:g}"]
+                    + ([f"{r['delta2']:g}", r["heterogeneity"]] if theorem == 2 else [])
+                    + [e["value"], f"[{e['lo']:.3g}, {e['hi']:.3g}]", r["scaled_bound"], r["ratio"],
+                       r["status"], r["worst_adversary"], f"{100 * r['byzantine_selected']:.0f}"]
+                    + [r["moment_ratios"][k] for k in (2, 3, 4)])
+    bound_txt = "2 sigma^2 (1 + Lambda)" if theorem == 1 else "C_1 + C_2 Lambda"
+    print(f"Theorem {theorem}: ||E[U] - grad F||^2 <= {bound_txt} for U = krum(G, f, p) "
+          f"(mixtailor_game.rules), worst adversary of a search; bound x {args.bound_scale:g}; "
+          f"{trials} confirmation trials, {search_trials} search trials, seed {args.seed}")
+    print(table(header, rows))
+    for s in skipped:
+        print(f"skipped: {s}")
+    for note in notes:
+        print(f"note: {note}")
+    payload = dict(command=f"theorem{theorem}", bound_scale=args.bound_scale, seed=args.seed, trials=trials,
+                   search_trials=search_trials, sigma2=args.sigma2 or 1.0, cases=results, skipped=skipped, notes=notes)
+    return payload, exit_code(r["status"] for r in results)
+
+
+def run_prop1(args) -> tuple[dict, int]:
+    from .proposition1 import print_report, run_proposition1
+
+    payload = run_proposition1(quick=args.quick, trials=args.trials, seed=args.seed,
+                               bound_scale=args.bound_scale, problems=args.problems, scenarios=args.scenarios,
+                               n=args.n, f=args.f, d=args.d, sigma2=args.sigma2, q=args.q, points=args.points)
+    print_report(payload)
+    return payload, exit_code(row["status"] for s in payload["scenarios"] for row in s["sweep"])
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    t0 = time.perf_counter()
+    try:
+        if args.command == "proposition1":
+            payload, code = run_prop1(args)
+        else:
+            payload, code = run_theorem(args, 1 if args.command == "theorem1" else 2)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    wall = time.perf_counter() - t0
+    payload["wall_s"] = wall
+    payload["exit_code"] = code
+    if args.json:
+        write_json(args.json, payload)
+    cases = payload.get("cases") or [row for s in payload.get("scenarios", []) for row in s["sweep"]]
+    bad = [c for c in cases if c["status"] != HOLDS and c["status"] != "no-claim"]
+    violated = [c for c in bad if c["status"] == VIOLATED]
+    print(f"{len(cases)} cases, {len(cases) - len(bad)} hold or make no claim, {len(violated)} VIOLATED, "
+          f"{len(bad) - len(violated)} inconclusive; wall time {wall:.1f} s; exit {code}")
+    for c in bad:
+        print(f"  {c['status']}: {case_label(c)}")
+    return code
+
+
+def case_label(c: dict) -> str:
+    if "problem" in c:
+        return (f"{c['problem']}/{c['scenario']} M={c['M']} q={c['q']}: mixture inner "
+                f"{c['inner']['value']:.4g} [{c['inner']['lo']:.3g}, {c['inner']['hi']:.3g}] "
+                f"while M/q={c['ratio_Mq']:.3g} > threshold {c['threshold_scaled']:.3g}")
+    extra = f", Delta^2={c['delta2']:g} ({c['heterogeneity']})" if c.get("theorem") == 2 else ""
+    e = c["estimate"]
+    return (f"theorem{c['theorem']} {c['law']} n={c['n']} f={c['f']} d={c['d']} p={c['p']:g}{extra}: "
+            f"bias^2 {e['value']:.4g} [{e['lo']:.3g}, {e['hi']:.3g}] vs bound {c['scaled_bound']:.4g} "
+            f"({c['worst_adversary']})")

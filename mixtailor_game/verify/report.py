@@ -1,0 +1,70 @@
+"""Verdicts, the printed table and the JSON file of the checkers."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+HOLDS, VIOLATED, INCONCLUSIVE, NO_CLAIM = "holds", "VIOLATED", "inconclusive", "no-claim"
+
+
+def upper_bound_verdict(lo: float, hi: float, bound: float) -> str:
+    """For a claim ``theta <= bound``: VIOLATED when the whole CI is above the bound,
+    holds when the whole CI is at or below it, inconclusive otherwise."""
+    if lo > bound:
+        return VIOLATED
+    if hi <= bound:
+        return HOLDS
+    return INCONCLUSIVE
+
+
+def positivity_verdict(lo: float, hi: float) -> str:
+    """For a claim ``theta > 0``: VIOLATED when the whole CI is below 0, holds when above."""
+    if hi < 0:
+        return VIOLATED
+    if lo > 0:
+        return HOLDS
+    return INCONCLUSIVE
+
+
+def exit_code(statuses) -> int:
+    """0 when every case holds (or makes no claim), 1 with a violation, 2 when only inconclusive."""
+    statuses = list(statuses)
+    if VIOLATED in statuses:
+        return 1
+    if INCONCLUSIVE in statuses:
+        return 2
+    return 0
+
+
+def fmt(x, width: int = 9) -> str:
+    if isinstance(x, str):
+        return x
+    if x is None:
+        return "-"
+    ax = abs(x)
+    if ax != 0 and (ax >= 1e5 or ax < 1e-3):
+        return f"{x:.2e}"
+    return f"{x:.4g}"
+
+
+def table(header: list, rows: list) -> str:
+    """Plain fixed-width text table."""
+    cells = [[fmt(c) for c in r] for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
+              for i, h in enumerate(header)]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))
+    out = [line, "-" * len(line)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(out)
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Write atomically (temp file + rename) so a killed run leaves no half file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=2, default=float)
+    os.replace(tmp, path)

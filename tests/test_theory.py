@@ -1,0 +1,94 @@
+"""mixtailor_game.theory against hand-computed values and its regime checks."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mixtailor_game import theory
+
+
+@pytest.mark.parametrize("n, f, expected", [(7, 2, 5.0), (10, 0, 1.0), (11, 4, 9.0), (11, 1, 1 + 2 / 7)])
+def test_C_hand_values(n, f, expected):
+    assert theory.C(n, f) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("n, f, d, p, expected", [
+    (7, 2, 16, 1.0, 16 * 5.0),            # d^((2-1)/1) C
+    (7, 2, 16, 4.0, 4 * 5.0),             # d^((4-2)/4) C = sqrt(16) C
+    (11, 4, 100, 2.0, 9.0),               # p = 2: no dimension factor
+    (11, 4, 1, 7.0, 9.0),                 # d = 1: no dimension factor
+    (11, 1, 8, 3.0, 8 ** (1 / 3) * (1 + 2 / 7)),
+    (9, 1, 4, 1.5, 4 ** ((2 - 1.5) / 1.5) * (1 + 2 / 5)),
+])
+def test_Lambda_hand_values(n, f, d, p, expected):
+    assert theory.Lambda(n, f, d, p) == pytest.approx(expected)
+
+
+def test_theorem1_bound_hand_values():
+    assert theory.theorem1_bound(1.0, 7, 2, 1, 2.0) == pytest.approx(12.0)      # 2 (1 + 5)
+    assert theory.theorem1_bound(0.5, 11, 4, 10, 2.0) == pytest.approx(10.0)    # 1 (1 + 9)
+    assert theory.theorem1_bound(2.0, 7, 2, 16, 1.0) == pytest.approx(4 * 81)   # 4 (1 + 80)
+    assert theory.theorem1_bound(0.0, 7, 2, 16, 1.0) == 0.0
+
+
+def test_theorem2_bound_hand_values():
+    # C1 = 6 + 2 (5 + 3 + 2*5/1) 0.5 = 24, C2 = 4 + 8*5*0.5 = 24, Lambda = 5
+    assert theory.theorem2_constants(1.0, 0.5, 7, 2) == pytest.approx((24.0, 24.0))
+    assert theory.theorem2_bound(1.0, 0.5, 7, 2, 1, 2.0) == pytest.approx(144.0)
+    # Delta = 0: 6 sigma^2 + 4 sigma^2 Lambda, above Theorem 1's 2 sigma^2 (1 + Lambda)
+    assert theory.theorem2_bound(1.0, 0.0, 11, 4, 10, 2.0) == pytest.approx(6 + 4 * 9)
+    assert theory.theorem2_bound(1.0, 0.0, 11, 4, 10, 2.0) > theory.theorem1_bound(1.0, 11, 4, 10, 2.0)
+
+
+def test_proposition1_hand_values():
+    assert theory.proposition1_threshold(2.0, 3.0, 1.5) == pytest.approx(5.0)
+    assert theory.proposition1_condition(12, 2, 2.0, 3.0, 1.5) is True     # 6 > 5
+    assert theory.proposition1_condition(10, 2, 2.0, 3.0, 1.5) is False    # 5 > 5 fails
+    assert theory.proposition1_condition(3, 2, 0.0, 1.0, 1.0) is True      # lambda = 0: any M > q
+
+
+@given(st.integers(0, 20), st.integers(1, 30))
+def test_C_is_the_sum_of_the_proofs_neighbour_ratios(f, extra):
+    n = 2 * f + 2 + extra
+    ratio = (n - f - 2) / (n - 2 * f - 2) + f / (n - 2 * f - 2)   # end of Appendix A.5
+    assert theory.C(n, f) == pytest.approx(ratio)
+
+
+@given(st.integers(1, 64), st.floats(1.0, 16.0))
+def test_Lambda_power_matches_lemma1_exponents(d, p):
+    expected = d ** (1 - 2 / p) if p >= 2 else d ** (2 / p - 1)
+    assert theory.Lambda(7, 2, d, p) / theory.C(7, 2) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: theory.C(6, 2), "C: needs n > 2f + 2, got n=6, f=2"),
+    (lambda: theory.C(4, 1), "C: needs n > 2f + 2, got n=4, f=1"),
+    (lambda: theory.C(5, -1), "C: f must be >= 0, got -1"),
+    (lambda: theory.Lambda(7, 2, 10, 0.5), "Lambda: p must be >= 1, got 0.5"),
+    (lambda: theory.Lambda(7, 2, 0, 2.0), "Lambda: d must be >= 1, got 0"),
+    (lambda: theory.Lambda(6, 2, 10, 2.0), "Lambda: needs n > 2f + 2, got n=6, f=2"),
+    (lambda: theory.theorem1_bound(-1.0, 7, 2, 1, 2.0), "theorem1_bound: sigma2 must be >= 0, got -1.0"),
+    (lambda: theory.theorem1_bound(1.0, 6, 2, 1, 2.0), "Lambda: needs n > 2f + 2, got n=6, f=2"),
+    (lambda: theory.theorem2_bound(1.0, -0.1, 7, 2, 1, 2.0), "theorem2_constants: delta2 must be >= 0, got -0.1"),
+    (lambda: theory.theorem2_bound(1.0, 0.1, 6, 2, 1, 2.0), "theorem2_constants: needs n > 2f + 2, got n=6, f=2"),
+    (lambda: theory.proposition1_condition(4, 4, 1.0, 1.0, 1.0), "proposition1_condition: q must be < M, got q=4, M=4"),
+    (lambda: theory.proposition1_condition(4, 0, 1.0, 1.0, 1.0), "proposition1_condition: q must be >= 1, got 0"),
+    (lambda: theory.proposition1_condition(4, 1, 1.0, 1.0, 0.0), "beta_min must be > 0, got 0.0"),
+    (lambda: theory.proposition1_condition(4, 1, 1.0, 0.0, 1.0), "L must be > 0, got 0.0"),
+    (lambda: theory.proposition1_condition(4, 1, -1.0, 1.0, 1.0), "lam must be >= 0, got -1.0"),
+    (lambda: theory.theorem1_bound(math.nan, 7, 2, 1, 2.0), "sigma2 must be finite, got nan"),
+])
+def test_out_of_regime_raises_one_line_value_error(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_non_integers_raise_type_error():
+    with pytest.raises(TypeError, match="C: n must be an integer"):
+        theory.C(7.5, 2)
+    with pytest.raises(TypeError, match="Lambda: d must be an integer"):
+        theory.Lambda(7, 2, 2.0, 2.0)

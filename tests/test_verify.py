@@ -1,0 +1,182 @@
+"""mixtailor_game.verify: estimators, adversary search, and the three checkers end to end."""
+
+import json
+
+import pytest
+import torch
+
+from mixtailor_game.rules import make_rule
+from mixtailor_game.verify import bias_squared, mean_estimate, moment_ratios, run_case
+from mixtailor_game.verify.adversaries import Family, builtin_families, largest_selected, outputs_byzantine
+from mixtailor_game.verify.cli import main
+from mixtailor_game.verify.report import exit_code, upper_bound_verdict
+from mixtailor_game.verify.sampling import heterogeneous_offsets, sample_noise, search_directions
+
+TINY = ["--n", "7", "--f", "2", "--d", "2", "--p", "2", "--laws", "gaussian", "--trials", "40",
+        "--search-trials", "30", "--directions", "e1", "--no-registry"]
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_bias_squared_recovers_a_known_bias_within_its_ci():
+    # U = honest mean + b: ||E[U] - g||^2 = ||b||^2 exactly; count CI coverage over seeds
+    b = torch.tensor([0.6, -0.3, 0.0, 0.2], dtype=torch.float64)
+    truth = float(b @ b)
+    covered = 0
+    for seed in range(40):
+        U = torch.randn(300, 4, generator=gen(seed), dtype=torch.float64) + b
+        e = bias_squared(U, torch.zeros(4, dtype=torch.float64))
+        covered += e.lo <= truth <= e.hi
+    assert covered >= 34  # nominal 95%: 38 expected of 40
+
+
+def test_bias_squared_is_unbiased_where_the_plug_in_is_not():
+    vals, plug = [], []
+    for seed in range(200):
+        U = torch.randn(50, 20, generator=gen(1000 + seed), dtype=torch.float64)  # E[U] = 0
+        vals.append(bias_squared(U, torch.zeros(20, dtype=torch.float64)).value)
+        plug.append(float(U.mean(0).square().sum()))
+    # U-statistic centred on 0 (sd of this mean: sqrt(2 * 20 / (50 * 49)) / sqrt(200) = 0.009)
+    assert abs(sum(vals) / 200) < 0.03
+    assert sum(plug) / 200 == pytest.approx(20 / 50, rel=0.1)  # plug-in: tr(Sigma) / T
+
+
+def test_mean_estimate_and_moment_ratios():
+    x = torch.arange(10, dtype=torch.float64)
+    e = mean_estimate(x)
+    assert e.value == pytest.approx(4.5) and e.lo < 4.5 < e.hi
+    H = torch.ones(5, 3, 2, dtype=torch.float64)
+    r = moment_ratios(2 * torch.ones(5, 2, dtype=torch.float64), H)
+    assert r == pytest.approx({2: 4.0, 3: 8.0, 4: 16.0})
+
+
+class PickLast:
+    """A rule that outputs the last row (the Byzantine one): bias is the adversary's offset."""
+    f = 1
+
+    def check(self, n):
+        pass
+
+    def batched(self, Gb):
+        return Gb[:, -1].clone()
+
+
+def test_run_case_recovers_a_constructed_bias():
+    # honest mean + a u with a = 1.5 sigma: ||E[U] - grad F||^2 = 2.25 sigma^2
+    u = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+
+    def make(H, only=None):
+        return (H.mean(1) + 1.5 * u)[None, :, None, :]
+
+    fam = Family("constructed", ("mean+1.5u",), make)
+    r = run_case(dict(law="gaussian", n=7, f=1, d=3, p=2.0, delta2=0.0), theorem=1, trials=400,
+                 families=[fam], rule=PickLast(), seed=3)
+    e = r["estimate"]
+    assert e["lo"] <= 2.25 <= e["hi"]
+    assert r["worst_adversary"] == "mean+1.5u" and r["byzantine_selected"] == 1.0
+
+
+def test_noise_laws_have_the_stated_second_moment():
+    for law in ("gaussian", "student-t"):
+        x = sample_noise(law, (40000, 20), 2.0, gen(1))
+        assert float(x.square().sum(-1).mean()) == pytest.approx(2.0, rel=0.08)
+        assert float(x.mean()) == pytest.approx(0.0, abs=0.02)
+    with pytest.raises(ValueError, match="sample_noise: law must be one of"):
+        sample_noise("cauchy", (2, 2), 1.0, gen())
+
+
+@pytest.mark.parametrize("kind", ["spread", "outlier", "split"])
+@pytest.mark.parametrize("m", [2, 5, 8])
+def test_heterogeneous_offsets_meet_assumption1_with_equality(kind, m):
+    h = heterogeneous_offsets(kind, m, 4, 0.7, gen())
+    assert torch.allclose(h.sum(0), torch.zeros(4, dtype=torch.float64), atol=1e-12)
+    assert float(h.square().sum(-1).mean()) == pytest.approx(0.7)
+
+
+def test_search_directions_deduplicate_in_one_dimension():
+    dirs = search_directions(torch.tensor([1.0], dtype=torch.float64), gen())
+    assert sorted(float(u) for u in dirs.values()) == [-1.0, 1.0]
+
+
+def test_largest_selected_is_the_edge_of_krums_selection():
+    rule = make_rule("krum", f=2, p=2.0)
+    H = torch.randn(5, 6, 3, generator=gen(2), dtype=torch.float64)
+    u = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64).expand(5, -1)
+    c = H.mean(1)
+    lam = largest_selected(rule, H, c, u, 2, 1.0)
+    at = outputs_byzantine(rule, H, (c + lam[:, None] * u)[:, None].expand(5, 2, 3))[1]
+    past = outputs_byzantine(rule, H, (c + (lam * 1.01 + 1e-3)[:, None] * u)[:, None].expand(5, 2, 3))[1]
+    assert bool(at[lam > 0].all()) and not bool(past.any())
+
+
+def test_builtin_families_shapes_and_krum_rule_used():
+    rule = make_rule("krum", f=2, p=2.0)
+    g = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    fams = builtin_families(n=7, f=2, g=g, sigma=1.0, rule=rule, directions=search_directions(g, gen()))
+    H = torch.randn(8, 5, 2, generator=gen(), dtype=torch.float64)
+    for fam in fams:
+        B = fam.make(H)
+        assert B.shape == (len(fam.labels), 8, 2, 2)
+        assert torch.equal(fam.pick(H, len(fam.labels) - 1), B[-1]) or fam.name == "krum-edge"
+    assert {f.name for f in fams} >= {"fixed", "mean+offset", "top+offset", "ipm", "alie", "krum-edge"}
+
+
+def test_verdicts_and_exit_codes():
+    assert upper_bound_verdict(2.0, 3.0, 1.0) == "VIOLATED"
+    assert upper_bound_verdict(0.1, 0.5, 1.0) == "holds"
+    assert upper_bound_verdict(0.5, 1.5, 1.0) == "inconclusive"
+    assert exit_code(["holds", "no-claim"]) == 0
+    assert exit_code(["holds", "inconclusive"]) == 2
+    assert exit_code(["inconclusive", "VIOLATED"]) == 1
+
+
+@pytest.mark.parametrize("command", ["theorem1", "theorem2"])
+def test_theorem_checkers_run_and_hold(command, tmp_path, capsys):
+    path = tmp_path / "out.json"
+    extra = ["--delta2", "0.5", "--hetero", "outlier"] if command == "theorem2" else []
+    code = main([command, "--quick", *TINY, *extra, "--json", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    payload = json.loads(path.read_text())
+    case = payload["cases"][0]
+    assert case["status"] == "holds" and case["bound"] > case["estimate"]["hi"]
+    assert set(case["moment_ratios"]) == {"2", "3", "4"}
+    assert "worst adversary" in out and "exit 0" in out
+
+
+@pytest.mark.parametrize("command", ["theorem1", "theorem2"])
+def test_a_too_small_bound_is_reported_violated(command, capsys):
+    code = main([command, "--quick", *TINY, "--bound-scale", "1e-6"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "VIOLATED: theorem" in out
+
+
+PROP = ["--problems", "quadratic", "--scenarios", "ipm-small", "--trials", "150", "--points", "2"]
+
+
+def test_proposition1_runs_and_holds(tmp_path, capsys):
+    path = tmp_path / "p.json"
+    code = main(["proposition1", "--quick", *PROP, "--json", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    s = json.loads(path.read_text())["scenarios"][0]
+    assert any("krum" in name for name in s["compromised"]) and s["resilient"]
+    assert s["threshold"] > 1 and any(r["claim"] for r in s["sweep"])
+    # where the proposition claims positivity the mixture is positive
+    assert all(r["actually_positive"] for r in s["sweep"] if r["claim"])
+
+
+def test_proposition1_too_small_threshold_is_violated(capsys):
+    code = main(["proposition1", "--quick", *PROP, "--bound-scale", "1e-6"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "VIOLATED: quadratic/ipm-small" in out
+
+
+def test_grid_outside_the_regime_is_an_error(capsys):
+    code = main(["theorem1", "--quick", "--n", "6", "--f", "2", "--d", "1", "--p", "2", "--no-registry"])
+    assert code == 3
+    assert "needs n > 2f + 2" in capsys.readouterr().err
