@@ -1,0 +1,107 @@
+"""IDX files (the MNIST / Fashion-MNIST format), plain or gzip-compressed.
+
+Format (LeCun et al.): a 4-byte magic ``0x00 0x00 <type> <ndim>``, ``ndim``
+big-endian uint32 dimensions, then the data in row-major order. Only type
+``0x08`` (unsigned byte), the one MNIST uses, is supported.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mixtailor_game.data.base import DataFileError, Dataset, normalize_images
+
+__all__ = ["IDX_FILES", "read_idx", "find_file", "load_idx_dataset"]
+
+#: split -> (images file, labels file), without the optional ``.gz``.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def find_file(where: str, directory: Path, stem: str, hint: str) -> Path:
+    """Return ``directory/stem`` or ``directory/stem.gz``; else a one-line :class:`DataFileError`."""
+    for candidate in (directory / stem, directory / (stem + ".gz")):
+        if candidate.is_file():
+            return candidate
+    raise DataFileError(f"{where}: file {directory / stem}[.gz] not found; {hint}")
+
+
+def read_idx(path, where: str = "idx", hint: str = "replace it with an intact copy") -> np.ndarray:
+    """Read one IDX file of unsigned bytes into a numpy array of its declared shape.
+
+    Errors: :class:`DataFileError` (one line, naming the file) when it cannot
+    be read, is not gzip although named ``.gz``, has a bad magic number, a
+    type other than unsigned byte, or a size that disagrees with its header.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataFileError(f"{where}: file {path} cannot be read ({exc}); {hint}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataFileError(f"{where}: file {path} is not an IDX file (bad magic number); {hint}")
+    dtype_code, ndim = raw[2], raw[3]
+    if dtype_code != 0x08:
+        raise DataFileError(
+            f"{where}: file {path} has IDX type 0x{dtype_code:02x}, only unsigned bytes (0x08) are supported; {hint}"
+        )
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataFileError(f"{where}: file {path} has a truncated IDX header; {hint}")
+    dims = tuple(int(v) for v in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = int(np.prod(dims, dtype=np.int64))
+    if len(raw) - header != expected:
+        raise DataFileError(
+            f"{where}: file {path} holds {len(raw) - header} data bytes, its header {dims} says {expected}; {hint}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _split(where: str, directory: Path, split: str, hint: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    img_stem, lab_stem = IDX_FILES[split]
+    img_path = find_file(where, directory, img_stem, hint)
+    lab_path = find_file(where, directory, lab_stem, hint)
+    images = read_idx(img_path, where, hint)
+    labels = read_idx(lab_path, where, hint)
+    if images.ndim != 3:
+        raise DataFileError(f"{where}: file {img_path} must hold 3-D images (N, H, W), got shape {images.shape}; {hint}")
+    if labels.ndim != 1:
+        raise DataFileError(f"{where}: file {lab_path} must hold 1-D labels, got shape {labels.shape}; {hint}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataFileError(
+            f"{where}: files {img_path} and {lab_path} disagree: {images.shape[0]} images, {labels.shape[0]} labels; {hint}"
+        )
+    if labels.size and int(labels.max()) >= num_classes:
+        raise DataFileError(f"{where}: file {lab_path} has label {int(labels.max())} >= {num_classes}; {hint}")
+    return images, labels
+
+
+def load_idx_dataset(where: str, directory, mean: float, std: float, num_classes: int = 10) -> Dataset:
+    """Load the four IDX files of an MNIST-like data set from ``directory``.
+
+    Images become float32 ``(N, 1, H, W)``, ``(x / 255 - mean) / std``;
+    labels int64. Files may be plain or ``.gz``.
+    """
+    directory = Path(os.path.expanduser(str(directory)))
+    names = ", ".join(s for pair in IDX_FILES.values() for s in pair)
+    hint = f"pass --data-dir with the four IDX files ({names}, plain or .gz)"
+    if not directory.is_dir():
+        raise DataFileError(f"{where}: directory {directory} not found; {hint}")
+    out = []
+    for split in ("train", "test"):
+        images, labels = _split(where, directory, split, hint, num_classes)
+        x = normalize_images(torch.from_numpy(images.copy()).unsqueeze(1), (mean,), (std,))
+        out += [x, torch.from_numpy(labels.astype(np.int64))]
+    return Dataset(out[0], out[1], out[2], out[3], num_classes, tuple(out[0].shape[1:]), name=where)
