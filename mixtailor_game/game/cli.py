@@ -1,0 +1,218 @@
+"""``mixtailor-game game``: payoff matrix, equilibrium mix and vulnerability of a pool.
+
+The sub-command measures the payoff ``<AGG_r, honest mean>`` (or the cosine)
+of every attack of ``--attacks`` against every rule of ``--pool`` on honest
+samples (synthetic Gaussian rows by default, or a training run's snapshots
+with ``--snapshots DIR``), solves the zero-sum game for the defender's
+minimax mix, prints the vulnerability summary (Proposition 1 per attack) and,
+with ``--design K``, the pool of K rules that keeps the largest worst-case
+fraction of resilient rules. ``--out probs.json`` writes
+``{"pool": [rule names], "probs": [...], ...}``, which
+``mixtailor-game train --aggregator mixtailor --pool SPEC --probs probs.json``
+accepts (same ``--pool`` spec, ``--byzantine`` and ``--seed``: the pool is
+built as the trainer builds it).
+
+This module only parses, calls the library and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._checks import check_int, check_real, fail
+from ._spec import parse_spec, split_top_level
+
+DEFAULT_POOL = "comed,krum,geomed,trimmed_mean"
+DEFAULT_ATTACKS = "ipm[eps=0.1],ipm[eps=2.0],ipm[eps=10.0],alie"
+TRAIN_PREFIXES = ("paper", "families:")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``game`` sub-command to ``subparsers`` (of ``mixtailor-game``)."""
+    p = subparsers.add_parser(
+        "game",
+        help="payoff matrix, equilibrium mix and vulnerability of a pool",
+        description=__doc__.split("\n\n")[1],
+    )
+    p.add_argument("--pool", default=DEFAULT_POOL,
+                   help="paper, families:krum,comed,... or a comma list of rules (names as train takes them, "
+                        f"or specs such as krum[p=3]) (default {DEFAULT_POOL})")
+    p.add_argument("--attacks", default=DEFAULT_ATTACKS,
+                   help=f"comma list of attack specs such as ipm[eps=0.5] (default {DEFAULT_ATTACKS})")
+    p.add_argument("--workers", type=int, default=12, help="n (default 12)")
+    p.add_argument("--byzantine", type=int, default=2, help="f (default 2)")
+    p.add_argument("--dim", type=int, default=50, help="d of the synthetic sample (default 50)")
+    p.add_argument("--samples", type=int, default=8, help="synthetic samples (default 8)")
+    p.add_argument("--noise", type=float, default=3.0,
+                   help="norm of an honest row's noise relative to the mean's norm 1 (default 3)")
+    p.add_argument("--snapshots", metavar="DIR", help="a run directory or its snapshots/ (instead of synthetic)")
+    p.add_argument("--snapshot-limit", dest="snapshot_limit", type=int, default=20,
+                   help="use at most K snapshots, evenly spaced (default 20)")
+    p.add_argument("--payoff", choices=("inner", "cosine"), default="inner", help="payoff (default inner)")
+    p.add_argument("--knowledge", default="full", help="adversary's view: full, partial:K, own (default full)")
+    p.add_argument("--defense", choices=("pool", "none"), default="pool",
+                   help="what the attacks know: the public pool with uniform probabilities, or nothing")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="edge when <AGG, mean> < -threshold (default 0)")
+    p.add_argument("--design", type=int, metavar="K", help="also design a pool of K rules from --pool")
+    p.add_argument("--seed", type=int, default=0, help="seed: samples, attacks, paper pool norms (default 0)")
+    p.add_argument("--out", metavar="JSON", help="write {pool, probs} for train --probs")
+    p.add_argument("--json", dest="json_path", metavar="JSON", help="write every result to this JSON file")
+    p.set_defaults(func=run)
+    return p
+
+
+# --------------------------------------------------------------------------- building
+def build_pool(spec: str, n: int, f: int, seed: int) -> list:
+    """The rules of ``spec``; ``paper`` / ``families:...`` / plain names exactly as ``train`` builds them."""
+    from ..rules import as_rule
+
+    spec = spec.strip()
+    if spec == "paper" or spec.startswith("families:"):
+        from ..train.config import TrainConfig
+        from ..train.trainer import build_server
+
+        cfg = TrainConfig(workers=n, byzantine=f, aggregator="mixtailor", pool=spec, seed=seed, attack="none")
+        return list(build_server(cfg).mixtailor.pool)
+    from .payoff import resolve_rules
+
+    items = split_top_level(spec)
+    if not items:
+        raise fail("game", "pool", "'paper', 'families:a,b' or a comma list of rules", spec)
+    rules = []
+    for item in items:
+        name, params = parse_spec(item)
+        rules.append(as_rule(name, f) if not params else resolve_rules([item], f)[0])
+    return rules
+
+
+def _samples(args, n: int, f: int):
+    from .payoff import load_snapshots, synthetic_samples
+
+    if args.snapshots:
+        snaps = load_snapshots(args.snapshots, limit=args.snapshot_limit)
+        k, fb = snaps[0].honest.shape[0], snaps[0].byzantine.shape[0]
+        if (k + fb, fb) != (n, f):
+            raise fail("game", "snapshots", f"saved with n={n}, f={f} (pass --workers / --byzantine)",
+                       f"n={k + fb}, f={fb}")
+        return [s.honest for s in snaps], f"{len(snaps)} snapshots of {args.snapshots} (d={snaps[0].honest.shape[1]})"
+    gen = torch.Generator().manual_seed(args.seed)
+    samples = synthetic_samples(n - f, args.dim, samples=args.samples, noise=args.noise, generator=gen)
+    return samples, f"{args.samples} synthetic samples (d={args.dim}, noise {args.noise:g})"
+
+
+# --------------------------------------------------------------------------- printing
+def _fmt(x: float) -> str:
+    return "nan" if not np.isfinite(x) else f"{x:.3g}"
+
+
+def format_matrix(pm) -> str:
+    """Attacks x rules table of ``mean +- stderr``."""
+    cells = [[f"{_fmt(v)}+-{_fmt(s)}" if np.isfinite(s) else _fmt(v) for v, s in zip(rv, rs)]
+             for rv, rs in zip(pm.values, pm.stderr)]
+    head = ["attack \\ rule"] + list(pm.rules)
+    rows = [[a] + c for a, c in zip(pm.attacks, cells)]
+    widths = [max(len(str(r[j])) for r in [head] + rows) for j in range(len(head))]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)) for r in [head] + rows]
+    return "\n".join(lines)
+
+
+def _write_json(path: str, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- run
+def run(args) -> int:
+    """Run ``mixtailor-game game`` with parsed ``args``; return the exit status."""
+    from ..rules import RulePool
+    from .design import design_pool
+    from .graph import attack_summaries, vulnerability_graph
+    from .payoff import payoff_matrix
+    from .zero_sum import solve_zero_sum
+
+    where = "game"
+    n = check_int(where, "workers", args.workers, low=2)
+    f = check_int(where, "byzantine", args.byzantine, low=1, high=n - 1)
+    check_int(where, "dim", args.dim, low=1)
+    check_int(where, "samples", args.samples, low=1)
+    check_real(where, "noise", args.noise, low=0.0)
+    check_real(where, "threshold", args.threshold, low=0.0)
+    check_int(where, "seed", args.seed, low=0)
+    rules = build_pool(args.pool, n, f, args.seed)
+    attacks = split_top_level(args.attacks)
+    if not attacks:
+        raise fail(where, "attacks", "a non-empty comma list of attack specs", args.attacks)
+    samples, source = _samples(args, n, f)
+    defense = RulePool(tuple(rules), tuple([1.0 / len(rules)] * len(rules))) if args.defense == "pool" else None
+    gen = torch.Generator().manual_seed(args.seed)
+    pm = payoff_matrix(attacks, rules, samples, n=n, f=f, payoff=args.payoff, knowledge=args.knowledge,
+                       defense=defense, generator=gen)
+    eq = solve_zero_sum(pm.loss)
+    M = len(rules)
+    uniform = np.full(M, 1.0 / M)
+    out = sys.stdout
+    print(f"payoff = {'<AGG, honest mean>' if args.payoff == 'inner' else 'cos(AGG, honest mean)'}"
+          f" (mean +- stderr over {source}), n={n}, f={f}, pool {args.pool!r} ({M} rules)", file=out)
+    print(format_matrix(pm), file=out)
+    print("", file=out)
+    result = {"payoff": pm.to_dict(), "pool_spec": args.pool, "seed": args.seed}
+    if eq.ok:
+        worst_uniform = float(np.min(pm.values @ uniform))
+        print(f"equilibrium (zero-sum LP, HiGHS): status {eq.status}, certificate gap {eq.gap:.2e}", file=out)
+        print(f"  guaranteed payoff of the equilibrium mix: {_fmt(-eq.value)}"
+              f"   of the uniform mix (paper): {_fmt(worst_uniform)}", file=out)
+        print("  defender: " + ", ".join(f"{r}={p:.3f}" for r, p in zip(pm.rules, eq.defender) if p > 5e-4), file=out)
+        print("  attacker: " + ", ".join(f"{a}={q:.3f}" for a, q in zip(pm.attacks, eq.attacker) if q > 5e-4),
+              file=out)
+        result["equilibrium"] = {"defender": eq.defender.tolist(), "attacker": eq.attacker.tolist(),
+                                 "value": eq.value, "gap": eq.gap, "uniform_worst_payoff": worst_uniform}
+    else:
+        print(f"equilibrium: LP failed, status {eq.status} ({eq.message})", file=out)
+        result["equilibrium"] = {"status": eq.status, "message": eq.message}
+    print("", file=out)
+    if args.payoff == "inner":
+        G = vulnerability_graph(pm, threshold=args.threshold)
+        sums = attack_summaries(pm, threshold=args.threshold)
+        print(f"vulnerability (edge: <AGG, mean> < {-args.threshold:g}): {G.number_of_edges()} edges; "
+              f"L = max ||honest mean|| = {_fmt(pm.grad_norm)}", file=out)
+        for s in sums:
+            cond = {True: "holds", False: "fails", None: "n/a"}[s.condition]
+            print(f"  {s.attack}: q/M = {s.q}/{s.M} = {s.fraction:.2f}, beta_min {_fmt(s.beta_min)}, "
+                  f"lambda {_fmt(s.lam)}, Prop. 1 {cond}, bound {_fmt(s.bound)}, "
+                  f"uniform mix payoff {_fmt(s.uniform_inner)}", file=out)
+        result["vulnerability"] = [s.to_dict() for s in sums]
+        if args.design is not None:
+            K = check_int(where, "design", args.design, low=1, high=M)
+            C = pm.values < -args.threshold
+            designs = [design_pool(C, K, method="greedy"), design_pool(C, K, method="ilp")]
+            print("", file=out)
+            for d in designs:
+                print(f"design K={K} ({d.method}, {d.status}): worst-case resilient fraction "
+                      f"{d.worst_fraction:.2f}: {', '.join(d.names(pm.rules))}", file=out)
+            result["design"] = [{"method": d.method, "status": d.status, "rules": d.names(pm.rules),
+                                 "indices": list(d.indices), "worst_fraction": d.worst_fraction} for d in designs]
+    if args.json_path:
+        _write_json(args.json_path, result)
+        print(f"wrote {args.json_path}", file=out)
+    if args.out:
+        if not eq.ok:
+            raise ValueError(f"game: no probabilities to write, the LP failed ({eq.status})")
+        _write_json(args.out, {"pool": list(pm.rules), "probs": [float(x) for x in eq.defender],
+                               "pool_spec": args.pool, "workers": n, "byzantine": f, "seed": args.seed,
+                               "value": eq.value, "gap": eq.gap})
+        print(f"wrote {args.out}: train with --aggregator mixtailor --pool {args.pool!r} "
+              f"--byzantine {f} --seed {args.seed} --probs {args.out}", file=out)
+    return 0

@@ -1,0 +1,61 @@
+"""Pool designer: greedy <= ILP = brute force on small instances."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from mixtailor_game.game import design_brute_force, design_greedy, design_ilp, design_pool, worst_fraction
+
+
+@given(arrays(bool, st.tuples(st.integers(1, 4), st.integers(1, 7))), st.data())
+def test_greedy_le_ilp_eq_brute_force(C, data):
+    K = data.draw(st.integers(1, C.shape[1]))
+    g, i, b = design_greedy(C, K), design_ilp(C, K), design_brute_force(C, K)
+    assert i.status == "optimal"
+    assert i.worst_fraction == pytest.approx(b.worst_fraction)
+    assert g.worst_fraction <= i.worst_fraction + 1e-12
+    for d in (g, i, b):
+        assert len(d.indices) == K == len(set(d.indices))
+        assert d.worst_fraction == pytest.approx(worst_fraction(C, d.indices))
+
+
+def test_greedy_strictly_worse_than_ilp_on_a_known_instance():
+    # R[a, r] = rule r resists attack a. K = 3: {r0, r2, r3} resists every attack at least
+    # once (worst 1/3). Greedy takes r1 (resists most), then r0 (ties broken by index), and
+    # then cannot cover both a0 (only r3) and a1 (only r2): worst 0.
+    R = np.array([
+        [0, 0, 0, 1, 0],
+        [0, 0, 1, 0, 0],
+        [1, 1, 0, 0, 0],
+        [0, 1, 1, 1, 0],
+        [1, 1, 0, 0, 0],
+    ], dtype=bool)
+    C = ~R
+    g, i, b = design_greedy(C, 3), design_ilp(C, 3), design_brute_force(C, 3)
+    assert g.indices == (0, 1, 2) and g.worst_fraction == 0.0
+    assert i.worst_fraction == b.worst_fraction == pytest.approx(1 / 3)
+
+
+def test_all_compromised_and_none_compromised():
+    assert design_ilp(np.ones((2, 3), bool), 2).worst_fraction == 0.0
+    assert design_greedy(np.zeros((2, 3), bool), 3).worst_fraction == 1.0
+
+
+def test_design_pool_auto_and_names():
+    C = np.array([[1, 0, 0], [0, 1, 0]], dtype=bool)
+    d = design_pool(C, 1)
+    assert d.indices == (2,) and d.names(["a", "b", "c"]) == ["c"]
+
+
+@pytest.mark.parametrize("K, msg", [(0, "design_greedy: K must be >= 1, got 0"),
+                                    (4, "design_greedy: K must be <= 3, got 4")])
+def test_validation(K, msg):
+    with pytest.raises(ValueError, match=msg):
+        design_greedy(np.zeros((2, 3), bool), K)
+
+
+def test_non_boolean_input_rejected():
+    with pytest.raises(ValueError, match="design_ilp: C must be boolean"):
+        design_ilp(np.array([[0.5, 1.0]]), 1)
