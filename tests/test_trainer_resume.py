@@ -1,0 +1,122 @@
+"""A run killed mid-way and resumed from its run directory ends with the same
+metrics as an uninterrupted run (seeded CPU, deterministic MixTailor draw)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixtailor_game.train import TrainConfig, Trainer, read_metrics, train
+
+REPO = Path(__file__).resolve().parents[1]
+# MixTailor with a seeded draw, random Byzantine sets and dropout-free momentum SGD:
+# every generator of the trainer is exercised by a resume.
+CFG = TrainConfig(dataset="digits", model="logreg", workers=12, byzantine=2, aggregator="mixtailor",
+                  pool="krum,comed,geomed", deterministic_draw=True, attack="ipm", byzantine_mode="random",
+                  batch_size=16, steps=30, eval_every=7, checkpoint_every=4, seed=11)
+
+
+class Killed(Exception):
+    pass
+
+
+def _kill_at(step_to_die):
+    def callback(step, row):
+        if step == step_to_die:
+            raise Killed
+    return callback
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    summary = train(CFG, out)
+    return read_metrics(out), summary
+
+
+def _final_weights(out):
+    return torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+
+
+@pytest.mark.parametrize("die_at", [10, 14])  # between checkpoints, and right after an eval
+def test_killed_by_an_exception_resumes_to_the_same_metrics(tmp_path, reference, die_at):
+    ref_rows, ref_summary = reference
+    with pytest.raises(Killed):
+        Trainer(CFG, tmp_path, callback=_kill_at(die_at)).run()
+    partial = read_metrics(tmp_path)
+    assert die_at - CFG.checkpoint_every <= len(partial) <= die_at
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] < CFG.steps and not (tmp_path / "summary.json").exists()
+    summary = Trainer(CFG, tmp_path).run()
+    assert read_metrics(tmp_path) == ref_rows
+    assert summary["test_accuracy"] == ref_summary["test_accuracy"]
+    assert summary["invocations"] == 2
+
+
+def test_max_steps_stops_cleanly_and_resumes(tmp_path, reference):
+    ref_rows, _ = reference
+    for expected in (9, 18, 27, 30):
+        s = Trainer(CFG, tmp_path).run(max_steps=9)
+        assert s["steps"] == expected and len(read_metrics(tmp_path)) == expected
+    assert read_metrics(tmp_path) == ref_rows
+    # a finished run is not trained again
+    again = Trainer(CFG, tmp_path).run()
+    assert again["steps"] == 30 and read_metrics(tmp_path) == ref_rows
+
+
+def test_half_written_metrics_line_is_dropped_on_resume(tmp_path, reference):
+    ref_rows, _ = reference
+    with pytest.raises(Killed):
+        Trainer(CFG, tmp_path, callback=_kill_at(6)).run()
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 7, "loss": 0.')  # a kill in the middle of a write
+    Trainer(CFG, tmp_path).run()
+    assert read_metrics(tmp_path) == ref_rows
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == CFG.steps
+
+
+@pytest.mark.slow
+def test_sigkilled_subprocess_resumes_to_the_same_metrics(tmp_path):
+    # A real kill: the CLI in a subprocess, SIGKILL once some steps are logged.
+    cfg = CFG.replace(model="mlp", steps=150, eval_every=25, checkpoint_every=5)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg.to_dict()))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mixtailor_game", "train", "--config", str(cfg_path), "--out", str(out), "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(read_metrics(out)) >= 12:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "summary.json").exists()
+    assert len(read_metrics(out)) < cfg.steps
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ref = tmp_path / "ref"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what the CLI uses (--threads 1): the same float reduction order
+    try:
+        train(cfg, ref)
+    finally:
+        torch.set_num_threads(threads)
+    assert read_metrics(out) == read_metrics(ref)
+    ref_w, got_w = _final_weights(ref), _final_weights(out)
+    for k in ref_w:
+        assert torch.equal(ref_w[k], got_w[k])
