@@ -15,7 +15,14 @@ engine: <= 1.0), in train mode (dropout on, as in training) and eval mode.
 On a GPU (``--device cuda``) the times are synchronized and steps per second
 are reported with the device's name.
 
-    python benchmarks/bench_engines.py [--repeats 15] [--threads 2] [--device cpu] [--out benchmarks/results/engines.json]
+The ratios depend on whether other processes compete for the cores (many
+small calls each pay for the threads' synchronisation then), so the 1-minute
+load average before and after the run is recorded; ``--competitors K``
+starts K busy-looping processes for the duration of the measurement to
+reproduce a loaded machine on purpose (pin the whole run to two cores with
+``taskset -c 0,1`` so that they compete for the same cores).
+
+    python benchmarks/bench_engines.py [--repeats 15] [--threads 2] [--device cpu] [--competitors 0] [--out benchmarks/results/engines.json]
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,6 +111,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (CI has 2 cores)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--competitors", type=int, default=0, help="busy-looping processes to run alongside (simulated load)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "engines.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -127,11 +136,20 @@ def main(argv=None) -> int:
         "cpu_count": os.cpu_count(),
         "repeats": args.repeats,
         "command": "python benchmarks/bench_engines.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "competitors": args.competitors,
+        "load_average_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
-    model.train()
-    result["train_mode"] = measure(model, x, y, device, args.repeats, gen)
-    model.eval()
-    result["eval_mode"] = measure(model, x, y, device, args.repeats, gen)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(args.competitors, 0))]
+    try:
+        model.train()
+        result["train_mode"] = measure(model, x, y, device, args.repeats, gen)
+        model.eval()
+        result["eval_mode"] = measure(model, x, y, device, args.repeats, gen)
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+    result["load_average_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
@@ -146,6 +164,7 @@ def main(argv=None) -> int:
             f"fused {r['median_seconds']['fused'] * 1e3:.1f} ms (x{r['ratio_to_single_batch']['fused']:.2f}); "
             f"best {r['best_engine']} x{r['best_ratio']:.2f} (target <= 1.0: {'met' if r['target_met'] else 'NOT met'})"
         )
+    print(f"load average (1 min) before {result['load_average_1min_before']}, after {result['load_average_1min_after']}")
     print(f"wrote {out}")
     return 0
 

@@ -231,3 +231,56 @@ def test_per_worker_gradients_validation(kwargs, error, message):
     args = {"xs": torch.zeros(2, 4, 4), "ys": torch.zeros(2, 4, dtype=torch.long), **kwargs}
     with pytest.raises(error, match=message):
         per_worker_gradients(model, **args)
+
+
+@pytest.mark.parametrize(
+    "c_in, kwargs, side",
+    [
+        (1, {"kernel_size": 5}, 12),  # the paper CNN's first layer (contiguous path)
+        (3, {"kernel_size": 3}, 9),  # C_in > 1: channels-last path
+        (2, {"kernel_size": 3, "stride": 2}, 10),  # grouped output larger than the kernel: cropped
+        (3, {"kernel_size": (2, 3), "stride": (2, 1), "padding": (1, 0), "dilation": (1, 2), "bias": False}, 9),
+        (1, {"kernel_size": 3, "stride": 3, "padding": 2, "dilation": 2}, 11),
+    ],
+)
+def test_conv2d_worker_grads_match_per_worker_autograd(c_in, kwargs, side):
+    from mixtailor_game.train.engines import _conv2d_worker_grads
+
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        conv = torch.nn.Conv2d(c_in, 4, **kwargs).double()
+    n, b = 3, 4
+    g = torch.Generator().manual_seed(6)
+    a = torch.randn(n * b, c_in, side, side + 1, generator=g, dtype=torch.float64)
+    out_shape = conv(a).shape
+    grad_out = torch.randn(out_shape, generator=g, dtype=torch.float64)
+    weight, bias = _conv2d_worker_grads(conv, a, grad_out, n, b)
+    assert weight.shape == (n, *conv.weight.shape)
+    params = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
+    for w in range(n):
+        rows = slice(w * b, (w + 1) * b)
+        expected = torch.autograd.grad((conv(a[rows]) * grad_out[rows]).sum(), params)
+        torch.testing.assert_close(weight[w], expected[0], rtol=1e-10, atol=1e-12)
+        if conv.bias is None:
+            assert bias is None
+        else:
+            torch.testing.assert_close(bias[w], expected[1], rtol=1e-10, atol=1e-12)
+
+
+def test_fused_matches_loop_for_strided_conv_model_in_float64():
+    with torch.random.fork_rng():
+        torch.manual_seed(8)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3, stride=2),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(4, 5, (2, 3), stride=(2, 1), padding=(1, 0), dilation=(1, 2), bias=False),
+            torch.nn.Flatten(),
+            torch.nn.Linear(5 * 4 * 3, 6),
+        ).double()
+    xs, ys = _batch(4, 3, (3, 13, 15), classes=6)
+    xs = xs.double()
+    g_fused, l_fused = per_worker_gradients(model, xs, ys, engine="fused")
+    g_loop, l_loop = per_worker_gradients(model, xs, ys, engine="loop")
+    torch.testing.assert_close(g_fused, g_loop, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(l_fused, l_loop, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(g_fused[0], g_fused[1])

@@ -14,18 +14,25 @@ Engines:
 * ``fused``: one forward and one backward over all n * b examples, autograd
   asked only for the gradients at the layers' outputs; each worker's weight
   gradients are then formed from its examples' saved inputs and output
-  gradients (Linear: a batched matrix product; Conv2d: torch's convolution
-  weight-gradient kernel per worker). Only for models whose parameters all
-  sit in ``nn.Linear`` / ``nn.Conv2d`` layers (all four models of
+  gradients, all workers of a layer in one call (Linear: a batched matrix
+  product; Conv2d: one grouped convolution with a group per worker, see
+  ``_conv2d_worker_grads``). Only for models whose parameters all sit in
+  ``nn.Linear`` / ``nn.Conv2d`` layers (all four models of
   :mod:`mixtailor_game.models`); other models raise ``ValueError``.
 * ``auto``: a fixed rule, not a timing, so that a seeded run takes the same
   path on every machine: on CPU ``fused`` when the model allows it, else
   ``loop``; on CUDA ``vmap``. ``benchmarks/bench_engines.py`` (paper CNN,
-  n = 12, b = 50, MNIST shape, 2 CPU threads) measured fused at about 1.6x
-  the time of one 600-example gradient, loop 2.7x, vmap 5-6x (a batched
-  conv under vmap becomes a grouped convolution, slow on CPU). The CUDA
-  choice is not measured yet. :func:`fastest_engine` times the engines for
-  a given model and shapes when you want a measurement instead.
+  n = 12, b = 50, MNIST shape, 2 CPU threads) gives the time of one step's
+  gradients over the time of one 600-example gradient; see
+  ``benchmarks/results/engines.json`` for the numbers. They depend on the
+  load: on two idle cores loop (0.8-0.95) beats fused (1.0-1.1), its
+  50-example calls using the cache well; when other processes compete for
+  the two cores (``--competitors 4``) every small call pays for the
+  threads' synchronisation, and fused, with one call per layer, stays at
+  1.0-1.1 while loop goes to about 5 and vmap to 13 (a batched conv under
+  vmap becomes a grouped convolution over all inputs). The
+  CUDA choice is not measured yet. :func:`fastest_engine` times the
+  engines for a given model and shapes when you want a measurement instead.
 
 All engines give the same gradients (up to float rounding) when the model
 has no active dropout (``model.eval()`` or ``make_model(..., dropout=0.0)``).
@@ -265,7 +272,8 @@ def _fused(model: nn.Module, params: Sequence[nn.Parameter], xs, ys, loss_fn_nam
     For a Linear layer with input a_i and output gradient g_i of example i
     (worker w holding examples B_w): dL_w/dW = sum_{i in B_w} g_i a_i^T,
     dL_w/db = sum_{i in B_w} g_i; for a Conv2d layer the same with a_i
-    replaced by its unfolded patches (im2col), summed over positions. The
+    replaced by its patches, summed over positions (computed as one grouped
+    convolution, :func:`_conv2d_worker_grads`). The
     backward pass asks autograd only for the gradients with respect to the
     layers' outputs, so no parameter gradient is computed twice.
     """
@@ -318,24 +326,47 @@ def _fused_weight_grads(modules, saved, grads_out, params, n: int, b: int) -> to
                 add(m.weight, torch.bmm(g2.transpose(1, 2), a2))
                 add(m.bias, g2.sum(1))
             else:
-                # per worker, the conv weight / bias gradient kernel of torch (no input gradient)
-                a5, g5 = a.detach().reshape(n, b, *a.shape[1:]), g.reshape(n, b, *g.shape[1:])
-                gw, gb = [], []
-                for w in range(n):
-                    _, dw, db = torch.ops.aten.convolution_backward(
-                        g5[w], a5[w], m.weight, [m.out_channels] if m.bias is not None else None,
-                        m.stride, m.padding, m.dilation, False, [0, 0], 1, [False, True, m.bias is not None],
-                    )
-                    gw.append(dw)
-                    gb.append(db)
-                add(m.weight, torch.stack(gw))
-                if m.bias is not None:
-                    add(m.bias, torch.stack(gb))
+                gw, gb = _conv2d_worker_grads(m, a.detach(), g, n, b)
+                add(m.weight, gw)
+                add(m.bias, gb)
     rows = [
         per_param[id(p)].reshape(n, -1) if id(p) in per_param else torch.zeros(n, p.numel(), dtype=p.dtype, device=p.device)
         for p in params
     ]
     return torch.cat(rows, dim=1)
+
+
+def _conv2d_worker_grads(m: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, n: int, b: int):
+    """All n workers' weight (n, C_out, C_in, kH, kW) and bias (n, C_out) gradients of a Conv2d in one call.
+
+    With a the layer's input (n * b, C_in, H, W), zero-padded by p, and g the
+    gradient at its output (n * b, C_out, Ho, Wo), worker w's weight gradient
+    is dW_w[o, c, i, j] = sum_{e in B_w, y, x} g[e, o, y, x] a[e, c, s y + d i, s x + d j]
+    (stride s, dilation d). That is a cross-correlation of a with g over the
+    spatial axes, summed over the worker's examples: one grouped convolution
+    with the C_in channels as its batch, the n * b examples as its input
+    channels, the n * C_out maps g[e, o] as its filters (one group per worker:
+    b input channels, C_out filters), stride d, dilation s and padding p; its
+    output is cropped to (kH, kW) (it can be larger when s does not divide
+    H + 2p - d (k - 1) - 1). One call instead of n per-worker weight-gradient
+    calls: on 2 CPU threads with other processes competing for the cores,
+    many small calls each pay for the threads' synchronisation
+    (benchmarks/bench_engines.py). Channels-last layout when C_in > 1 (the
+    grouped convolution's batch), contiguous otherwise: the faster of the two
+    in that benchmark for each of the paper CNN's layers.
+    """
+    c_in, (k_h, k_w) = m.in_channels, m.kernel_size
+    c_out, h_out, w_out = g.shape[1:]
+    inputs = a.transpose(0, 1)  # (C_in, n * b, H, W)
+    filters = g.reshape(n, b, c_out, h_out, w_out).transpose(1, 2).reshape(n * c_out, b, h_out, w_out)
+    if c_in > 1:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+        filters = filters.contiguous(memory_format=torch.channels_last)
+    out = nn.functional.conv2d(inputs, filters, stride=m.dilation, padding=m.padding, dilation=m.stride, groups=n)
+    out = out[:, :, :k_h, :k_w]  # (C_in, n * C_out, kH, kW)
+    weight = out.reshape(c_in, n, c_out, k_h, k_w).permute(1, 2, 0, 3, 4)
+    bias = g.reshape(n, b, c_out, h_out * w_out).sum((1, 3)) if m.bias is not None else None
+    return weight, bias
 
 
 def per_worker_gradients(
