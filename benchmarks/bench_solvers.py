@@ -1,0 +1,148 @@
+"""Benchmarks of solvers/: times as ratios to a baseline measured in the same run.
+
+1. P3 and ExpectedValue (1-D line search) against the paper's pool at n = 12,
+   f = 2 and d = 184,586 (the paper's MNIST CNN), reported with the time of one
+   pass of aggregation over the pool (every pool entry called once on the same
+   rows, as MixTailor would if it ran them all). ``--pool`` picks the families
+   (default krum,comed: the paper pool's geometric medians and Bulyans call the
+   l_p IRLS, about 4-6 s per call at this d on this CPU, so one pass of the full
+   pool alone takes minutes; ``--pool paper --d 18459`` runs the whole pool at
+   d / 10).
+2. SCP on comed at d = 10^4 (n = 12, f = 2, f free rows), with the exact
+   optimum (comed is separable and monotone in each Byzantine entry: sending
+   ``-sign(mu_j) * inf`` is optimal) for the gap.
+3. MILP on comed / trimmed mean at n = 12, f = 2, d = 20 to proven optimality.
+
+Usage: ``python benchmarks/bench_solvers.py [--quick] [--pool krum,comed|paper] [--d D]``.
+Results: ``benchmarks/results/solvers.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import solvers  # noqa: E402
+from mixtailor_game.rules import Comed, TrimmedMean, paper_pool, pool_from_families  # noqa: E402
+
+
+def honest_rows(k, d, seed, mu=0.002, sigma=0.01, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (sigma * torch.randn(k, d, generator=g, dtype=torch.float64) + mu).to(dtype)
+
+
+def one_pass(pool, G):
+    t = time.perf_counter()
+    for r in pool:
+        r(G)
+    return time.perf_counter() - t
+
+
+def bench_line(pool_name, d, n=12, f=2, seed=0):
+    pool = paper_pool(f, seed) if pool_name == "paper" else pool_from_families(f, pool_name.split(","), seed)
+    V = honest_rows(n - f, d, seed)
+    G = torch.cat([V[:f], V])
+    base = one_pass(pool, G)
+    out = {"pool": pool_name, "rules": len(pool), "distinct_rules": len(set(pool)), "n": n, "f": f, "d": d,
+           "one_pass_s": base}
+    for name, prob in (("P3", solvers.P3(V, f, pool)), ("ExpectedValue", solvers.ExpectedValue(V, f, pool))):
+        t = time.perf_counter()
+        sol = solvers.solve(prob)
+        wall = time.perf_counter() - t
+        out[name] = {"seconds": wall, "passes": wall / base, "value": sol.value, "status": sol.status,
+                     "method": sol.method, "line_evaluations": sol.iterations, "t": sol.info.get("t"),
+                     "certificate": sol.certificate}
+        print(f"{name:14s} {pool_name} d={d}: {wall:.2f} s = {wall / base:.2f} passes "
+              f"(one pass {base:.2f} s), value {sol.value:.4g}, {sol.status}", flush=True)
+    return out
+
+
+def bench_scp(d=10_000, n=12, f=2, seed=1, max_iter=40):
+    V = honest_rows(n - f, d, seed, dtype=torch.float64)
+    prob = solvers.TailoredAttack(V, f, Comed(f=f), structure="optimal", objective="inner")
+    inst = prob.compile()
+    t = time.perf_counter()
+    exact_B = (-1e6 * torch.sign(inst.u)).expand(f, -1)
+    exact = solvers.evaluate(inst, exact_B)["value"]
+    G = torch.cat([exact_B, inst.R])
+    base = one_pass([Comed(f=f)], G)
+    out = {"n": n, "f": f, "d": d, "exact_optimum": exact, "one_comed_call_s": base}
+    # a deliberately poor start (the honest mean) shows what SCP itself does
+    for start in ("line", "mean"):
+        init = None if start == "line" else inst.R.mean(0).expand(f, -1)
+        t = time.perf_counter()
+        sol = solvers.solve(prob, method="scp", max_iter=max_iter, init=init)
+        wall = time.perf_counter() - t
+        out[f"start_{start}"] = {"seconds": wall, "value": sol.value, "gap_to_exact": sol.value - exact,
+                                 "iterations": sol.iterations, "accepted": sol.info["accepted"],
+                                 "status": sol.status}
+        print(f"SCP comed d={d} start={start}: {wall:.2f} s, {sol.iterations} it, value {sol.value:.6g}, "
+              f"gap to exact {sol.value - exact:.3g}", flush=True)
+    return out
+
+
+def bench_milp(d=20, n=12, f=2, seed=2):
+    V = honest_rows(n - f, d, seed, dtype=torch.float64)
+    out = {}
+    cases = {
+        "comed": solvers.TailoredAttack(V, f, Comed(f=f), structure="optimal", objective="inner"),
+        "trimmed_mean[b=2]": solvers.TailoredAttack(V, f, TrimmedMean(b=f), structure="optimal",
+                                                    objective="inner"),
+        "P1 comed+trimmed": solvers.P1(V, f, [Comed(f=f), TrimmedMean(b=f)]),
+        "P2 comed+trimmed eps(l_inf)": solvers.P2(V, f, [Comed(f=f), TrimmedMean(b=f)], eps=0.01,
+                                                  eps_p=float("inf")),
+        "comed lambda": solvers.TailoredAttack(V, f, Comed(f=f), structure="optimal", objective="lambda"),
+    }
+    for name, prob in cases.items():
+        t = time.perf_counter()
+        sol = solvers.solve(prob, method="milp", time_limit=120)
+        wall = time.perf_counter() - t
+        out[name] = {"seconds": wall, "status": sol.status, "value": sol.value, "bound": sol.bound,
+                     "gap": sol.gap, "binaries": sol.info["binaries"], "nodes": sol.iterations}
+        print(f"MILP {name} n={n} f={f} d={d}: {wall:.2f} s, {sol.status}, value {sol.value:.6g}, "
+              f"gap {sol.gap}", flush=True)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pool", default="krum,comed", help="'paper' or comma-separated families")
+    ap.add_argument("--d", type=int, default=184_586)
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "solvers.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    d = 2000 if args.quick else args.d
+    res = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                       "torch": torch.__version__},
+           "line": bench_line(args.pool, d),
+           "scp": bench_scp(d=1000 if args.quick else 10_000, max_iter=10 if args.quick else 40),
+           "milp": bench_milp(d=5 if args.quick else 20)}
+    path = Path(args.out)
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+    else:
+        old = {}
+    key = "quick" if args.quick else f"pool={args.pool},d={d}"
+    old[key] = res
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(old, indent=2, default=float))
+    tmp.replace(path)
+    print(f"wrote {path} [{key}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""Method ``"line"``: global 1-D search over ``t`` for rows along a fixed line.
+
+Every Byzantine row is ``B_i(t) = w_0 + t * l`` (+ a fixed spread of
+``eps * (i - (f-1)/2)`` along one coordinate when the similarity filter needs
+distinct rows), with ``l = -sum_i (V_i - w_0)`` for pool problems (P3 is exactly
+this problem with ``t = lambda``) and ``l = -g`` for tailored attacks. The
+rules are black boxes; the method:
+
+1. builds candidates: ``0``, ``+-s0 * geomspace(1e-4, t_max)``, a linear grid
+   on ``[-2 s0, 2 s0]`` (``s0 = max_i ||V_i - w_0|| / ||l||``), the points of the
+   line nearest to each honest row and the midpoints between them, and, for rules
+   that are piecewise linear in ``t`` (mean, comed, trimmed mean), their exact
+   breakpoints ``t = (h_ij - w_0j) / l_j`` when there are at most
+   ``max_breakpoints`` of them;
+2. evaluates every distinct rule at every candidate (``rule.batched`` on
+   chunks of ``[T, n, d]``, or exact closed forms for identical rows: the
+   clamp formula for order statistics, the score formula for Krum); for the
+   max objective (P1-P3) only the cheapest tier of rules is evaluated at every
+   candidate; the costlier ones (Krum's l_p distances, then black boxes) are
+   evaluated lazily, best lower bound first, and skipped where the rules
+   already evaluated exceed the best value found (branch and bound over the
+   candidates);
+3. zooms ``rounds`` times on the brackets of the ``keep`` best candidates.
+
+Status: ``optimal`` for the 1-D problem itself (structure ``"line"``) when every
+rule is piecewise linear in ``t`` with all breakpoints among the candidates and
+the objective is a single rule or an expectation (the minimum of a piecewise
+linear function on ``[-T, T]`` lies at a breakpoint or an end); otherwise
+``feasible`` (a heuristic global search; the restriction to a line of the
+``optimal`` / ``suboptimal`` structures is always only ``feasible``).
+This is not in the paper (which leaves P3 open); published attacks (IPM, ALIE)
+scan one scalar on a coarse grid only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from mixtailor_game.rules import Comed, Krum, Mean, TrimmedMean, pairwise_distances, lp_norm_rows
+from mixtailor_game.rules.krum import scores_from_distances
+
+from .problems import Instance
+from .solution import make_solution, unique_rules
+
+OPTIONS = ("t_max", "n_geo", "n_lin", "max_breakpoints", "rounds", "zoom", "keep", "chunk_elems",
+           "fast", "tol", "t_range")
+
+
+def spread_vector(inst: Instance) -> torch.Tensor | None:
+    """Offsets ``c_i e_j`` that make the f rows pairwise ``eps`` apart (in any l_p), or None."""
+    if inst.structure != "optimal" or inst.eps <= 0 or inst.f < 2:
+        return None
+    j = int(torch.argmin(inst.u.abs()))
+    c = inst.eps * (torch.arange(inst.f, dtype=torch.float64) - (inst.f - 1) / 2)
+    S = torch.zeros(inst.f, inst.d, dtype=torch.float64)
+    S[:, j] = c
+    return S.to(inst.R)
+
+
+def line_rows(inst: Instance, t) -> torch.Tensor:
+    """``Tensor[T, f, d]``: the Byzantine rows at each ``t``."""
+    t = torch.as_tensor(np.atleast_1d(t), dtype=torch.float64, device=inst.R.device)
+    x = inst.offset.double() + t[:, None] * inst.line.double()
+    B = x[:, None, :].expand(-1, inst.f, -1)
+    S = spread_vector(inst)
+    if S is not None:
+        B = B + S.double()
+    return B.to(inst.R)
+
+
+class _BlackBox:
+    """``<rule([B(t); R]) - w_0, u>`` for a batch of ``t`` by ``rule.batched``."""
+
+    tier = 2
+    piecewise_linear = False
+
+    def __init__(self, inst, rule, chunk_elems):
+        self.inst, self.rule = inst, rule
+        self.chunk = max(1, int(chunk_elems // (inst.n * inst.d)))
+
+    def outputs(self, t: np.ndarray) -> torch.Tensor:
+        inst = self.inst
+        outs = []
+        for s in range(0, len(t), self.chunk):
+            Bb = line_rows(inst, t[s:s + self.chunk])
+            Gb = torch.cat([Bb, inst.R.unsqueeze(0).expand(Bb.shape[0], -1, -1)], 1)
+            if Gb.shape[0] == 1:
+                outs.append(self.rule(Gb[0]).unsqueeze(0))
+            else:
+                outs.append(self.rule.batched(Gb))
+        return torch.cat(outs, 0).double() - self.inst.offset.double()
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        return (self.outputs(t) @ self.inst.u.double()).cpu().numpy()
+
+    def breakpoints(self):
+        return None
+
+    def lower_bound(self, t: np.ndarray) -> np.ndarray:
+        return np.full(len(t), -np.inf)
+
+
+class _OrderStat:
+    """Mean of order-statistic positions ``ks`` of ``[f copies of x; R]`` per coordinate.
+
+    With ``h`` the sorted honest column (``m = n - f`` values), position ``k``
+    (0-based) of the merged sorted column is ``clamp(x, h_{k-f}, h_k)``
+    (``h_{<0} = -inf``, ``h_{>=m} = +inf``): comed and trimmed mean in closed form.
+    """
+
+    tier = 0
+    piecewise_linear = True
+
+    def __init__(self, inst, ks, chunk_elems):
+        self.inst = inst
+        H = torch.sort(inst.R.double(), 0).values
+        m = H.shape[0]
+        inf = torch.full_like(H[0], math.inf)
+        self.lo = torch.stack([H[k - inst.f] if k - inst.f >= 0 else -inf for k in ks])
+        self.hi = torch.stack([H[k] if k < m else inf for k in ks])
+        self.rows = sorted({k - inst.f for k in ks if k - inst.f >= 0} | {k for k in ks if k < m})
+        self.H = H
+        self.chunk = max(1, int(chunk_elems // (len(ks) * inst.d)))
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        inst = self.inst
+        u, o, l = inst.u.double(), inst.offset.double(), inst.line.double()
+        out = []
+        for s in range(0, len(t), self.chunk):
+            tt = torch.as_tensor(t[s:s + self.chunk], dtype=torch.float64, device=o.device)
+            x = o + tt[:, None] * l  # [T, d]
+            v = torch.minimum(torch.maximum(x[:, None, :], self.lo), self.hi).mean(1)
+            out.append((v - o) @ u)
+        return torch.cat(out).cpu().numpy()
+
+    def breakpoints(self):
+        inst = self.inst
+        l = inst.line.double()
+        nz = l != 0
+        H = self.H[self.rows][:, nz]
+        return ((H - inst.offset.double()[nz]) / l[nz]).flatten().cpu().numpy()
+
+
+class _Mean:
+    tier = 0
+    piecewise_linear = True
+
+    def __init__(self, inst):
+        self.inst = inst
+        u, o = inst.u.double(), inst.offset.double()
+        self.base = float((inst.R.double().sum(0) / inst.n - o) @ u)
+        self.a = float((o @ u)) * inst.f / inst.n
+        self.slope = float(inst.line.double() @ u) * inst.f / inst.n
+
+    def __call__(self, t):
+        return self.base + self.a + self.slope * np.asarray(t, dtype=np.float64)
+
+    def breakpoints(self):
+        return np.zeros(0)
+
+
+class _Krum:
+    """Krum (eq. (3)) on ``[f copies of x; R]`` from the honest distances, computed once."""
+
+    tier = 1
+    piecewise_linear = False
+
+    def __init__(self, inst, rule, chunk_elems):
+        self.inst, self.rule = inst, rule
+        self.D = pairwise_distances(inst.R, rule.p).double()
+        self.nb = inst.n - rule.f - 2
+        self.chunk = max(1, int(chunk_elems // (inst.R.shape[0] * inst.d)))
+        u, o = inst.u.double(), inst.offset.double()
+        self.h_inner = ((inst.R.double() - o) @ u)
+
+    def lower_bound(self, t: np.ndarray) -> np.ndarray:
+        """Krum outputs a row: its inner product is at least the smallest row's."""
+        inst = self.inst
+        slope = float(inst.line.double() @ inst.u.double())  # <x(t) - w_0, u> = t <l, u>
+        return np.minimum(slope * np.asarray(t, dtype=np.float64), float(self.h_inner.min()))
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        inst, f, m = self.inst, self.inst.f, self.inst.R.shape[0]
+        u, o, l = inst.u.double(), inst.offset.double(), inst.line.double()
+        out = []
+        for s in range(0, len(t), self.chunk):
+            tt = torch.as_tensor(t[s:s + self.chunk], dtype=torch.float64, device=o.device)
+            x = (o + tt[:, None] * l).to(inst.R)
+            delta = lp_norm_rows(inst.R.unsqueeze(0) - x[:, None, :], self.rule.p).double()  # [T, m]
+            T = delta.shape[0]
+            n = inst.n
+            D = torch.zeros(T, n, n, dtype=torch.float64, device=o.device)
+            D[:, f:, f:] = self.D
+            D[:, :f, f:] = delta[:, None, :]
+            D[:, f:, :f] = delta[:, :, None]
+            scores = scores_from_distances(D, self.nb)
+            idx = torch.argmin(scores, dim=1)
+            x_inner = (x.double() - o) @ u
+            val = torch.where(idx < f, x_inner, self.h_inner[(idx - f).clamp_min(0)])
+            out.append(val)
+        return torch.cat(out).cpu().numpy()
+
+    def breakpoints(self):
+        return None
+
+
+def make_evaluator(inst: Instance, rule, chunk_elems: int, fast: bool = True):
+    """The fastest exact evaluator of one rule along the line (identical rows only)."""
+    if fast and spread_vector(inst) is None and inst.objective != "lambda":
+        n = inst.n
+        if type(rule) is Mean:
+            return _Mean(inst)
+        if type(rule) is Comed:
+            ks = [n // 2] if n % 2 == 1 else [n // 2 - 1, n // 2]
+            return _OrderStat(inst, ks, chunk_elems)
+        if type(rule) is TrimmedMean:
+            return _OrderStat(inst, list(range(rule.b, n - rule.b)), chunk_elems)
+        if type(rule) is Krum and inst.n - rule.f - 2 >= 1:
+            return _Krum(inst, rule, chunk_elems)
+    return _BlackBox(inst, rule, chunk_elems)
+
+
+class LineObjective:
+    """Scores (to minimize) of the instance's objective along the line, with evaluation counts."""
+
+    def __init__(self, inst: Instance, chunk_elems: int, fast: bool, tol: float):
+        self.inst = inst
+        self.uniq, _, self.w = unique_rules(inst.rules, inst.weights)
+        self.evals = [make_evaluator(inst, r, chunk_elems, fast) for r in self.uniq]
+        self.tol = tol
+        self.n_evals = 0
+        self.cache: dict[float, float] = {}
+
+    def breakpoints(self):
+        pts = []
+        for e in self.evals:
+            b = e.breakpoints()
+            if b is None:
+                return None
+            pts.append(b)
+        return np.concatenate(pts) if pts else np.zeros(0)
+
+    @property
+    def piecewise_linear(self) -> bool:
+        return all(e.piecewise_linear for e in self.evals)
+
+    def scores(self, t: np.ndarray) -> np.ndarray:
+        t = np.unique(np.asarray(t, dtype=np.float64))
+        new = np.array([x for x in t if x not in self.cache])
+        if len(new):
+            for x, s in zip(new, self._compute(new)):
+                self.cache[float(x)] = float(s)
+        return t, np.array([self.cache[float(x)] for x in t])
+
+    def _compute(self, t: np.ndarray) -> np.ndarray:
+        inst = self.inst
+        self.n_evals += len(t)
+        if inst.objective == "lambda":
+            a = self.evals[0].outputs(t)
+            g = inst.u.double()
+            gn2 = float(g @ g)
+            lam = -(a @ g) / gn2
+            res = (a + lam[:, None] * g).norm(dim=1) / math.sqrt(gn2)
+            ok = res <= self.tol * torch.clamp(lam.abs(), min=1.0)
+            return torch.where(ok, -lam, torch.full_like(lam, math.inf)).cpu().numpy()
+        if inst.kind == "tailored":
+            return self.evals[0](t)
+        return self._branch_and_bound(t)
+
+    def _branch_and_bound(self, t: np.ndarray) -> np.ndarray:
+        """Max (P1-P3) or expectation over the rules, evaluating costly rules lazily.
+
+        The cheapest tier is evaluated at every candidate; every other rule
+        contributes its lower bound (``-inf`` for a black box, the smallest
+        inner product of any row for Krum, whose output is a row). Candidates are
+        then completed best bound first, and a candidate whose bound reaches
+        the best value found is skipped: it cannot win.
+        """
+        is_max = self.inst.kind == "max"
+        w = self.w if not is_max else np.ones(len(self.evals))
+        first = min(e.tier for e in self.evals)
+        cheap = [k for k, e in enumerate(self.evals) if e.tier == first]
+        costly = sorted((k for k, e in enumerate(self.evals) if e.tier != first and (is_max or w[k] > 0)),
+                        key=lambda k: self.evals[k].tier)
+        parts = np.full((len(t), len(self.evals)), -np.inf)
+        for k in cheap:
+            parts[:, k] = self.evals[k](t)
+        for k in costly:
+            parts[:, k] = self.evals[k].lower_bound(t)
+
+        def combine(row):
+            if is_max:
+                return float(np.max(row))
+            return float(np.dot(np.where(w > 0, row, 0.0), w))
+
+        lower = np.array([combine(r) for r in parts])
+        if not costly:
+            return lower
+        if not np.isfinite(lower).any():  # no bound at all: batch everything
+            for k in costly:
+                parts[:, k] = self.evals[k](t)
+            return np.array([combine(r) for r in parts])
+        best = min(self.cache.values(), default=math.inf)
+        out = lower.copy()
+        done = np.zeros(len(t), dtype=bool)
+        for i in np.argsort(lower):
+            if lower[i] >= best:
+                break  # every remaining candidate is at least as bad as the best found
+            row = parts[i].copy()
+            v = lower[i]
+            for k in costly:
+                row[k] = float(self.evals[k](t[i:i + 1])[0])
+                v = combine(row)
+                if v >= best:
+                    break
+            out[i], done[i] = v, True
+            best = min(best, v)
+        # a pruned candidate keeps its lower bound, nudged up so it never wins a tie
+        out[~done] = np.nextafter(out[~done], np.inf)
+        return out
+
+
+def candidates(inst: Instance, obj: LineObjective, opts: dict):
+    """Initial grid on ``[lo, hi]``; returns ``(t, used_all_breakpoints, (lo, hi))``."""
+    l = inst.line.double()
+    ln = float(l.norm())
+    s0 = float((inst.R.double() - inst.offset.double()).norm(dim=1).max()) / ln
+    s0 = s0 if s0 > 0 else 1.0 / ln
+    if opts["t_range"] is not None:
+        lo, hi = (float(v) for v in opts["t_range"])
+    else:
+        hi = opts["t_max"] * s0
+        lo = -hi
+    geo = s0 * np.geomspace(1e-4, opts["t_max"], opts["n_geo"])
+    # the points of the line nearest to each honest row, and the midpoints between them:
+    # where distance-based rules (Krum, Bulyan, geomed) change their choices
+    proj = np.sort(((inst.R.double() - inst.offset.double()) @ l / (ln * ln)).cpu().numpy())
+    mids = (proj[1:] + proj[:-1]) / 2
+    t = np.concatenate([[0.0, lo, hi], geo, -geo, np.linspace(-2 * s0, 2 * s0, opts["n_lin"]), proj, mids])
+    bp = obj.breakpoints() if obj.piecewise_linear else None
+    used_bp = False
+    if bp is not None and len(bp) <= opts["max_breakpoints"]:
+        t = np.concatenate([t, bp])
+        used_bp = True
+    t = t[(t >= lo) & (t <= hi)]
+    return np.unique(t), used_bp, (lo, hi)
+
+
+def solve_line(inst: Instance, **options) -> tuple:
+    """Run the search; returns ``(t_best, score, info)``."""
+    opts = dict(t_max=1e3, n_geo=16, n_lin=17, max_breakpoints=20000, rounds=5, zoom=7, keep=2,
+                chunk_elems=2 ** 23, fast=True, tol=1e-6, t_range=None)
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"solvers.line: options must be among {sorted(OPTIONS)}, got unknown {unknown}")
+    opts.update(options)
+    if float(inst.line.norm()) == 0.0:
+        obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"])
+        t, s = obj.scores(np.array([0.0]))
+        return 0.0, float(s[0]), dict(evaluations=obj.n_evals, exact=True, domain=(0.0, 0.0), obj=obj)
+    obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"])
+    t0, used_bp, (lo, hi) = candidates(inst, obj, opts)
+    t, s = obj.scores(t0)
+    for _ in range(opts["rounds"]):
+        order = np.argsort(s, kind="stable")
+        new = []
+        for i in order[: opts["keep"]]:
+            a = t[max(i - 1, 0)]
+            b = t[min(i + 1, len(t) - 1)]
+            new.append(np.linspace(a, b, opts["zoom"] + 2)[1:-1])
+        t, s = obj.scores(np.concatenate([t, *new]))
+    i = int(np.argmin(s))
+    exact = bool(used_bp and inst.structure == "line" and inst.objective != "lambda"
+                 and (inst.kind != "max" or len(obj.uniq) == 1))
+    return float(t[i]), float(s[i]), dict(evaluations=obj.n_evals, exact=exact, domain=(lo, hi), obj=obj)
+
+
+def method_line(inst: Instance, **options):
+    """``solvers.solve(problem, method="line")``; see the module docstring."""
+    t0 = time.perf_counter()
+    if inst.structure != "optimal" and inst.eps > 0 and inst.f >= 2:
+        B = line_rows(inst, [0.0])[0]
+        return make_solution(inst, B, method="line", status="infeasible", t0=t0,
+                             info=dict(reason="identical rows cannot be eps apart"))
+    tol = options.get("tol", 1e-6)
+    t, score, info = solve_line(inst, **options)
+    B = line_rows(inst, [t])[0]
+    if not math.isfinite(score):
+        status = "infeasible"
+        info["reason"] = "no point of the line is exactly anti-aligned (not a proof)"
+    else:
+        status = "optimal" if info["exact"] else "feasible"
+    info.pop("obj")
+    info["t"] = t
+    return make_solution(inst, B, method="line", status=status, t0=t0,
+                         iterations=info["evaluations"], info=info, tol=tol)

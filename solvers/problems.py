@@ -1,0 +1,353 @@
+"""The attack problems of the paper as frozen dataclasses (Section 2.3, A.1, A.4).
+
+Symbols: ``V`` the honest rows the adversary sees (``Tensor[k, d]``), ``f`` the
+Byzantine rows ``B = (B_1, .., B_f)``, ``n`` workers in all, ``AGG_m`` the rules
+of a pool, ``mu = mean(V)``.
+
+- :class:`TailoredAttack` (Section 2.3, A.1): ``max lambda`` s.t.
+  ``AGG(B, V) = -lambda g`` with ``g = AGG(no attack)`` (objective ``"lambda"``),
+  or the relaxed ``min <AGG(B, V), g>`` (objective ``"inner"``).
+- :class:`P1` / :class:`P2` (A.4): ``min_B max_m <AGG_m(B, V), mu>`` s.t.
+  ``||B_i - B_j|| >= eps``; P2 is the epigraph form with ``xi``; ``xi < 0`` is a
+  certificate that the attack defeats every rule of the pool.
+- :class:`P3` (A.4): P1 restricted to ``B_i = -lambda sum_i V_i`` (a 1-D problem).
+- :class:`ExpectedValue`: ``min_B sum_m p_m <AGG_m(B, V), mu>``: the natural
+  attacker of MixTailor when it knows the pool and its probabilities.
+
+Common keyword-only fields (paper A.1.2-A.1.5, footnote 6 for P1-P3):
+``knowledge`` = ``"full"`` or ``("partial", k)``: the first ``k`` honest rows are
+seen, the ``n - f - k`` unseen ones are replaced by their mean (A.1.2; we count
+``k`` in honest rows, the paper counts worker indices including the ``f``
+Byzantine ones); ``space`` = ``"gradient"`` or ``"model"`` (rows are models,
+``model = w_0``, the target direction is ``s = AGG(no attack) - w_0`` and
+``w' = w_0 - lambda s``, A.1.3); ``n`` (default ``f + len(honest)``); ``own``:
+the Byzantine workers' own honest rows ``Tensor[f, d]`` (the rows ``g_1..g_f``
+of the paper's no-attack aggregate; default: the mean of the seen rows).
+
+Structures: ``"optimal"`` (f free rows, A.1), ``"suboptimal"`` (one free row
+sent f times, A.1.1), ``"line"`` (the row ``w_0 - lambda * sum_i (V_i - w_0)``
+sent f times, the restriction of P3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from mixtailor_game._checks import as_gradients, check_int, check_real, check_regime, fail
+
+STRUCTURES = ("optimal", "suboptimal", "line")
+SPACES = ("gradient", "model")
+OBJECTIVES = ("lambda", "inner")
+
+
+def _choice(where: str, param: str, value, choices) -> str:
+    if value not in choices:
+        raise fail(where, param, f"one of {choices}", value)
+    return value
+
+
+def as_pool(where: str, pool, probs=None) -> tuple[tuple, tuple]:
+    """``(rules, probs)`` from a rule, a sequence of rules, a ``RulePool`` or a ``MixTailor``.
+
+    ``probs`` (if given) overrides the pool's own; the default is the pool's
+    probabilities, else uniform. Raises ``ValueError`` for an empty pool or bad
+    probabilities.
+    """
+    if hasattr(pool, "public") and hasattr(pool.public, "rules"):  # MixTailor
+        pool = pool.public
+    own_probs = None
+    if hasattr(pool, "rules") and hasattr(pool, "probs"):  # RulePool
+        rules, own_probs = tuple(pool.rules), tuple(pool.probs)
+    elif callable(pool):
+        rules = (pool,)
+    else:
+        try:
+            rules = tuple(pool)
+        except TypeError:
+            raise TypeError(f"{where}: pool must be a rule, a sequence of rules or a RulePool, "
+                            f"got {type(pool).__name__}") from None
+    if not rules:
+        raise fail(where, "pool", "a non-empty sequence of rules", rules)
+    for r in rules:
+        if not callable(r):
+            raise TypeError(f"{where}: pool entries must be callable rules, got {type(r).__name__}")
+    if probs is None:
+        probs = own_probs
+    if probs is None:
+        probs = (1.0 / len(rules),) * len(rules)
+    try:
+        probs = tuple(float(p) for p in probs)
+    except (TypeError, ValueError):
+        raise fail(where, "probs", f"a sequence of {len(rules)} numbers", probs) from None
+    if len(probs) != len(rules):
+        raise fail(where, "probs", f"a sequence of {len(rules)} numbers (one per rule)", len(probs))
+    if any(not math.isfinite(p) or p < 0 for p in probs):
+        raise fail(where, "probs", "finite and non-negative", probs)
+    if abs(sum(probs) - 1.0) > 1e-6:
+        raise fail(where, "probs", "summing to 1 (within 1e-6)", sum(probs))
+    return rules, probs
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A problem compiled to one form every method reads.
+
+    ``R``: ``Tensor[n - f, d]`` honest rows after the knowledge completion;
+    ``rules`` / ``weights``: the pool (weights = probabilities for ``"expected"``);
+    ``kind``: ``"tailored"``, ``"max"`` or ``"expected"``; ``u``: the direction
+    whose inner product is minimized (``g`` for tailored, else ``mean - w_0``);
+    ``offset``: ``w_0`` in model space, else 0; ``line``: the replicated line
+    direction ``-sum_i (V_i - w_0)`` (``-g`` for tailored); ``own``: the f
+    reference rows of the Byzantine workers (sending them gives ``lambda = -1``).
+    """
+
+    R: torch.Tensor
+    n: int
+    f: int
+    rules: tuple
+    weights: tuple
+    kind: str
+    objective: str
+    structure: str
+    u: torch.Tensor
+    offset: torch.Tensor
+    line: torch.Tensor
+    eps: float
+    eps_p: float
+    name: str
+    own: torch.Tensor | None = None
+
+    @property
+    def d(self) -> int:
+        return int(self.R.shape[1])
+
+
+class _Problem:
+    """Shared validation and compilation of every problem dataclass."""
+
+    where = "solvers"
+
+    def _validate_common(self):
+        w = self.where
+        honest = as_gradients(self.honest, w) if isinstance(self.honest, torch.Tensor) else None
+        if honest is None:
+            raise TypeError(f"{w}: honest must be a torch.Tensor of shape (k, d), got {type(self.honest).__name__}")
+        f = check_int(w, "f", self.f, low=1)
+        k_all = honest.shape[0]
+        n = f + k_all if self.n is None else check_int(w, "n", self.n, low=2)
+        check_regime(w, n > 2 * f, "n > 2f", n, f)
+        if k_all > n - f:
+            raise fail(w, "honest", f"at most n - f = {n - f} rows", k_all)
+        kn = self.knowledge
+        if kn == "full":
+            if k_all != n - f:
+                raise fail(w, "honest", f"n - f = {n - f} rows with knowledge='full' "
+                           "(use knowledge=('partial', k))", k_all)
+        elif isinstance(kn, tuple) and len(kn) == 2 and kn[0] == "partial":
+            check_int(w, "knowledge k", kn[1], low=1, high=min(k_all, n - f))
+        else:
+            raise fail(w, "knowledge", "'full' or ('partial', k)", kn)
+        _choice(w, "space", self.space, SPACES)
+        d = honest.shape[1]
+        if self.space == "model":
+            if not isinstance(self.model, torch.Tensor) or tuple(self.model.shape) != (d,):
+                raise fail(w, "model", f"a Tensor of shape ({d},) (w_0) when space='model'",
+                           None if self.model is None else tuple(getattr(self.model, "shape", ())))
+        if self.own is not None:
+            if not isinstance(self.own, torch.Tensor) or tuple(self.own.shape) != (f, d):
+                raise fail(w, "own", f"None or a Tensor of shape ({f}, {d})",
+                           tuple(getattr(self.own, "shape", ())))
+        if not bool(torch.isfinite(honest).all()):
+            raise fail(w, "honest", "finite", "a tensor with NaN/Inf")
+        return honest, f, n
+
+    def _check_rules(self, rules):
+        """Each rule's own regime for this ``n`` (e.g. ``krum: needs n > 2f + 2``)."""
+        _, _, n = self._validate_common()
+        for r in rules:
+            if hasattr(r, "check"):
+                r.check(n)
+
+    def _rows(self, honest, f, n):
+        """Seen rows, completed to ``n - f`` rows (A.1.2), and the f reference Byzantine rows."""
+        if self.knowledge == "full":
+            seen = honest
+        else:
+            seen = honest[: self.knowledge[1]]
+        mbar = seen.mean(0, keepdim=True)
+        fill = mbar.expand(n - f - seen.shape[0], -1)
+        R = torch.cat([seen, fill], 0)
+        own = mbar.expand(f, -1) if self.own is None else self.own.to(R)
+        return R, own
+
+    def _compile(self, rules, weights, kind, objective, structure, eps, eps_p, name) -> Instance:
+        honest, f, n = self._validate_common()
+        for r in rules:
+            if hasattr(r, "check"):
+                r.check(n)
+        R, own = self._rows(honest, f, n)
+        offset = self.model.to(R) if self.space == "model" else torch.zeros_like(R[0])
+        ref = torch.cat([own, R], 0)  # the paper's g_1..g_n without attack
+        if kind == "tailored":
+            u = rules[0](ref) - offset
+            if not bool(torch.isfinite(u).all()) or float(u.norm()) == 0.0:
+                raise fail(self.where, "reference direction g = AGG(no attack) - w_0",
+                           "finite and nonzero", float(u.norm()))
+            line = -u
+        else:
+            u = ref.mean(0) - offset
+            line = -(ref - offset).sum(0)
+        return Instance(R=R, n=n, f=f, rules=tuple(rules), weights=tuple(weights), kind=kind,
+                        objective=objective, structure=structure, u=u, offset=offset, line=line,
+                        eps=eps, eps_p=eps_p, name=name, own=own)
+
+
+def _check_eps(where, eps, eps_p):
+    eps = check_real(where, "eps", eps, low=0.0)
+    eps_p = check_real(where, "eps_p", eps_p, low=1.0, allow_inf=True)
+    return eps, eps_p
+
+
+@dataclass(frozen=True, eq=False)
+class TailoredAttack(_Problem):
+    """Tailored attack against one rule (paper Section 2.3 and A.1.1-A.1.5).
+
+    ``objective="lambda"``: ``max lambda`` s.t. ``AGG(B, V) - w_0 = -lambda g``
+    (exact anti-alignment; often infeasible); ``objective="inner"``: the
+    relaxed ``min <AGG(B, V) - w_0, g>``. ``g = AGG(own, V) - w_0`` is the
+    no-attack direction. ``structure``: ``"optimal"`` (f free rows) or
+    ``"suboptimal"`` (one row replicated, A.1.1).
+
+    >>> from mixtailor_game.rules import Comed
+    >>> p = TailoredAttack(torch.ones(4, 2), f=1, rule=Comed(f=1), objective="inner")
+    >>> p.compile().kind
+    'tailored'
+    """
+
+    honest: torch.Tensor
+    f: int
+    rule: object
+    structure: str = "optimal"
+    objective: str = "lambda"
+    knowledge: object = field(default="full", kw_only=True)
+    space: str = field(default="gradient", kw_only=True)
+    model: object = field(default=None, kw_only=True, repr=False)
+    n: object = field(default=None, kw_only=True)
+    own: object = field(default=None, kw_only=True, repr=False)
+    where = "tailored"
+
+    def __post_init__(self):
+        _choice(self.where, "structure", self.structure, ("optimal", "suboptimal"))
+        _choice(self.where, "objective", self.objective, OBJECTIVES)
+        if not callable(self.rule) or isinstance(self.rule, (list, tuple)):
+            raise TypeError(f"{self.where}: rule must be one callable rule, got {type(self.rule).__name__}")
+        self._check_rules((self.rule,))
+
+    def compile(self) -> Instance:
+        return self._compile((self.rule,), (1.0,), "tailored", self.objective, self.structure,
+                             0.0, 2.0, "tailored")
+
+
+@dataclass(frozen=True, eq=False)
+class P1(_Problem):
+    """Paper A.4, P1: ``min_B max_m <AGG_m(B, V), mu>`` s.t. ``||B_i - B_j||_{eps_p} >= eps``.
+
+    ``structure`` (default ``"optimal"``: f free rows); ``eps >= 0`` the
+    similarity filter, ``eps_p`` its norm (the paper's is unspecified; 2 by
+    default). With ``"suboptimal"`` / ``"line"`` and ``f >= 2``, ``eps > 0``
+    is infeasible (identical rows).
+    """
+
+    honest: torch.Tensor
+    f: int
+    pool: object
+    eps: float = 0.0
+    structure: str = "optimal"
+    eps_p: float = 2.0
+    knowledge: object = field(default="full", kw_only=True)
+    space: str = field(default="gradient", kw_only=True)
+    model: object = field(default=None, kw_only=True, repr=False)
+    n: object = field(default=None, kw_only=True)
+    own: object = field(default=None, kw_only=True, repr=False)
+    where = "P1"
+
+    def __post_init__(self):
+        _choice(self.where, "structure", self.structure, STRUCTURES)
+        _check_eps(self.where, self.eps, self.eps_p)
+        self._check_rules(as_pool(self.where, self.pool)[0])
+
+    def compile(self) -> Instance:
+        rules, probs = as_pool(self.where, self.pool)
+        eps, eps_p = _check_eps(self.where, self.eps, self.eps_p)
+        return self._compile(rules, probs, "max", "xi", self.structure, eps, eps_p, self.where)
+
+
+@dataclass(frozen=True, eq=False)
+class P2(P1):
+    """Paper A.4, P2: ``min xi`` s.t. ``<AGG_m(B, V), mu> <= xi`` for all m and the
+    similarity filter: the epigraph form of :class:`P1` (same optimum).
+    ``xi < 0`` certifies that the attack defeats every rule of the pool."""
+
+    where = "P2"
+
+
+@dataclass(frozen=True, eq=False)
+class P3(_Problem):
+    """Paper A.4, P3: ``min_lambda max_m <AGG_m(B(lambda), V), mu>`` with every
+    Byzantine row ``B(lambda) = -lambda sum_{i=1}^n V_i`` (the sum over the n
+    reference rows; in model space ``w_0 - lambda sum_i (w_i - w_0)``).
+    No similarity filter (the rows are identical)."""
+
+    honest: torch.Tensor
+    f: int
+    pool: object
+    knowledge: object = field(default="full", kw_only=True)
+    space: str = field(default="gradient", kw_only=True)
+    model: object = field(default=None, kw_only=True, repr=False)
+    n: object = field(default=None, kw_only=True)
+    own: object = field(default=None, kw_only=True, repr=False)
+    where = "P3"
+
+    def __post_init__(self):
+        self._check_rules(as_pool(self.where, self.pool)[0])
+
+    def compile(self) -> Instance:
+        rules, probs = as_pool(self.where, self.pool)
+        return self._compile(rules, probs, "max", "xi", "line", 0.0, 2.0, self.where)
+
+
+@dataclass(frozen=True, eq=False)
+class ExpectedValue(_Problem):
+    """``min_B sum_m p_m <AGG_m(B, V), mu>`` (the attacker of MixTailor that knows
+    the pool and its probabilities ``probs``; default: the pool's, else uniform).
+
+    ``structure`` defaults to ``"line"`` (1-D, scales to any d); ``"optimal"`` /
+    ``"suboptimal"`` search f free rows / one replicated row; ``eps`` as in P1.
+    """
+
+    honest: torch.Tensor
+    f: int
+    pool: object
+    probs: object = None
+    eps: float = 0.0
+    structure: str = "line"
+    eps_p: float = 2.0
+    knowledge: object = field(default="full", kw_only=True)
+    space: str = field(default="gradient", kw_only=True)
+    model: object = field(default=None, kw_only=True, repr=False)
+    n: object = field(default=None, kw_only=True)
+    own: object = field(default=None, kw_only=True, repr=False)
+    where = "expected"
+
+    def __post_init__(self):
+        _choice(self.where, "structure", self.structure, STRUCTURES)
+        _check_eps(self.where, self.eps, self.eps_p)
+        self._check_rules(as_pool(self.where, self.pool, self.probs)[0])
+
+    def compile(self) -> Instance:
+        rules, probs = as_pool(self.where, self.pool, self.probs)
+        eps, eps_p = _check_eps(self.where, self.eps, self.eps_p)
+        return self._compile(rules, probs, "expected", "expected", self.structure, eps, eps_p, self.where)

@@ -1,0 +1,191 @@
+"""``AttackSolution`` and the evaluation of Byzantine rows with the real rules.
+
+Every value a solver reports is recomputed here by running the real rules on
+the returned rows (never taken from a relaxation or a surrogate model):
+``inner_m = <AGG_m(B, R) - w_0, u>`` and ``cos_m = inner_m / (||AGG_m - w_0|| ||u||)``
+with the Byzantine rows first (the paper's convention; rules break ties by
+the lowest index, so ties go to the Byzantine rows). The objective is then
+
+- ``"xi"`` (P1-P3): ``max_m inner_m``;
+- ``"expected"``: ``sum_m p_m inner_m``;
+- ``"inner"`` (tailored, relaxed): ``inner`` of the single rule;
+- ``"lambda"`` (tailored, exact): ``lambda = -<a, g> / ||g||^2`` with
+  ``a = AGG - w_0``, feasible when ``||a + lambda g|| <= tol max(1, |lambda|) ||g||``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .problems import Instance
+
+STATUSES = ("optimal", "feasible", "infeasible", "budget")
+
+
+@dataclass(frozen=True)
+class AttackSolution:
+    """The result of :func:`solvers.solve` (a result, never an exception, for infeasible problems).
+
+    ``byzantine``: ``Tensor[f, d]`` (for an infeasible problem: the best rows
+    found when the violated constraint is ignored); ``value``: the objective
+    recomputed with the real rules (``objective`` says which: ``"lambda"``,
+    ``"inner"``, ``"xi"``, ``"expected"``); ``per_rule_inner`` /
+    ``per_rule_cosine``: one entry per rule of the problem's pool, in pool
+    order; ``status`` in ``optimal`` / ``feasible`` / ``infeasible`` /
+    ``budget``; ``bound``: a proven bound on the optimum where the method has
+    one (a lower bound for minimization, an upper bound on lambda); ``gap``:
+    ``|value - bound|``; ``certificate``: for P1-P3, ``True`` when ``xi < 0``
+    and the similarity filter holds (the rows defeat every rule of the pool,
+    paper A.4), else ``False``; ``None`` for other problems.
+    """
+
+    byzantine: torch.Tensor
+    value: float
+    per_rule_inner: tuple
+    per_rule_cosine: tuple
+    status: str
+    gap: float | None
+    bound: float | None
+    iterations: int
+    wall_time: float
+    method: str
+    certificate: bool | None
+    objective: str
+    problem: str
+    rule_names: tuple = ()
+    residual: float | None = None
+    filter_ok: bool = True
+    info: dict = field(default_factory=dict, repr=False)
+
+    def summary(self) -> str:
+        gap = "-" if self.gap is None else f"{self.gap:.3g}"
+        return (f"{self.problem}/{self.method}: {self.objective}={self.value:.6g} status={self.status} "
+                f"gap={gap} certificate={self.certificate} time={self.wall_time:.3g}s")
+
+
+def unique_rules(rules, weights):
+    """Deduplicate equal rules (frozen dataclasses compare by value).
+
+    Returns ``(uniq, index, w)``: the distinct rules, the position in ``uniq``
+    of each pool entry and the summed weight of each distinct rule.
+    """
+    uniq: list = []
+    pos: dict = {}
+    index = []
+    for r in rules:
+        try:
+            key = r
+            hash(key)
+        except TypeError:
+            key = id(r)
+        if key not in pos:
+            pos[key] = len(uniq)
+            uniq.append(r)
+        index.append(pos[key])
+    w = np.zeros(len(uniq))
+    for i, wt in zip(index, weights):
+        w[i] += wt
+    return uniq, np.asarray(index), w
+
+
+def full_rows(inst: Instance, B: torch.Tensor) -> torch.Tensor:
+    """``G = [B; R]`` (Byzantine rows first), in the dtype and device of ``R``."""
+    return torch.cat([B.to(inst.R), inst.R], 0)
+
+
+def rule_output(rule, G: torch.Tensor) -> torch.Tensor:
+    return rule(G)
+
+
+def evaluate(inst: Instance, B: torch.Tensor, tol: float = 1e-6) -> dict:
+    """Run every distinct rule once on ``[B; R]`` and return inner products, cosines,
+    the objective value, the lambda residual and whether the filter holds."""
+    uniq, index, w = unique_rules(inst.rules, inst.weights)
+    G = full_rows(inst, B)
+    u = inst.u.double()
+    un = float(u.norm())
+    inner_u, cos_u, outs = [], [], []
+    for r in uniq:
+        a = (rule_output(r, G).double() - inst.offset.double())
+        outs.append(a)
+        ip = float(a @ u)
+        an = float(a.norm())
+        inner_u.append(ip)
+        cos_u.append(ip / (an * un) if an > 0 and un > 0 else 0.0)
+    inner_u = np.asarray(inner_u)
+    residual = None
+    if inst.kind == "max":
+        value = float(inner_u.max())
+    elif inst.kind == "expected":
+        value = float(inner_u @ w)
+    elif inst.objective == "inner":
+        value = float(inner_u[0])
+    else:
+        g = u
+        lam = -inner_u[0] / (un * un)
+        residual = float((outs[0] + lam * g).norm()) / un
+        value = float(lam)
+    filt = filter_holds(inst, B)
+    return dict(
+        inner=tuple(float(inner_u[i]) for i in index),
+        cosine=tuple(float(cos_u[i]) for i in index),
+        value=value,
+        residual=residual,
+        feasible_lambda=None if residual is None else residual <= tol * max(1.0, abs(value)),
+        filter_ok=filt,
+    )
+
+
+def pair_distances(B: torch.Tensor, p: float) -> torch.Tensor:
+    """``||B_i - B_j||_p`` for all pairs ``i < j`` (float64)."""
+    B = B.double()
+    f = B.shape[0]
+    out = []
+    for i in range(f):
+        for j in range(i + 1, f):
+            out.append(torch.linalg.vector_norm(B[i] - B[j], ord=p))
+    return torch.stack(out) if out else B.new_zeros(0)
+
+
+def filter_holds(inst: Instance, B: torch.Tensor, rel: float = 1e-9) -> bool:
+    """Whether ``||B_i - B_j||_{eps_p} >= eps`` for every pair (up to ``rel * eps``)."""
+    if inst.eps <= 0 or B.shape[0] < 2:
+        return True
+    return bool((pair_distances(B, inst.eps_p) >= inst.eps * (1 - rel)).all())
+
+
+def make_solution(inst: Instance, B: torch.Tensor, *, method: str, status: str, t0: float,
+                  iterations: int = 0, bound: float | None = None, info: dict | None = None,
+                  tol: float = 1e-6) -> AttackSolution:
+    """Evaluate ``B`` with the real rules and package an :class:`AttackSolution`.
+
+    ``status`` is the method's claim; it is downgraded when the real rules
+    disagree: a ``"lambda"`` problem whose rows are not exactly anti-aligned, or
+    rows that break the similarity filter, are not ``optimal`` / ``feasible``.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"solvers: status must be one of {STATUSES}, got {status!r}")
+    B = B.detach().to(inst.R).clone()
+    ev = evaluate(inst, B, tol)
+    if status != "infeasible":
+        if not ev["filter_ok"] or (ev["feasible_lambda"] is False):
+            status = "infeasible"
+    gap = None
+    if bound is not None and status != "infeasible" and math.isfinite(bound):
+        gap = abs(ev["value"] - bound)
+    cert = None
+    if inst.kind == "max":
+        cert = bool(status != "infeasible" and ev["filter_ok"] and ev["value"] < 0)
+    names = tuple(getattr(r, "name", type(r).__name__) for r in inst.rules)
+    return AttackSolution(
+        byzantine=B, value=ev["value"], per_rule_inner=ev["inner"], per_rule_cosine=ev["cosine"],
+        status=status, gap=gap, bound=bound, iterations=int(iterations),
+        wall_time=time.perf_counter() - t0, method=method, certificate=cert,
+        objective=inst.objective, problem=inst.name, rule_names=names, residual=ev["residual"],
+        filter_ok=ev["filter_ok"], info=dict(info or {}),
+    )

@@ -1,0 +1,66 @@
+"""``solvers.solve(problem, method=None, **options)``: one entry point for every method.
+
+Methods (one module each): ``"line"`` (1-D global search, :mod:`solvers.line`),
+``"milp"`` (exact mixed-integer program for mean / comed / trimmed mean,
+:mod:`solvers.milp`), ``"scp"`` (sequential convex programming for f free rows,
+:mod:`solvers.scp`), ``"relax"`` (convex piecewise-linear relaxation of the 1-D
+problem, :mod:`solvers.relax`). ``method=None`` picks, in order:
+
+1. ``"line"`` for the 1-D structure (P3, ``structure="line"``);
+2. ``"milp"`` when every rule is mean / comed / trimmed mean, ``f <= 4`` and
+   ``n * d <= milp_max_size`` (400), and the filter norm is l_1 / l_inf (or d = 1);
+3. ``"line"`` for a tailored ``"lambda"`` problem (exact equality is out of
+   reach of first-order methods);
+4. ``"scp"`` otherwise (started from the best point of the line search).
+
+The solution records the method used (``solution.method``).
+"""
+
+from __future__ import annotations
+
+from .line import method_line
+from .milp import milp_applicable, method_milp
+from .problems import ExpectedValue, P1, P2, P3, TailoredAttack
+from .relax import method_relax
+from .scp import method_scp
+from .solution import AttackSolution
+
+METHODS = {"line": method_line, "milp": method_milp, "scp": method_scp, "relax": method_relax}
+PROBLEMS = (TailoredAttack, P1, P2, P3, ExpectedValue)
+
+
+def choose_method(inst, milp_max_size: int = 400) -> str:
+    """The method ``solve(problem)`` uses when none is given (see the module docstring)."""
+    if inst.structure == "line":
+        return "line"
+    if milp_applicable(inst) is None and inst.n * inst.d <= milp_max_size:
+        return "milp"
+    if inst.objective == "lambda":
+        return "line"
+    return "scp"
+
+
+def solve(problem, method: str | None = None, **options) -> AttackSolution:
+    """Solve one problem of :mod:`solvers.problems`; returns an :class:`AttackSolution`.
+
+    Errors: ``TypeError`` for an object that is not a problem, ``ValueError``
+    for an unknown method or option, or a method that does not apply (the
+    message says why). An infeasible problem is a result (status
+    ``"infeasible"``), not an exception.
+
+    >>> import torch
+    >>> from mixtailor_game.rules import Comed
+    >>> V = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    >>> sol = solve(P3(V, f=1, pool=[Comed(f=1)]))
+    >>> (sol.method, sol.status, round(sol.value, 4))
+    ('line', 'optimal', 5.0)
+    """
+    if not isinstance(problem, PROBLEMS):
+        raise TypeError(f"solvers.solve: problem must be one of {[p.__name__ for p in PROBLEMS]}, "
+                        f"got {type(problem).__name__}")
+    inst = problem.compile()
+    if method is None:
+        method = choose_method(inst, options.pop("milp_max_size", 400))
+    if method not in METHODS:
+        raise ValueError(f"solvers.solve: method must be one of {sorted(METHODS)} or None, got {method!r}")
+    return METHODS[method](inst, **options)

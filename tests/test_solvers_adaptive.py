@@ -1,0 +1,102 @@
+"""The adaptive attack (mixtailor_game.attacks.adaptive) and the SCP linear models."""
+
+import numpy as np
+import pytest
+import torch
+
+import solvers
+from mixtailor_game.attacks import make_attack, make_view
+from mixtailor_game.attacks.adaptive import AdaptiveAttack
+from mixtailor_game.rules import Bulyan, Comed, Geomed, Krum, Mean, MixTailor, MultiKrum, TrimmedMean
+from solvers.linearize import model_weights
+
+
+def honest(k, d, seed, mu=0.5):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(k, d, generator=g, dtype=torch.float64) + mu
+
+
+def test_registry_builds_the_adaptive_attack_and_it_solves_the_problem():
+    H = honest(10, 6, 0)
+    mt = MixTailor([Krum(f=2), Comed(f=2)], probs=[0.3, 0.7])
+    view = make_view(H, n=12, f=2, defense=mt)
+    atk = make_attack("adaptive", problem="expected")
+    assert isinstance(atk, AdaptiveAttack) and atk.name == "adaptive[problem=expected]"
+    B = atk(view)
+    assert B.shape == (2, 6) and B.dtype == H.dtype
+    ref = solvers.solve(solvers.ExpectedValue(H, 2, [Krum(f=2), Comed(f=2)], probs=[0.3, 0.7]))
+    torch.testing.assert_close(B, ref.byzantine)
+    assert atk.last_solution.value == pytest.approx(ref.value)
+    assert atk.last_solution.objective == "expected"
+
+
+@pytest.mark.parametrize("problem", ["p3", "p2", "tailored"])
+def test_each_problem_runs_from_a_view(problem):
+    H = honest(4, 3, 1)
+    view = make_view(H, n=5, f=1, defense=Comed(f=1))
+    atk = make_attack("adaptive", problem=problem)
+    B = atk(view)
+    assert B.shape == (1, 3) and bool(torch.isfinite(B).all())
+    assert atk.last_solution.problem == {"p3": "P3", "p2": "P2", "tailored": "tailored"}[problem]
+
+
+def test_partial_and_own_knowledge_views():
+    H = honest(10, 4, 2)
+    own = honest(2, 4, 3)
+    v = make_view(H, n=12, f=2, knowledge="partial:3", defense=Comed(f=2))
+    atk = make_attack("adaptive", problem="p3")
+    atk(v)
+    inst = atk.build_problem(v).compile()
+    assert inst.R.shape == (10, 4)
+    torch.testing.assert_close(inst.R[3:], H[:3].mean(0).expand(7, -1))
+    v = make_view(H, n=12, f=2, knowledge="own", defense=Comed(f=2), own=own)
+    inst = atk.build_problem(v).compile()
+    torch.testing.assert_close(inst.u, own.mean(0))
+    v = make_view(H, n=12, f=2, knowledge="own", defense=Comed(f=2))
+    with pytest.raises(ValueError, match="adaptive: needs visible honest rows or view.own"):
+        atk(v)
+
+
+def test_model_space_sends_models():
+    H = honest(4, 3, 4)
+    w0 = torch.full((3,), 2.0, dtype=torch.float64)
+    models = w0 - 0.1 * H
+    v = make_view(models, n=5, f=1, defense=Comed(f=1), model=w0)
+    B = make_attack("adaptive", problem="p3", space="model")(v)
+    ref = make_attack("adaptive", problem="p3")(make_view(w0 - models, n=5, f=1, defense=Comed(f=1)))
+    torch.testing.assert_close(B, w0 - ref)
+
+
+def test_bad_parameters_and_defenses_raise():
+    with pytest.raises(ValueError, match="adaptive: problem must be one of"):
+        make_attack("adaptive", problem="p4")
+    with pytest.raises(ValueError, match="adaptive: eps must be >= 0"):
+        make_attack("adaptive", eps=-1.0)
+    with pytest.raises(ValueError, match="adaptive: method must be one of"):
+        make_attack("adaptive", method="newton")
+    H = honest(10, 2, 5)
+    v = make_view(H, n=12, f=2, defense=MixTailor([Krum(f=2), Comed(f=2)]))
+    with pytest.raises(ValueError, match="adaptive: view.defense must be a single rule"):
+        make_attack("adaptive", problem="tailored")(v)
+    with pytest.raises(ValueError, match="adaptive: view.defense must be a rule or a RulePool"):
+        make_attack("adaptive")(make_view(H, n=12, f=2))
+
+
+RULES = [Mean(), Comed(f=2), TrimmedMean(b=2), Krum(f=2), Krum(f=2, p=1.0), MultiKrum(f=2, m=3),
+         Geomed(f=2), Geomed(f=2, p=3.0), Bulyan(f=1), Bulyan(f=1, select="comed", aggregate="comed"),
+         Bulyan(f=1, select="average", aggregate="average", p=3.0)]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+def test_linear_models_match_finite_differences_of_the_real_rules(rule):
+    """Where the rule's choices do not change (a tiny step), its output moves as W predicts."""
+    G = honest(9, 5, 6)
+    G[0] = G[1:].mean(0) + 0.01 * honest(1, 5, 7)[0]  # a Byzantine row that gets selected / averaged
+    W = model_weights(rule, G)
+    h = 1e-7
+    D = honest(9, 5, 8) - 0.5
+    D[2:] = 0.0  # move the two "Byzantine" rows only
+    pred = (W * D).sum(0) * h
+    diff = rule(G + h * D) - rule(G)
+    tol = 1e-4 if rule.family == "geomed" or "geomed" in rule.name else 1e-9
+    np.testing.assert_allclose(diff.numpy(), pred.numpy(), atol=tol * h * 10 + 1e-15, rtol=tol)

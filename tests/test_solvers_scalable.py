@@ -1,0 +1,166 @@
+"""Scalable methods (line, scp, relax): never better than the exact optimum, equal to it
+where the paper's attacks are known to succeed, statuses and certificates."""
+
+import numpy as np
+import pytest
+import torch
+
+import solvers
+from solvers.line import line_rows
+from mixtailor_game.rules import Comed, Geomed, Krum, TrimmedMean
+
+
+def honest(k, d, seed, mu=0.7, sigma=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return sigma * torch.randn(k, d, generator=g, dtype=torch.float64) + mu
+
+
+def krum_reference_d1(b: np.ndarray, R: np.ndarray, f: int) -> np.ndarray:
+    """Slow, obviously-correct Krum (eq. (3)) for d = 1: index of the chosen row of
+    ``[b_k; R]`` for every grid value ``b_k`` (plain numpy float64, ties to the lowest index)."""
+    X = np.concatenate([b[:, None], np.broadcast_to(R, (len(b), len(R)))], 1)  # [m, n]
+    n = X.shape[1]
+    D = (X[:, :, None] - X[:, None, :]) ** 2
+    S = np.sort(D, 2)[:, :, 1:n - f - 1].sum(2)  # drop the zero self-distance, keep n - f - 2
+    return X[np.arange(len(b)), np.argmin(S, 1)]
+
+
+def krum_brute_d1(inst, lo, hi, m=20001):
+    """min over b in [lo, hi] (grid) of <Krum([b; R]), u>, by the reference above."""
+    b = np.linspace(lo, hi, m)
+    chosen = krum_reference_d1(b, inst.R.numpy()[:, 0], inst.rules[0].f)
+    vals = chosen * float(inst.u[0])
+    i = int(np.argmin(vals))
+    G = torch.cat([torch.tensor([[b[i]]], dtype=torch.float64), inst.R])
+    assert float(inst.rules[0](G) @ inst.u) == pytest.approx(vals[i])  # the real rule agrees
+    return float(vals[i]), (hi - lo) / (m - 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_small_eps_vs_krum_line_and_scp_reach_the_brute_force_optimum(seed):
+    V = honest(4, 1, seed, mu=0.3)
+    p = solvers.TailoredAttack(V, 1, Krum(f=1), structure="optimal", objective="inner")
+    inst = p.compile()
+    R = inst.R.numpy()[:, 0]
+    ref, step = krum_brute_d1(inst, R.min() - 3, R.max() + 3)
+    slack = abs(float(inst.u[0])) * step
+    for method in ("line", "scp"):
+        sol = solvers.solve(p, method=method)
+        assert sol.value >= ref - slack - 1e-12, method   # never better than the optimum
+        assert sol.value <= ref + slack + 1e-12, method   # and reaches it (d = 1: the line is everything)
+    # the paper's IPM with a small eps defeats Krum when the noise dominates the mean
+    V = honest(6, 20, seed, mu=0.05, sigma=1.0)
+    s3 = solvers.solve(solvers.P3(V, 2, [Krum(f=2)]))
+    assert s3.value < 0 and s3.certificate is True and s3.per_rule_inner[0] < 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_large_eps_vs_comed_line_reaches_the_milp_optimum(seed):
+    V = honest(4, 3, seed)
+    for p in (solvers.TailoredAttack(V, 1, Comed(f=1), objective="inner"),
+              solvers.ExpectedValue(V, 1, [Comed(f=1)], structure="optimal")):
+        exact = solvers.solve(p, method="milp")
+        line = solvers.solve(p, method="line")
+        scp = solvers.solve(p, method="scp")
+        assert exact.status == "optimal"
+        assert line.value == pytest.approx(exact.value, abs=1e-9)
+        assert scp.value == pytest.approx(exact.value, abs=1e-9)
+        # the paper's IPM with a large eps (rows -t * sum V, t large) is optimal against comed
+        inst = p.compile()
+        ipm = solvers.evaluate(inst, line_rows(inst, [100.0])[0])
+        assert ipm["value"] == pytest.approx(exact.value, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_scalable_methods_never_beat_the_exact_optimum(seed):
+    V = honest(5, 2, seed)
+    pool = [Comed(f=2), TrimmedMean(b=2)]
+    for p in (solvers.P1(V, 2, pool), solvers.ExpectedValue(V, 2, pool, probs=[0.2, 0.8], structure="optimal")):
+        exact = solvers.solve(p, method="milp")
+        assert exact.status == "optimal"
+        for method in ("line", "scp"):
+            sol = solvers.solve(p, method=method)
+            assert sol.value >= exact.value - 1e-9, method
+    p3 = solvers.P3(V, 2, pool)
+    exact = solvers.solve(p3, method="milp")
+    relax = solvers.solve(p3, method="relax")
+    line = solvers.solve(p3, method="line")
+    assert relax.value >= exact.value - 1e-9 and line.value >= exact.value - 1e-9
+    assert relax.info["bound_valid"] and relax.bound <= exact.value + 1e-9
+    assert relax.info["gap_to_line"] == pytest.approx(relax.value - line.value)
+    assert relax.gap == pytest.approx(abs(relax.value - relax.bound), abs=1e-12)
+
+
+def test_scp_improves_on_the_line_start_at_moderate_scale():
+    V = honest(10, 20, 7, mu=0.1)
+    p = solvers.P1(V, 2, [Comed(f=2), Krum(f=2)])
+    line = solvers.solve(p, method="line")
+    scp = solvers.solve(p, method="scp", max_iter=30)
+    assert scp.method == "scp" and scp.status in ("feasible", "budget")
+    assert scp.value <= line.value + 1e-12
+    assert scp.iterations >= 1
+
+
+def test_p2_with_filter_keeps_rows_apart_and_certifies():
+    V = honest(5, 2, 8, mu=0.05)
+    eps = 0.05
+    p = solvers.P2(V, 2, [Krum(f=2)], eps=eps)
+    sol = solvers.solve(p)
+    assert sol.method == "scp" and sol.filter_ok
+    assert float((sol.byzantine[0] - sol.byzantine[1]).norm()) >= eps * (1 - 1e-9)
+    assert sol.certificate == (sol.value < 0)
+    assert sol.value < 0  # small eps defeats Krum here
+
+
+@pytest.mark.parametrize("method", ["line", "scp", "milp", None])
+def test_identical_rows_with_a_filter_are_infeasible(method):
+    V = honest(5, 2, 9)
+    p = solvers.P2(V, 2, [Comed(f=2)], eps=0.1, structure="suboptimal")
+    sol = solvers.solve(p, method=method)
+    assert sol.status == "infeasible" and sol.certificate is False
+    assert sol.byzantine.shape == (2, 2)
+
+
+def test_values_are_recomputed_by_the_real_rules():
+    V = honest(6, 4, 10)
+    pool = [Comed(f=2), Krum(f=1, p=1.0), Geomed(f=2)]
+    sol = solvers.solve(solvers.P3(V, 2, pool))
+    G = torch.cat([sol.byzantine, V])
+    mu = V.mean(0)
+    inner = [float(r(G) @ mu) for r in pool]
+    assert sol.per_rule_inner == pytest.approx(inner, rel=1e-9, abs=1e-12)
+    assert sol.value == pytest.approx(max(inner))
+    cos = [float(r(G) @ mu / (r(G).norm() * mu.norm())) for r in pool]
+    assert sol.per_rule_cosine == pytest.approx(cos, rel=1e-9, abs=1e-12)
+    assert sol.rule_names == tuple(r.name for r in pool)
+    assert sol.wall_time > 0 and sol.method == "line"
+
+
+def test_line_search_pruning_gives_the_same_answer_as_full_evaluation():
+    V = honest(8, 6, 11, mu=0.2)
+    pool = [Comed(f=2), Krum(f=2), Geomed(f=2, p=2.0)]
+    a = solvers.solve(solvers.P3(V, 2, pool))
+    b = solvers.solve(solvers.P3(V, 2, pool), fast=False)
+    assert a.value == pytest.approx(b.value, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["P3", "expected"])
+def test_branch_and_bound_matches_exhaustive_evaluation(kind):
+    """The lazy evaluation (bounds from comed, Krum's row bound) changes no answer."""
+    from solvers.line import LineObjective
+
+    V = honest(9, 8, 12, mu=0.1)
+    pool = [Comed(f=2), Krum(f=2, p=3.0), Krum(f=2, p=1.0), Geomed(f=2, p=2.0)]
+    p = solvers.P3(V, 2, pool) if kind == "P3" else solvers.ExpectedValue(V, 2, pool[:3], probs=[0.2, 0.5, 0.3])
+    inst = p.compile()
+    t = np.unique(np.concatenate([np.linspace(-1.0, 1.0, 41), [5.0, -5.0, 50.0]]))
+    t_out, lazy = LineObjective(inst, 2 ** 20, True, 1e-6).scores(t)
+    np.testing.assert_array_equal(t_out, t)
+    full = LineObjective(inst, 2 ** 20, False, 1e-6)
+    vals = np.stack([e(t) for e in full.evals], 1)
+    exact = vals.max(1) if kind == "P3" else vals @ full.w
+    assert lazy.min() == pytest.approx(exact.min(), abs=1e-12)
+    # every candidate is either exact or a lower bound that is no better than the optimum
+    assert np.all(np.isclose(lazy, exact, rtol=0, atol=1e-12) | ((lazy <= exact + 1e-12) & (lazy >= exact.min())))
+    i = int(np.argmin(lazy))
+    assert exact[i] == pytest.approx(exact.min(), abs=1e-12)
