@@ -263,8 +263,6 @@ def _check_permutation(case, data, G, out):
     rule = case.make()
     moved = rule(G[pi])
     drawn = rule.last_rule if isinstance(rule, MixTailor) else rule
-    if isinstance(drawn, Bulyan) and drawn.select == "krum" and drawn.f <= 2:
-        return  # the known Bulyan-Krum tie (xfail test below)
     if case.perm == "bucketing":
         # Invariant in distribution only: with the same generator state, bucketing
         # G[pi] is bucketing G with the permutation pi[sigma] (uniform when sigma is).
@@ -347,9 +345,7 @@ REGIMES = [
     ("comed", {"f": 2}, 4, r"^comed: needs n > 2f, got n=4, f=2$"),
     ("trimmed_mean", {"b": 2}, 4, r"^trimmed_mean: needs n > 2b, got n=4, f=2$"),
     ("krum", {"f": 2, "p": 3.0}, 6, r"^krum: needs n > 2f \+ 2, got n=6, f=2$"),
-    pytest.param("multi_krum", {"f": 2, "m": 2}, 6, r"^multi_krum: needs n > 2f \+ 2, got n=6, f=2$",
-                 marks=pytest.mark.xfail(strict=True, reason="krum.py: multi_krum's regime error names 'krum' "
-                                         "(raised by krum_scores); reported to the lead")),
+    ("multi_krum", {"f": 2, "m": 2}, 6, r"^multi_krum: needs n > 2f \+ 2, got n=6, f=2$"),
     ("geomed", {"f": 3}, 6, r"^geomed: needs n > 2f, got n=6, f=3$"),
     ("bulyan", {"f": 1, "select": "geomed", "aggregate": "comed"}, 6,
      r"^bulyan: needs n >= 4f \+ 3, got n=6, f=1$"),
@@ -389,12 +385,10 @@ def test_bad_input_types_and_shapes(case):
         rule(torch.zeros(1, case.n, 2))
 
 
-# ----------------------------------------------------------------------------- known tie problem
+# ----------------------------------------------------------------------------- Bulyan tie regression
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bulyan.py: with f <= 2 the late Krum selection rounds use 1 neighbour, so the two rows of the "
-    "closest pair always tie and the lower index wins: the selected set (and the output) depends on the "
-    "row order for continuous inputs (reported to the lead)"))
+# Regression: the late Krum rounds used to tie the closest pair and break the tie
+# by row index; ties now go to the lower sum of squared distances to the rows left.
 @pytest.mark.parametrize("aggregate", ["average", "trimmed"])
 def test_bulyan_krum_selection_permutation_invariant_f1(aggregate):
     G = torch.tensor([[5.12], [9.5], [1.44], [9.49], [3.12], [4.23], [8.28]], dtype=torch.float64)

@@ -15,6 +15,7 @@ import math
 import torch
 
 from .._checks import check_real
+from ._network import thread_pool
 
 
 def check_p(where: str, p) -> float:
@@ -40,21 +41,124 @@ def lp_norm_rows(X: torch.Tensor, p: float) -> torch.Tensor:
     return torch.nan_to_num(out, nan=math.inf)
 
 
-def pairwise_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
-    """Matrix ``D[i, j] = ||G_i - G_j||_p`` (unsquared) of shape ``(n, n)``.
+CHUNK_COLS = 65536  # columns per float64 chunk: 12 rows x 65536 x 8 B = 6 MB
 
-    One row of differences at a time, so the extra memory is ``O(n d)``, never
-    ``O(n^2 d)``. Works on a leading batch dimension too: ``(B, n, d) -> (B, n, n)``.
-    Rows with a non-finite entry are at distance ``inf`` from every other row.
-    """
-    n = G.shape[-2]
-    D = G.new_zeros(G.shape[:-2] + (n, n))
-    for i in range(n - 1):
-        dist = lp_norm_rows(G[..., i + 1 :, :] - G[..., i : i + 1, :], p)
-        D[..., i, i + 1 :] = dist
-        D[..., i + 1 :, i] = dist
-    bad = ~torch.isfinite(G).all(dim=-1)
-    if bool(bad.any()):
-        D = D.masked_fill(bad.unsqueeze(-1) | bad.unsqueeze(-2), math.inf)
-        D.diagonal(dim1=-2, dim2=-1).zero_()
+
+def _map_chunks(fn, d: int, device: torch.device) -> list:
+    """``[fn(s) for s in chunk starts]``, split over torch's CPU thread count in
+    Python threads (the conversions and BLAS calls release the GIL)."""
+    starts = list(range(0, d, CHUNK_COLS))
+    workers = min(len(starts), torch.get_num_threads() if device.type == "cpu" else 1)
+    if workers <= 1:
+        return [fn(s) for s in starts]
+    return list(thread_pool(workers).map(fn, starts))
+
+
+def lp_distances_to(X: torch.Tensor, z: torch.Tensor, p: float) -> torch.Tensor:
+    """``||x_i - z||_p`` for each row of ``X`` (``(n, d)``), in float64, over column
+    chunks (the l_p norm of the chunks' norms is the norm), overflow-safe; NaN ->
+    inf. Extra memory: one float64 chunk."""
+    parts = []
+    for s in range(0, X.shape[1], CHUNK_COLS):
+        parts.append(lp_norm_rows(X[:, s : s + CHUNK_COLS].double() - z[s : s + CHUNK_COLS].double(), p))
+    P = torch.stack(parts, dim=-1)
+    return P.squeeze(-1) if P.shape[-1] == 1 else lp_norm_rows(P, p)
+
+
+def _pair_squared_direct(x: torch.Tensor, y: torch.Tensor, p: float) -> float:
+    """``||x - y||_p^2`` in float64 from the differences (exact sum of squares for p = 2
+    when it neither overflows nor underflows, else the scaled norm)."""
+    diff = x.double() - y.double()
+    if p == 2:
+        s = float(diff.square().sum())
+        if math.isfinite(s) and (s == 0.0 or s > 1e-280):
+            return s
+    return float(lp_norm_rows(diff.unsqueeze(0), p)[0]) ** 2
+
+
+def _squared_l2_gram(X: torch.Tensor) -> torch.Tensor:
+    """Squared l_2 distances of finite rows ``X`` (``(n, d)``) by a float64 Gram matrix
+    accumulated over column chunks, then checked pair by pair (see below)."""
+    n, d = X.shape
+    def part(s: int) -> torch.Tensor:
+        Xc = X[:, s : s + CHUNK_COLS].double()
+        return Xc @ Xc.T
+
+    gram = torch.stack(_map_chunks(part, d, X.device)).sum(0)
+    sq = gram.diagonal().clone()
+    D2 = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * gram).clamp_min_(0.0)
+    # |x|^2 + |y|^2 - 2<x, y> cancels when x and y are close relative to their
+    # norms (and is 0 +- rounding for duplicate rows); it can also overflow or
+    # underflow for float64 input. Those pairs are recomputed from differences.
+    scale = sq.unsqueeze(0) + sq.unsqueeze(1)
+    redo = ~(torch.isfinite(D2) & torch.isfinite(scale) & (D2 > 1e-3 * scale) & (scale > 1e-250))
+    redo.fill_diagonal_(False)
+    for i, j in redo.triu().nonzero().tolist():
+        D2[i, j] = D2[j, i] = _pair_squared_direct(X[i], X[j], 2.0)
+    D2.fill_diagonal_(0.0)
+    return D2
+
+
+def _distances_lp_cdist(X: torch.Tensor, p: float) -> torch.Tensor:
+    """Unsquared l_p distances of finite rows ``X`` in float64: ``torch.cdist`` (direct,
+    no Gram trick, no ``(n, n, d)`` intermediate) on column chunks, the chunks'
+    norms combined as an l_p norm; pairs whose ``|x_k - y_k|^p`` may have
+    overflowed or underflowed are recomputed with the scaled norm."""
+    n, d = X.shape
+    def part(s: int) -> torch.Tensor:
+        Xc = X[:, s : s + CHUNK_COLS].double()
+        return torch.cdist(Xc, Xc, p=p, compute_mode="donot_use_mm_for_euclid_dist")
+
+    P = torch.stack(_map_chunks(part, d, X.device), dim=-1)  # (n, n, chunks)
+    D = P.squeeze(-1) if P.shape[-1] == 1 else lp_norm_rows(P, p)
+    if p == 1 or math.isinf(p):
+        redo = ~torch.isfinite(D)  # sums / maxima of |x_k - y_k|: nothing to lose
+    else:
+        tiny = 1e-280 ** (1.0 / p)
+        redo = ~torch.isfinite(D) | (D < tiny) | ~torch.isfinite(P).all(-1)
+    redo.fill_diagonal_(False)
+    for i, j in redo.triu().nonzero().tolist():
+        D[i, j] = D[j, i] = math.sqrt(_pair_squared_direct(X[i], X[j], p))
+    D.fill_diagonal_(0.0)
     return D
+
+
+def squared_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """``D2[i, j] = ||G_i - G_j||_p^2`` in float64, ``(n, n)`` or ``(B, n, n)``.
+
+    Rows with a non-finite entry are at distance ``inf`` from every other row.
+    p = 2: a float64 Gram matrix over column chunks, with the pairs where it
+    could lose precision recomputed from differences (exact on integer-valued
+    input, so ties are ties). Other p: ``torch.cdist`` in float64 over column
+    chunks. Extra memory: one float64 chunk of ``n x CHUNK_COLS``; never
+    ``(n, n, d)``.
+    """
+    if G.dim() == 3:
+        return torch.stack([squared_distances(g, p) for g in G.unbind(0)])
+    n = G.shape[0]
+    ok = torch.isfinite(G).all(dim=-1)
+    D2 = torch.full((n, n), math.inf, dtype=torch.float64, device=G.device)
+    idx = ok.nonzero().flatten()
+    if idx.numel() == n:
+        X = G
+    else:
+        X = G[idx]
+    if X.shape[0] > 0:
+        sub = _squared_l2_gram(X) if p == 2 else _distances_lp_cdist(X, p).square()
+        if idx.numel() == n:
+            D2 = sub
+        else:
+            D2[idx.unsqueeze(1), idx.unsqueeze(0)] = sub
+    D2.fill_diagonal_(0.0)
+    return D2
+
+
+def pairwise_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """Matrix ``D[i, j] = ||G_i - G_j||_p`` (unsquared) of shape ``(n, n)``, in ``G``'s dtype.
+
+    Computed in float64 by :func:`squared_distances` (extra memory ``O(n x chunk)``,
+    never ``O(n^2 d)``). Works on a leading batch dimension too:
+    ``(B, n, d) -> (B, n, n)``. Rows with a non-finite entry are at distance
+    ``inf`` from every other row.
+    """
+    return squared_distances(G, p).sqrt().to(G.dtype)

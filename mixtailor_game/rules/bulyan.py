@@ -9,11 +9,12 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_int, check_regime, fail
-from ._distances import check_p, lp_norm_rows, pairwise_distances
+from ._distances import check_p, lp_distances_to, squared_distances
+from ._network import closest_to_median_rows
 from .base import Rule, check_gradients, finite_rows, name_field
 from .geomed import geomed
-from .krum import krum, scores_from_distances
-from .median import comed, sorted_columns, median_of_sorted
+from .krum import krum, scores_from_squared
+from .median import comed
 
 SELECTIONS = ("krum", "average", "geomed", "comed")
 AGGREGATIONS = ("trimmed", "krum", "average", "geomed", "comed")
@@ -24,26 +25,35 @@ def check_bulyan_regime(n: int, f: int) -> None:
     check_regime("bulyan", n >= 4 * f + 3, "n >= 4f + 3", n, f)
 
 
-def _pick_krum(D: torch.Tensor, remaining: list[int], f: int) -> int:
-    sub = D[remaining][:, remaining]
-    # The last rounds run Krum on 2f + 1 .. 2f + 3 rows, below its own regime;
-    # El Mhamdi et al. keep going the same way. We keep at least one neighbour.
-    neighbours = max(len(remaining) - f - 2, 1)
-    scores = scores_from_distances(sub, neighbours)
-    return remaining[int(torch.argmin(scores))]
+def _pick_krum(D2: torch.Tensor, remaining: list[int], f: int) -> int:
+    idx = torch.tensor(remaining, device=D2.device)
+    sub = D2.index_select(0, idx).index_select(1, idx)
+    # The last rounds run Krum on 2f + 1 .. 2f + 2 rows, below its own regime
+    # (n - f - 2 < f neighbours). There f identical Byzantine rows would score 0
+    # and be picked, so every round uses at least f neighbours (and at least 1):
+    # a row then always counts a distance to a row outside any group of f.
+    neighbours = max(len(remaining) - f - 2, f, 1)
+    scores = scores_from_squared(sub, neighbours)
+    # With one neighbour the two rows of the closest pair always tie; breaking
+    # the tie by row index would make the selection depend on the row order.
+    # Ties go to the lower sum of squared distances to all rows left, then to
+    # the lower index.
+    second = sub.nan_to_num(posinf=math.inf).sum(dim=1)
+    best = min(range(len(remaining)), key=lambda i: (float(scores[i]), float(second[i]), i))
+    return remaining[best]
 
 
 def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float) -> int:
     rows = G[remaining]
     ok = finite_rows(rows)
-    pool = rows[ok]
+    pool = rows if bool(ok.all()) else rows[ok]
     if select == "average":
         target = pool.mean(0)
     elif select == "comed":
         target = comed(pool)
     else:
         target = geomed(pool, p)
-    dist = lp_norm_rows(rows - target, p).masked_fill(~ok, math.inf)
+    dist = lp_distances_to(rows, target, p).masked_fill(~ok, math.inf)
     return remaining[int(torch.argmin(dist))]
 
 
@@ -54,10 +64,14 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0)
     (distances from one pairwise matrix computed once per call); a rule whose
     output is not a row (average, comed, geomed) picks the remaining row
     nearest to its output in l_p. Non-finite rows are never picked while a
-    finite row is left.
+    finite row is left. Krum uses ``max(k - f - 2, f, 1)`` neighbours on the
+    ``k`` rows left (eq. (3) while ``k > 2f + 2``; at least ``f`` below, so that
+    ``f`` colluding identical rows cannot score 0 in the last rounds). Krum ties (two rows of the closest pair always tie
+    when one neighbour is left) go to the row with the lower sum of squared
+    distances to all rows left, then to the lower index.
     """
     n = G.shape[0]
-    D = pairwise_distances(G, p) if select == "krum" else None
+    D = squared_distances(G, p) if select == "krum" else None
     remaining = list(range(n))
     chosen = []
     for _ in range(n - 2 * f):
@@ -72,11 +86,14 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0)
 
 def closest_to_median_mean(S: torch.Tensor, beta: int) -> torch.Tensor:
     """Per coordinate, the mean of the ``beta`` values closest to the coordinate median
-    (Bulyan's original aggregation)."""
-    med = median_of_sorted(sorted_columns(S))
-    dev = (S - med).abs().nan_to_num(nan=math.inf)
-    idx = torch.topk(dev, beta, dim=0, largest=False).indices
-    return torch.gather(S, 0, idx).mean(0)
+    (Bulyan's original aggregation; median as in :func:`comed`).
+
+    Pinned tie-break: among values equally far from the median the smaller one
+    is kept first (so the result depends on the values only, not on the row
+    order). The kept values are ``beta`` consecutive order statistics; a sorting
+    network over column chunks finds them (``_network.py``).
+    """
+    return closest_to_median_rows(S, beta)
 
 
 def bulyan(

@@ -9,7 +9,7 @@ from typing import ClassVar, NamedTuple
 import torch
 
 from .._checks import check_int, check_real, check_regime
-from ._distances import check_p, lp_norm_rows
+from ._distances import check_p, lp_distances_to
 from .base import Rule, check_gradients, finite_rows, name_field, tuning_field
 from .median import comed
 
@@ -24,30 +24,72 @@ class GeomedResult(NamedTuple):
 
 
 def geomed_objective(z: torch.Tensor, X: torch.Tensor, p: float) -> torch.Tensor:
-    """``sum_i ||z - x_i||_p`` (in float64 for a stable comparison)."""
-    return lp_norm_rows((X - z).double(), p).sum()
+    """``sum_i ||z - x_i||_p`` in float64, over column chunks (extra memory: one
+    float64 chunk, not a copy of ``X``)."""
+    return lp_distances_to(X, z, p).sum()
 
 
-def _irls_step(z: torch.Tensor, X: torch.Tensor, p: float, nu: float) -> torch.Tensor:
-    """One majorize-minimize step for ``sum_i ||z - x_i||_p``.
+def _distances_and_weights(z: torch.Tensor, X: torch.Tensor, p: float, nu: float):
+    """Distances ``r_i = ||z - x_i||_p`` and the IRLS weights at ``z``.
 
     The gradient of ``||z - x_i||_p`` in coordinate j is
     ``sign(z_j - x_ij) |z_j - x_ij|^(p-1) / ||z - x_i||_p^(p-1)``; writing it as
     ``w_ij (z_j - x_ij)`` with ``w_ij = (|z_j - x_ij| / r_i)^(p-2) / r_i`` and
-    ``r_i = max(nu, ||z - x_i||_p)`` gives the weighted-average fixed point below.
-    For p = 2 the weights are Weiszfeld's ``1 / max(nu, ||z - x_i||)``.
+    ``r_i = max(nu, ||z - x_i||_p)`` gives the weighted-average fixed point
+    ``z_j = sum_i w_ij x_ij / sum_i w_ij``. For p = 2 the weights are
+    Weiszfeld's ``1 / max(nu, ||z - x_i||)``, one per row: returned as ``(n, 1)``.
+    Rows at infinite distance (overflow) get weight 0.
+
+    p = 2 costs two passes over ``X`` (``torch.cdist`` direct, then a matrix-vector
+    product in the caller); other p compute ``|z - x|`` once into one buffer
+    and turn it into the weights in place (scaled by the row maximum, so
+    ``|.|^p`` neither overflows nor underflows).
     """
-    diff = X - z
-    r = lp_norm_rows(diff, p).clamp_min(nu).unsqueeze(1)
     if p == 2:
-        W = (1.0 / r).expand_as(X)
-    else:
-        ratio = (diff.abs() / r).clamp_min(nu)
-        W = ratio.pow(p - 2) / r
-    W = torch.where(torch.isfinite(r), W, torch.zeros_like(W))
+        r = torch.cdist(z.unsqueeze(0), X, compute_mode="donot_use_mm_for_euclid_dist").squeeze(0)
+        w = 1.0 / r.clamp_min(nu)
+        return r, torch.where(torch.isfinite(r), w, torch.zeros_like(w)).unsqueeze(1)
+    A = torch.sub(X, z).abs_()
+    scale = A.amax(dim=1, keepdim=True)
+    if p > 2:
+        # W_ij = A_ij^(p-2) / r_i^(p-1) = (A_ij / s_i)^(p-2) * (s_i / r_i)^(p-2) / r_i with
+        # s_i = max_j A_ij <= r_i: one pow pass, and ||.||_p from it (sum Q A^2).
+        ok = torch.isfinite(scale) & (scale > 0)
+        s = torch.where(ok, scale, torch.ones_like(scale))
+        A.div_(s)
+        Q = torch.pow(A, p - 2)
+        rs = A.square_().mul_(Q).sum(dim=1, keepdim=True).pow_(1.0 / p)  # r / s
+        r = torch.where(ok, rs * s, torch.where(torch.isfinite(scale), 0.0, math.inf))
+        rc = r.clamp_min(nu)
+        coef = (s / rc).pow_(p - 2).div_(rc)
+        coef = torch.where(torch.isfinite(r), coef, torch.zeros_like(coef))
+        return r.squeeze(1), Q.mul_(coef)
+    ok = torch.isfinite(scale) & (scale > 0)
+    scale = torch.where(ok, scale, torch.ones_like(scale))
+    A.div_(scale)
+    rs = torch.linalg.vector_norm(A, p, dim=1, keepdim=True)  # r / scale
+    r = (rs * scale).squeeze(1)
+    r = torch.where(ok.squeeze(1), r, torch.zeros_like(r))
+    A.div_(rs.clamp_min(torch.finfo(A.dtype).tiny))  # |z_j - x_ij| / r_i
+    rc = r.clamp_min(nu).unsqueeze(1)
+    W = A.clamp_min_(nu).pow_(p - 2).div_(rc).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    W[~torch.isfinite(r)] = 0.0  # in place: no second (n, d) buffer
+    return r, W
+
+
+def _weighted_average(W: torch.Tensor, X: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    if W.shape[1] == 1:  # one weight per row (p = 2)
+        den = W.sum()
+        if not bool(den > 0):
+            return z
+        return (W.squeeze(1) @ X) / den
     den = W.sum(0)
-    num = (W * X).sum(0)
+    num = W.mul_(X).sum(0)
     return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), z)
+
+
+def _objective_from(r: torch.Tensor) -> float:
+    return float(r.double().sum())
 
 
 def geomed_solve(
@@ -58,13 +100,23 @@ def geomed_solve(
     max_iter: int = 200,
     tol: float = 1e-7,
 ) -> GeomedResult:
-    """Minimize ``sum_i ||z - G_i||_p`` by smoothed IRLS; see :func:`geomed`."""
+    """Minimize ``sum_i ||z - G_i||_p`` by smoothed IRLS; see :func:`geomed`.
+
+    Each iteration computes the distances at the current iterate (which also
+    give its objective, so the objective costs no extra pass) and the weights,
+    then the weighted average. For ``p <= 2`` the step is a majorize-minimize
+    step (monotone); for ``p > 2`` a step that raises the objective is halved
+    (at most 14 times) and, if it still does, the solver stops. Stops when the
+    step is at most ``tol * max(||z||_2, 1)``. The returned objective is
+    recomputed in float64 at the returned iterate.
+    """
     G = check_gradients(G, "geomed")
     p = check_p("geomed", p)
     nu = check_real("geomed", "nu", nu, low=0.0, low_open=True)
     max_iter = check_int("geomed", "max_iter", max_iter, low=1)
     tol = check_real("geomed", "tol", tol, low=0.0)
-    X = G[finite_rows(G)]
+    ok = finite_rows(G)
+    X = G if bool(ok.all()) else G[ok]
     if X.shape[0] == 0:
         raise ValueError("geomed: needs at least one finite row, got none")
     z = comed(X)
@@ -72,25 +124,32 @@ def geomed_solve(
         # The l_1 objective separates by coordinate: the coordinate-wise median is
         # a minimizer (for <= 2 rows every point between them is one).
         return GeomedResult(z, True, 0, float(geomed_objective(z, X, p)))
-    obj = geomed_objective(z, X, p)
+    r, W = _distances_and_weights(z, X, p, nu)
+    obj = _objective_from(r)
+    converged, it = False, 0
     for it in range(1, max_iter + 1):
-        z_new = _irls_step(z, X, p, nu)
-        obj_new = geomed_objective(z_new, X, p)
-        # MM is monotone for p <= 2; for p > 2 back off along the segment if needed.
-        step = 1.0
-        while obj_new > obj and step > 1e-4:
-            step *= 0.5
-            z_try = z + step * (z_new - z)
-            obj_new = geomed_objective(z_try, X, p)
-            z_new = z_try
-        if obj_new > obj:
-            return GeomedResult(z, True, it, float(obj))
-        change = float(lp_norm_rows((z_new - z).double(), 2))
-        scale = max(float(lp_norm_rows(z.double(), 2)), 1.0)
-        z, obj = z_new, obj_new
+        z_new = _weighted_average(W, X, z)  # consumes W (in place)
+        W = W_new = None  # drop the last reference, so at most two (n, d) buffers live
+        r_new, W_new = _distances_and_weights(z_new, X, p, nu)
+        obj_new = _objective_from(r_new)
+        if p > 2:
+            step = 1.0
+            while obj_new > obj and step > 1e-4:
+                step *= 0.5
+                z_new = z + step * (z_new - z)
+                W_new = None  # free it before the next weights are built
+                r_new, W_new = _distances_and_weights(z_new, X, p, nu)
+                obj_new = _objective_from(r_new)
+            if obj_new > obj:
+                converged = True
+                break
+        change = float(torch.linalg.vector_norm((z_new - z).double()))
+        scale = max(float(torch.linalg.vector_norm(z.double())), 1.0)
+        z, r, W, obj = z_new, r_new, W_new, obj_new
         if change <= tol * scale:
-            return GeomedResult(z, True, it, float(obj))
-    return GeomedResult(z, False, max_iter, float(obj))
+            converged = True
+            break
+    return GeomedResult(z, converged, it, float(geomed_objective(z, X, p)))
 
 
 def geomed(G: torch.Tensor, p: float = 2.0, **options) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_int, check_regime
-from ._distances import check_p, pairwise_distances
+from ._distances import check_p, squared_distances
 from .base import Rule, check_gradients, name_field
 
 
@@ -24,22 +24,31 @@ def scores_from_distances(D: torch.Tensor, neighbours: int) -> torch.Tensor:
     ``score(i) = sum of the `neighbours` smallest ``D[i, j]^2`` over ``j != i``.
     Infinite distances (non-finite rows, overflow) give infinite scores.
     """
-    n = D.shape[-1]
-    S = D.square()
-    eye = torch.eye(n, dtype=torch.bool, device=D.device)
+    return scores_from_squared(D.double().square(), neighbours)
+
+
+def scores_from_squared(S: torch.Tensor, neighbours: int) -> torch.Tensor:
+    """Krum scores from squared distances ``S`` (``(..., n, n)``, float64):
+    the sum of the ``neighbours`` smallest ``S[i, j]`` over ``j != i``."""
+    n = S.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=S.device)
     S = S.masked_fill(eye, math.inf)
     return torch.topk(S, neighbours, dim=-1, largest=False).values.sum(dim=-1)
+
+
+def _scores(G, f, p, where: str) -> torch.Tensor:
+    G = check_gradients(G, where)
+    f = check_int(where, "f", f, low=0)
+    p = check_p(where, p)
+    n = G.shape[0]
+    check_krum_regime(where, n, f)
+    return scores_from_squared(squared_distances(G, p), n - f - 2)
 
 
 def krum_scores(G: torch.Tensor, f: int, p: float = 2.0) -> torch.Tensor:
     """Scores of paper eq. (3): ``score(i) = sum_{j in N(i)} ||G_i - G_j||_p^2``,
     ``N(i)`` the ``n - f - 2`` nearest other rows of ``G_i``."""
-    G = check_gradients(G, "krum")
-    f = check_int("krum", "f", f, low=0)
-    p = check_p("krum", p)
-    n = G.shape[0]
-    check_krum_regime("krum", n, f)
-    return scores_from_distances(pairwise_distances(G, p), n - f - 2)
+    return _scores(G, f, p, "krum")
 
 
 def krum(G: torch.Tensor, f: int, p: float = 2.0) -> torch.Tensor:
@@ -69,7 +78,7 @@ def multi_krum(G: torch.Tensor, f: int, m: int, p: float = 2.0) -> torch.Tensor:
     ``m`` in ``[1, n - f]`` (with more rows some Byzantine rows are always
     averaged in). ``m = 1`` is Krum. Ties go to the lowest row indices.
     """
-    scores = krum_scores(G, f, p)
+    scores = _scores(G, f, p, "multi_krum")
     n = G.shape[0]
     m = check_int("multi_krum", "m", m, low=1, high=n - f)
     order = torch.sort(scores, stable=True).indices[:m]
@@ -97,7 +106,7 @@ class Krum(Rule):
     def batched(self, Gb):
         n = Gb.shape[-2]
         self.check(n)
-        scores = scores_from_distances(pairwise_distances(Gb, self.p), n - self.f - 2)
+        scores = scores_from_squared(squared_distances(Gb, self.p), n - self.f - 2)
         idx = torch.argmin(scores, dim=-1)
         return Gb[torch.arange(Gb.shape[0], device=Gb.device), idx].clone()
 

@@ -9,12 +9,7 @@ import torch
 
 from .._checks import check_int, check_regime
 from .base import Rule, check_gradients
-from .median import sorted_columns
-
-
-def _trimmed_of_sorted(S: torch.Tensor, b: int) -> torch.Tensor:
-    n = S.shape[-2]
-    return S[..., b : n - b, :].mean(dim=-2)
+from ._network import trimmed_rows
 
 
 def trimmed_mean(G: torch.Tensor, b: int) -> torch.Tensor:
@@ -23,6 +18,8 @@ def trimmed_mean(G: torch.Tensor, b: int) -> torch.Tensor:
 
     Tolerates up to ``b`` Byzantine rows; needs ``n > 2b``. Non-finite entries
     sort to the ends (NaN above ``+inf``) and are dropped with the extremes.
+    Computed by a pruned sorting network over cache-sized column chunks
+    (``_network.py``): only the multiset of the middle values is formed.
 
     >>> trimmed_mean(torch.tensor([[0.0], [1.0], [2.0], [9.0]]), b=1)
     tensor([1.5000])
@@ -30,7 +27,7 @@ def trimmed_mean(G: torch.Tensor, b: int) -> torch.Tensor:
     G = check_gradients(G, "trimmed_mean")
     b = check_int("trimmed_mean", "b", b, low=0)
     check_regime("trimmed_mean", G.shape[0] > 2 * b, "n > 2b", G.shape[0], b)
-    return _trimmed_of_sorted(sorted_columns(G), b)
+    return trimmed_rows(G, b)
 
 
 @dataclass(frozen=True)
@@ -55,4 +52,4 @@ class TrimmedMean(Rule):
 
     def batched(self, Gb):
         self.check(Gb.shape[-2])
-        return _trimmed_of_sorted(sorted_columns(Gb), self.b)
+        return trimmed_rows(Gb, self.b)

@@ -1,0 +1,462 @@
+"""Fast rules vs slow references written with plain loops over numpy float64.
+
+Covers comed, trimmed mean, (Multi-)Krum, pairwise distances, Bulyan (every
+select x aggregate pair, the reference recomputing everything each round) and
+the geometric median (against ``scipy.optimize``), on random and integer-valued
+(tied) inputs over several (n, f, d, p), plus NaN / Inf / 1e30 rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from mixtailor_game.rules import (
+    bulyan, comed, geomed, geomed_solve, krum, krum_scores, multi_krum, pairwise_distances, trimmed_mean,
+)
+from mixtailor_game.rules import _network
+
+# ----------------------------------------------------------------- references
+
+
+def ref_sorted_column(G, j):
+    """Column j sorted ascending with NaN last (numpy's order, as torch's)."""
+    return np.sort(np.asarray([G[i][j] for i in range(len(G))], dtype=np.float64))
+
+
+def ref_median_list(vals):
+    vals = sorted(vals, key=lambda v: (math.isnan(v), v))
+    n = len(vals)
+    if n % 2:
+        return vals[n // 2]
+    return 0.5 * vals[n // 2 - 1] + 0.5 * vals[n // 2]
+
+
+def ref_comed(G):
+    n, d = G.shape
+    return np.array([ref_median_list(list(G[:, j])) for j in range(d)])
+
+
+def ref_trimmed(G, b):
+    n, d = G.shape
+    out = np.empty(d)
+    for j in range(d):
+        col = ref_sorted_column(G, j)
+        kept = col[b : n - b]
+        out[j] = sum(kept) / len(kept)
+    return out
+
+
+def ref_lp(diff, p):
+    """l_p norm of a float64 vector by a scaled loop (no overflow, no underflow)."""
+    m = max(abs(x) for x in diff)
+    if m == 0:
+        return 0.0
+    if math.isinf(p):
+        return m
+    return m * sum((abs(x) / m) ** p for x in diff) ** (1.0 / p)
+
+
+def ref_sq(diff, p):
+    """||diff||_p^2, exactly for integer-valued input when p is 1, 2 or inf."""
+    if p == 2:
+        s = sum(x * x for x in diff)
+        if math.isfinite(s) and (s == 0 or s > 1e-280):
+            return s
+    if p == 1:
+        return sum(abs(x) for x in diff) ** 2
+    return ref_lp(diff, p) ** 2
+
+
+def ref_distances(G, p, squared=False):
+    n = G.shape[0]
+    finite = [all(math.isfinite(x) for x in G[i]) for i in range(n)]
+    D = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            if not (finite[i] and finite[j]):
+                D[i, j] = math.inf
+            else:
+                diff = [G[i][k] - G[j][k] for k in range(G.shape[1])]
+                D[i, j] = ref_sq(diff, p) if squared else ref_lp(diff, p)
+    return D
+
+
+def ref_krum_scores(G, f, p, neighbours=None):
+    n = G.shape[0]
+    D2 = ref_distances(G, p, squared=True)
+    k = n - f - 2 if neighbours is None else neighbours
+    scores = []
+    for i in range(n):
+        others = sorted(D2[i, j] for j in range(n) if j != i)
+        scores.append(sum(others[:k]))
+    return np.array(scores)
+
+
+def ref_krum_index(G, f, p):
+    scores = ref_krum_scores(G, f, p)
+    return min(range(len(scores)), key=lambda i: (scores[i], i))
+
+
+def ref_geomed_objective(z, X, p):
+    return sum(ref_lp(list(z - x), p) for x in X)
+
+
+def ref_geomed(X, p):
+    """argmin_z sum_i ||z - x_i||_p by scipy (Nelder-Mead then Powell, best of several starts)."""
+    X = np.asarray(X, dtype=np.float64)
+    X = X[np.all(np.isfinite(X), axis=1)]
+
+    def obj(z):
+        return float(np.sum(np.linalg.norm(z[None, :] - X, ord=p, axis=1)))
+
+    best = None
+    for start in (np.median(X, axis=0), X.mean(axis=0)):
+        res = scipy.optimize.minimize(obj, start, method="Nelder-Mead",
+                                      options={"xatol": 1e-12, "fatol": 1e-14, "maxiter": 40000, "maxfev": 40000})
+        res = scipy.optimize.minimize(obj, res.x, method="Powell", options={"xtol": 1e-12, "ftol": 1e-15})
+        if best is None or res.fun < best.fun:
+            best = res
+    return best.x, best.fun
+
+
+def ref_closest_to_median_mean(S, beta):
+    """Per coordinate the mean of the beta values closest to the median, ties to the smaller value."""
+    theta, d = S.shape
+    out = np.empty(d)
+    for j in range(d):
+        col = [S[i][j] for i in range(theta)]
+        med = ref_median_list(col)
+        key = [(abs(v - med) if not math.isnan(v) else math.inf, v) for v in col]
+        order = sorted(range(theta), key=lambda i: key[i])
+        out[j] = sum(col[i] for i in order[:beta]) / beta
+    return out
+
+
+def ref_bulyan(G, f, select, aggregate, p):
+    n = G.shape[0]
+    finite = [bool(np.all(np.isfinite(G[i]))) for i in range(n)]
+    remaining = list(range(n))
+    chosen = []
+    for _ in range(n - 2 * f):
+        sub = G[remaining]
+        if select == "krum":
+            k = max(len(remaining) - f - 2, f, 1)
+            scores = ref_krum_scores(sub, f, p, neighbours=k)
+            D2 = ref_distances(sub, p, squared=True)
+            second = [sum(D2[i, j] for j in range(len(remaining)) if j != i) for i in range(len(remaining))]
+            pick = min(range(len(remaining)), key=lambda i: (scores[i], second[i], i))
+        else:
+            pool = np.array([G[i] for i in remaining if finite[i]])
+            if select == "average":
+                target = pool.mean(axis=0)
+            elif select == "comed":
+                target = ref_comed(pool)
+            else:
+                target, _ = ref_geomed(pool, p)
+            dist = [ref_lp(list(G[i] - target), p) if finite[i] else math.inf for i in remaining]
+            pick = min(range(len(remaining)), key=lambda i: (dist[i], i))
+        chosen.append(remaining.pop(pick))
+    S = G[chosen]
+    if aggregate == "trimmed":
+        return ref_closest_to_median_mean(S, S.shape[0] - 2 * f)
+    if aggregate == "krum":
+        return S[ref_krum_index(S, f, p)]
+    if aggregate == "average":
+        return S.mean(axis=0)
+    if aggregate == "comed":
+        return ref_comed(S)
+    return ref_geomed(S, p)[0]
+
+
+# ----------------------------------------------------------------- inputs
+
+
+def make_input(n, d, seed, *, ties=False, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    if ties:
+        G = torch.randint(-3, 4, (n, d), generator=g).to(dtype)
+    else:
+        G = torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype)
+    return G
+
+
+def with_bad_rows(G, k, kind):
+    G = G.clone()
+    for r in range(k):
+        if kind == "nan":
+            G[r] = float("nan")
+        elif kind == "inf":
+            G[r] = float("inf") if r % 2 == 0 else -float("inf")
+        elif kind == "mixed":
+            G[r, ::2] = float("nan")
+            G[r, 1::2] = -float("inf")
+        elif kind == "big":
+            G[r] = 1e30 * (-1) ** r
+    return G
+
+
+NUMERIC = [(n, d, seed, ties) for n, d, seed in [(1, 3, 0), (2, 4, 1), (5, 7, 2), (8, 5, 3), (12, 33, 4), (13, 9, 5)]
+           for ties in (False, True)]
+
+# ----------------------------------------------------------------- comed / trimmed
+
+
+@pytest.mark.parametrize("n,d,seed,ties", NUMERIC)
+def test_comed_matches_reference(n, d, seed, ties):
+    G = make_input(n, d, seed, ties=ties)
+    np.testing.assert_allclose(comed(G).numpy(), ref_comed(G.numpy()), rtol=1e-12, atol=0)
+    G32 = G.float()
+    np.testing.assert_allclose(comed(G32).double().numpy(), ref_comed(G32.double().numpy()), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,d,seed,ties", NUMERIC)
+def test_trimmed_matches_reference(n, d, seed, ties):
+    G = make_input(n, d, seed, ties=ties)
+    for b in range(0, (n + 1) // 2):
+        np.testing.assert_allclose(trimmed_mean(G, b).numpy(), ref_trimmed(G.numpy(), b), rtol=1e-12, atol=1e-12)
+
+
+def test_network_over_many_chunks_and_batches(monkeypatch):
+    """Small chunks force the chunk loop, the thread split and the last partial chunk."""
+    monkeypatch.setattr(_network, "CHUNK", 5)
+    g = torch.Generator().manual_seed(7)
+    Gb = torch.randint(-4, 5, (3, 10, 23), generator=g).double()
+    Gb[1, 2, 3:9] = float("nan")
+    Gb[2, 0, :] = float("inf")
+    med = _network.median_rows(Gb)
+    trim = _network.trimmed_rows(Gb, 3)
+    for k in range(3):
+        np.testing.assert_allclose(med[k].numpy(), ref_comed(Gb[k].numpy()), rtol=1e-12)
+        np.testing.assert_allclose(trim[k].numpy(), ref_trimmed(Gb[k].numpy(), 3), rtol=1e-12)
+
+
+def test_network_programs_sort_every_binary_input():
+    """0-1 principle (Knuth 5.3.4): a comparator network sorts every input iff it sorts
+    every 0-1 input; the pruned programs must put the right multiset on the kept wires."""
+    for n in range(1, 11):
+        net = _network.batcher_network(n)
+        for bits in itertools.product((0, 1), repeat=n):
+            w = list(bits)
+            for a, b in net:
+                w[a], w[b] = min(w[a], w[b]), max(w[a], w[b])
+            assert w == sorted(bits)
+        for lo, hi in [((n - 1) // 2, n // 2 + 1), (min(1, n // 2), n - min(1, n // 2))]:
+            prog = _network.program_for(n, lo, hi)
+            for bits in itertools.product((0, 1), repeat=n):
+                w = list(bits)
+                for a, b, need_min, need_max in prog:
+                    lo_v, hi_v = min(w[a], w[b]), max(w[a], w[b])
+                    if need_min:
+                        w[a] = lo_v
+                    if need_max:
+                        w[b] = hi_v
+                assert sorted(w[lo:hi]) == sorted(bits)[lo:hi], (n, lo, hi, bits)
+
+
+def test_network_is_pruned():
+    """For the paper's n = 12 the median costs fewer min / max ops than a full sort."""
+    full = 2 * len(_network.batcher_network(12))
+    assert _network.op_count(_network.program_for(12, 5, 7)) < full
+
+
+# ----------------------------------------------------------------- distances / Krum
+
+KRUM_CASES = [(n, f, d, p, seed) for (n, f, d, seed) in [(5, 1, 4, 0), (7, 2, 6, 1), (9, 3, 3, 2), (12, 2, 17, 3)]
+              for p in (1.0, 1.5, 2.0, 3.0, 16.0, math.inf)]
+
+
+@pytest.mark.parametrize("n,f,d,p,seed", KRUM_CASES)
+def test_pairwise_distances_match_reference(n, f, d, p, seed):
+    G = make_input(n, d, seed)
+    np.testing.assert_allclose(pairwise_distances(G, p).numpy(), ref_distances(G.numpy(), p), rtol=1e-10, atol=0)
+    G32 = G.float() * 300.0  # |x|^16 overflows float32: the scaling must hold
+    np.testing.assert_allclose(pairwise_distances(G32, p).double().numpy(),
+                               ref_distances(G32.double().numpy(), p), rtol=2e-6, atol=0)
+
+
+@pytest.mark.parametrize("n,f,d,p,seed", KRUM_CASES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_krum_matches_reference(n, f, d, p, seed, ties):
+    G = make_input(n, d, seed, ties=ties)
+    ref_scores = ref_krum_scores(G.numpy(), f, p)
+    np.testing.assert_allclose(krum_scores(G, f, p).numpy(), ref_scores, rtol=1e-10)
+    i = ref_krum_index(G.numpy(), f, p)
+    assert torch.equal(krum(G, f, p), G[i])
+    for m in (1, 2, n - f):
+        order = sorted(range(n), key=lambda k: (ref_scores[k], k))[:m]
+        np.testing.assert_allclose(multi_krum(G, f, m, p).numpy(), G.numpy()[order].mean(axis=0), rtol=1e-12)
+
+
+def test_krum_pins_eq3_not_other_variants():
+    """Eq. (3): squared distances, n - f - 2 neighbours. With n = 7, f = 1 (4 neighbours)
+    row 0 wins; unsquared distances or n - f - 1 = 5 neighbours would pick row 1."""
+    G = torch.tensor([[0.0], [0.9], [1.1], [2.0], [2.1], [-3.5], [10.0]], dtype=torch.float64)
+    D = ref_distances(G.numpy(), 2.0)
+    def pick(power, k):
+        s = [sum(sorted(D[i, j] ** power for j in range(7) if j != i)[:k]) for i in range(7)]
+        return min(range(7), key=lambda i: (s[i], i))
+    ours = int(torch.nonzero((G == krum(G, f=1)).all(1))[0])
+    assert ours == pick(2, 4)
+    assert {pick(1, 4), pick(2, 5)} != {ours}
+
+
+def test_distances_float32_huge_rows_stay_finite():
+    """1e30 rows are finite in float32; their squared l_2 distance is not: it must not overflow."""
+    G = torch.randn(7, 50, generator=torch.Generator().manual_seed(3))
+    G[0] = 1e30
+    G[1] = -1e30
+    D = pairwise_distances(G, 2.0)
+    ref = ref_distances(G.double().numpy(), 2.0)
+    np.testing.assert_allclose(D.double().numpy(), ref, rtol=1e-6)
+    assert torch.isfinite(krum_scores(G, 2, 2.0)).sum() >= 5
+
+
+# ----------------------------------------------------------------- Bulyan
+
+BULYAN_CASES = [(7, 1, 4, 2.0, 0), (11, 2, 3, 2.0, 1), (9, 1, 5, 3.0, 2)]
+
+
+@pytest.mark.parametrize("select", ["krum", "average", "geomed", "comed"])
+@pytest.mark.parametrize("aggregate", ["trimmed", "krum", "average", "geomed", "comed"])
+@pytest.mark.parametrize("n,f,d,p,seed", BULYAN_CASES)
+def test_bulyan_matches_reference(select, aggregate, n, f, d, p, seed):
+    G = make_input(n, d, seed)
+    got = bulyan(G, f, select, aggregate, p).numpy()
+    want = ref_bulyan(G.numpy(), f, select, aggregate, p)
+    tol = 1e-5 if "geomed" in (select, aggregate) else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("select", ["krum", "average", "comed"])
+@pytest.mark.parametrize("aggregate", ["trimmed", "krum", "average", "comed"])
+def test_bulyan_matches_reference_with_ties(select, aggregate):
+    G = make_input(11, 6, 4, ties=True)
+    got = bulyan(G, 2, select, aggregate, 2.0).numpy()
+    np.testing.assert_allclose(got, ref_bulyan(G.numpy(), 2, select, aggregate, 2.0), rtol=1e-12)
+
+
+def test_bulyan_trimmed_ties_go_to_smaller_value():
+    """Column [0, 1, 2, 3, 4, 5, 6] of 7 rows, f = 1 after selecting 5: the hand-made
+    check of the pinned tie-break on a single column."""
+    S = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])
+    # median 3, beta = 3: distances 2, 1, 0, 1, 2 -> {2, 3, 4}
+    assert ref_closest_to_median_mean(S, 3)[0] == 3.0
+    S = np.array([[1.0], [2.0], [4.0], [5.0]])
+    # median 3, beta = 1: 2 and 4 tie at distance 1 -> the smaller, 2
+    assert ref_closest_to_median_mean(S, 1)[0] == 2.0
+    from mixtailor_game.rules.bulyan import closest_to_median_mean
+    assert float(closest_to_median_mean(torch.tensor(S), 1)[0]) == 2.0
+
+
+# ----------------------------------------------------------------- geomed
+
+
+@pytest.mark.parametrize("p", [1.5, 2.0, 3.0])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_geomed_objective_matches_scipy(p, seed):
+    X = make_input(7, 4, 10 + seed)
+    res = geomed_solve(X, p)
+    assert res.converged
+    ours = ref_geomed_objective(res.z.numpy(), X.numpy(), p)
+    _, best = ref_geomed(X.numpy(), p)
+    assert ours <= best * (1 + 1e-6), (ours, best)
+    assert ours >= best * (1 - 1e-4)  # scipy found (nearly) the minimum too
+    assert abs(res.objective - ours) <= 1e-9 * ours
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_geomed_float32_objective_close_to_scipy(dtype):
+    X = make_input(9, 6, 21, dtype=dtype)
+    res = geomed_solve(X, 2.0)
+    ours = ref_geomed_objective(res.z.double().numpy(), X.double().numpy(), 2.0)
+    _, best = ref_geomed(X.double().numpy(), 2.0)
+    assert res.converged and ours <= best * (1 + 1e-6)
+
+
+def test_geomed_norm_changes_result():
+    X = make_input(7, 5, 3)
+    outs = {p: geomed(X, p) for p in (1.0, 1.5, 2.0, 3.0, 16.0)}
+    for p, q in itertools.combinations(outs, 2):
+        assert float((outs[p] - outs[q]).abs().max()) > 1e-3, (p, q)
+    for p in (1.5, 3.0):  # and each is the minimizer of its own objective, not of the others'
+        own = ref_geomed_objective(outs[p].numpy(), X.numpy(), p)
+        other = ref_geomed_objective(outs[2.0].numpy(), X.numpy(), p)
+        assert own < other
+
+
+def test_geomed_reports_non_convergence():
+    X = make_input(9, 5, 4)
+    res = geomed_solve(X, 2.0, max_iter=1, tol=0.0)
+    assert not res.converged and res.iterations == 1
+
+
+# ----------------------------------------------------------------- Byzantine rows
+
+
+RULES = {
+    "comed": lambda G, f: comed(G),
+    "trimmed": lambda G, f: trimmed_mean(G, f),
+    "krum": lambda G, f: krum(G, f, 2.0),
+    "krum_p3": lambda G, f: krum(G, f, 3.0),
+    "multi_krum": lambda G, f: multi_krum(G, f, 3, 2.0),
+    "geomed": lambda G, f: geomed(G, 2.0),
+    "geomed_p3": lambda G, f: geomed(G, 3.0),
+}
+for _s, _a in itertools.product(["krum", "average", "geomed", "comed"], ["trimmed", "krum", "average", "geomed", "comed"]):
+    RULES[f"bulyan_{_s}_{_a}"] = lambda G, f, s=_s, a=_a: bulyan(G, f, s, a, 2.0)
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+@pytest.mark.parametrize("kind", ["nan", "inf", "mixed", "big"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_byzantine_rows_give_finite_output(name, kind, dtype):
+    n, f = 11, 2
+    G = with_bad_rows(make_input(n, 8, 5, dtype=dtype), f, kind)
+    G0 = G.clone()
+    out = RULES[name](G, f)
+    assert out.dtype == dtype and out.shape == (8,)
+    assert torch.isfinite(out).all(), (name, kind, out)
+    assert torch.equal(G.nan_to_num(1.0), G0.nan_to_num(1.0))  # not mutated
+    if kind != "big":  # the honest rows' range bounds the coordinate-wise rules
+        honest = G[f:]
+        if name in ("comed", "trimmed"):
+            assert (out >= honest.min(0).values).all() and (out <= honest.max(0).values).all()
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf", "mixed", "big"])
+def test_byzantine_rows_match_reference(kind):
+    G = with_bad_rows(make_input(11, 8, 6), 2, kind)
+    Gn = G.numpy()
+    np.testing.assert_allclose(comed(G).numpy(), ref_comed(Gn), rtol=1e-12)
+    np.testing.assert_allclose(trimmed_mean(G, 2).numpy(), ref_trimmed(Gn, 2), rtol=1e-12)
+    assert torch.equal(krum(G, 2, 2.0), G[ref_krum_index(Gn, 2, 2.0)])
+    assert torch.equal(krum(G, 2, 3.0), G[ref_krum_index(Gn, 2, 3.0)])
+
+
+def test_too_many_nan_rows_behave_as_sort():
+    """More NaN rows than tolerated: the output equals the sort-based order statistics (NaN last)."""
+    G = make_input(5, 6, 8)
+    G[:3, :3] = float("nan")
+    G[3, 3:] = float("inf")
+    S = torch.sort(G, 0).values
+    torch.testing.assert_close(comed(G), S[2], equal_nan=True)
+    torch.testing.assert_close(trimmed_mean(G, 1), S[1:4].mean(0), equal_nan=True)
+
+
+@pytest.mark.parametrize("aggregate", ["average", "trimmed", "comed"])
+def test_bulyan_last_rounds_do_not_pick_colluding_duplicates(aggregate):
+    """n = 15, f = 3 identical 1e30 rows: with n - f - 2 neighbours the last Krum
+    round would score them 0 and average one in; Bulyan keeps >= f neighbours."""
+    G = make_input(15, 3, 9) * 1e-3
+    G[12:] = 1e30
+    out = bulyan(G, 3, "krum", aggregate, 2.0)
+    H = G[:12]
+    assert ((out >= H.min(0).values) & (out <= H.max(0).values)).all()
