@@ -1,0 +1,146 @@
+"""The paper checks (paper_checks/*.py): argument parsing, run lists, claims, and a smoke run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKS = ROOT / "paper_checks"
+SCRIPTS = ["fig1_iid", "fig2_krum_fails", "fig3_noniid", "fig4_random_eps", "fig5_ablation", "fig6_alie"]
+
+
+def load(name):
+    if str(CHECKS) not in sys.path:
+        sys.path.insert(0, str(CHECKS))
+    if name == "_common":
+        return importlib.import_module("_common")  # the scripts import it the same way
+    key = f"paper_checks_{name}"
+    spec = importlib.util.spec_from_file_location(key, CHECKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_defaults_and_scales(name, tmp_path):
+    mod = load(name)
+    args = mod.parse_args(["--out", str(tmp_path)])
+    assert args.scale == "small" and args.seeds == 1
+    for scale in ("tiny", "small", "paper"):
+        args = mod.parse_args(["--scale", scale, "--out", str(tmp_path)])
+        runs, settings = mod.build_runs(args)
+        assert runs and settings
+        C = load("_common")
+        for run in runs:
+            cfg = C.TrainConfig.from_dict({**run.config, "seed": 0})   # every config is valid
+            assert cfg.steps == C.SCALE_SETTINGS[scale]["steps"]
+            if scale == "paper":
+                assert (cfg.model, cfg.lr, cfg.momentum in (0.0, 0.9)) == ("paper_cnn", 0.001, True)
+        labels = [(r.panel, r.label) for r in runs]
+        assert len(labels) == len(set(labels)), "two curves share a panel and a label"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("bad", [["--scale", "huge"], ["--steps", "0"], ["--seeds", "0"],
+                                 ["--data-dir", "/nonexistent/dir"]])
+def test_bad_arguments_exit_with_a_message(name, bad, capsys):
+    mod = load(name)
+    with pytest.raises(SystemExit) as exc:
+        mod.parse_args(bad)
+    assert exc.value.code != 0
+
+
+def test_paper_settings_follow_table_1(tmp_path):
+    fig1 = load("fig1_iid")
+    args = fig1.parse_args(["--scale", "paper", "--out", str(tmp_path), "--cifar-dir", str(tmp_path)])
+    runs, _ = fig1.build_runs(args)
+    by_ds = {r.config["dataset"]: r.config for r in runs}
+    assert set(by_ds) >= {"cifar10"}
+    mn = next(c for d, c in by_ds.items() if d != "cifar10")
+    assert (mn["steps"], mn["batch_size"], mn["weight_decay"]) == (50_000, 50, 1e-4)
+    cf = by_ds["cifar10"]
+    assert (cf["model"], cf["steps"], cf["batch_size"]) == ("cifar_cnn", 40_000, 80)
+    assert {r.label for r in runs} == {"omniscient", "krum", "comed", "mixtailor"}
+    assert {r.config["attack_params"]["eps"] for r in runs} == {0.1, 10.0}
+
+
+def test_specific_settings(tmp_path):
+    out = ["--scale", "small", "--out", str(tmp_path)]
+    runs, _ = load("fig2_krum_fails").build_runs(load("fig2_krum_fails").parse_args(out))
+    assert {r.config["batch_size"] for r in runs} == {128}
+    assert {r.config["attack_params"]["eps"] for r in runs} == {0.2}
+    f3 = load("fig3_noniid")
+    runs, _ = f3.build_runs(f3.parse_args(out))
+    assert {r.config["partition"] for r in runs} == {"label"}
+    assert any(r.config.get("bucketing") == 2 and r.config["aggregator"] == "mixtailor" for r in runs)
+    f4 = load("fig4_random_eps")
+    runs, _ = f4.build_runs(f4.parse_args(out))
+    f4runs = [r for r in runs if r.config["byzantine"] == 4]
+    assert f4runs and all(r.config["pool"] == "families:krum,comed,geomed" for r in f4runs)
+    assert any(r.config["attack"] == "random_eps" for r in runs)
+    f5 = load("fig5_ablation")
+    runs, _ = f5.build_runs(f5.parse_args(out))
+    pools = {r.config["pool"] for r in runs if r.config["aggregator"] == "mixtailor"}
+    assert pools == {"paper", "families:comed,geomed,bulyan", "families:krum,geomed,bulyan",
+                     "families:krum,comed,bulyan", "families:krum,comed,geomed"}
+    f6 = load("fig6_alie")
+    runs, _ = f6.build_runs(f6.parse_args(out))
+    assert {(r.config["attack"], r.config["momentum"]) for r in runs} == {("alie", 0.0)}
+
+
+def test_claims_verdicts_follow_the_numbers(tmp_path):
+    C = load("_common")
+    fig1 = load("fig1_iid")
+    args = fig1.parse_args(["--scale", "tiny", "--out", str(tmp_path)])
+
+    def tab(krum, comed, mix):
+        return {f"digits eps={e:g}": {"omniscient": {"tail": 0.9}, "krum": {"tail": krum[i]},
+                                      "comed": {"tail": comed[i]}, "mixtailor": {"tail": mix[i]}}
+                for i, e in enumerate((0.1, 10.0))}
+
+    good = {c["claim"]: c["verdict"] for c in fig1.make_claims(tab((0.3, 0.85), (0.88, 0.4), (0.89, 0.885)), args)}
+    assert set(good.values()) == {"reproduced"}
+    bad = {c["claim"]: c["verdict"] for c in fig1.make_claims(tab((0.89, 0.85), (0.88, 0.87), (0.7, 0.6)), args)}
+    assert bad["MixTailor within 2% of omniscient (digits, iid)"] == "not reproduced"
+    assert bad["Krum fails at eps 0.1 (digits)"] == "not reproduced"
+    missing = fig1.make_claims({}, args)
+    assert {c["verdict"] for c in missing} == {"not run"}
+    assert C.fails(0.5, 0.9) and not C.fails(0.85, 0.9) and C.fails(None, 0.9) is None
+    with pytest.raises(ValueError, match="verdict"):
+        C.claim("x", "y", "z", "maybe")
+
+
+def test_tail_accuracy_and_table():
+    C = load("_common")
+    assert C.tail_accuracy([[1, 0.1], [2, 0.5], [3, 0.6], [4, 0.7]]) == pytest.approx(0.6)
+    assert C.tail_accuracy([]) is None
+    recs = [{"panel": "p", "label": "a", "tail_accuracy": t, "final_accuracy": t} for t in (0.4, 0.6)]
+    tab = C.table(recs)
+    assert tab["p"]["a"]["tail"] == pytest.approx(0.5) and tab["p"]["a"]["tail_std"] == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_json_and_png(tmp_path):
+    """fig6 at the tiny scale (digits, logistic regression, a few steps) end to end, then resumed."""
+    mod = load("fig6_alie")
+    argv = ["--scale", "tiny", "--steps", "6", "--eval-every", "3", "--out", str(tmp_path)]
+    assert mod.main(argv) == 0
+    data = json.loads((tmp_path / "fig6_alie.json").read_text())
+    png = tmp_path / "fig6_alie.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data["scale"] == "tiny" and len(data["runs"]) == 4
+    assert {r["label"] for r in data["runs"]} == {"omniscient", "krum", "comed", "mixtailor"}
+    for r in data["runs"]:
+        assert r["summary"]["steps"] == 6 and r["curve"][-1][0] == 6
+        assert 0.0 <= r["final_accuracy"] <= 1.0
+    assert data["claims"] and data["claims"][0]["verdict"] in ("reproduced", "not reproduced")
+    # rerunning reuses the finished run directories and gives the same numbers
+    assert mod.main(argv) == 0
+    again = json.loads((tmp_path / "fig6_alie.json").read_text())
+    assert again["accuracy"] == data["accuracy"]
