@@ -392,6 +392,48 @@ def test_geomed_norm_changes_result():
         assert own < other
 
 
+@pytest.mark.parametrize("p", [8.0, 16.0])
+def test_geomed_large_p_matches_scipy(p):
+    # p > 2: damped IRLS with Anderson acceleration (not majorize-minimize).
+    X = make_input(7, 3, 30 + int(p))
+    res = geomed_solve(X, p)
+    assert res.converged and res.iterations < 100
+    ours = ref_geomed_objective(res.z.numpy(), X.numpy(), p)
+    _, best = ref_geomed(X.numpy(), p)
+    assert ours <= best * (1 + 1e-6), (ours, best)
+
+
+@pytest.mark.parametrize("p", [1.5, 2.0, 3.0, 12.0])
+def test_geomed_acceleration_and_warm_start_reach_the_same_minimum(p):
+    X = make_input(9, 40, 5)
+    plain = geomed_solve(X, p, memory=0, max_iter=2000, tol=1e-10)
+    fast = geomed_solve(X, p)
+    warm = geomed_solve(X, p, start=X[0] + 0.5)
+    for res in (fast, warm):
+        assert res.converged
+        assert res.objective <= plain.objective * (1 + 1e-9), (p, res.objective, plain.objective)
+    assert fast.iterations <= plain.iterations
+
+
+def test_geomed_float32_stops_at_the_rounding_floor():
+    # In float32 the objective's rounding (~1e-7 relative) can hide any progress
+    # before the step test passes: the solver must stop, not run to max_iter.
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(7, 50_000, generator=g) * 0.01
+    res = geomed_solve(X, 8.0, start=X.mean(0))
+    assert res.converged and res.iterations < 60
+    ref = geomed_solve(X.double(), 8.0, max_iter=2000)
+    assert res.objective <= ref.objective * (1 + 1e-5)
+
+
+def test_geomed_bad_start_is_rejected():
+    X = make_input(7, 4, 1)
+    with pytest.raises(ValueError, match=r"^geomed: start must be a finite tensor of shape \(4,\), got \(3,\)$"):
+        geomed_solve(X, 2.0, start=torch.zeros(3, dtype=X.dtype))
+    with pytest.raises(ValueError, match=r"^geomed: memory must be"):
+        geomed_solve(X, 2.0, memory=-1)
+
+
 def test_geomed_reports_non_convergence():
     X = make_input(9, 5, 4)
     res = geomed_solve(X, 2.0, max_iter=1, tol=0.0)

@@ -12,7 +12,7 @@ from .._checks import check_int, check_regime, fail
 from ._distances import check_p, lp_distances_to, squared_distances
 from ._network import closest_to_median_rows
 from .base import Rule, check_gradients, finite_rows, name_field
-from .geomed import geomed
+from .geomed import geomed, geomed_solve
 from .krum import krum, scores_from_squared
 from .median import comed
 
@@ -43,7 +43,9 @@ def _pick_krum(D2: torch.Tensor, remaining: list[int], f: int) -> int:
     return remaining[best]
 
 
-def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float) -> int:
+def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float, start=None):
+    """The remaining row nearest (l_p) to rule ``select``'s output on the rows left,
+    and that output (a geomed warm-starts the next round's from it)."""
     rows = G[remaining]
     ok = finite_rows(rows)
     pool = rows if bool(ok.all()) else rows[ok]
@@ -52,9 +54,9 @@ def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float) 
     elif select == "comed":
         target = comed(pool)
     else:
-        target = geomed(pool, p)
+        target = geomed_solve(pool, p, start=start).z
     dist = lp_distances_to(rows, target, p).masked_fill(~ok, math.inf)
-    return remaining[int(torch.argmin(dist))]
+    return remaining[int(torch.argmin(dist))], target
 
 
 def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0) -> list[int]:
@@ -74,11 +76,12 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0)
     D = squared_distances(G, p) if select == "krum" else None
     remaining = list(range(n))
     chosen = []
+    target = None
     for _ in range(n - 2 * f):
         if D is not None:
             idx = _pick_krum(D, remaining, f)
         else:
-            idx = _pick_nearest(G, remaining, select, p)
+            idx, target = _pick_nearest(G, remaining, select, p, target)
         chosen.append(idx)
         remaining.remove(idx)
     return chosen

@@ -8,7 +8,7 @@ from typing import ClassVar, NamedTuple
 
 import torch
 
-from .._checks import check_int, check_real, check_regime
+from .._checks import check_int, check_real, check_regime, fail
 from ._distances import check_p, lp_distances_to
 from .base import Rule, check_gradients, finite_rows, name_field, tuning_field
 from .median import comed
@@ -29,6 +29,18 @@ def geomed_objective(z: torch.Tensor, X: torch.Tensor, p: float) -> torch.Tensor
     return lp_distances_to(X, z, p).sum()
 
 
+def _power_floor(p: float, dtype: torch.dtype) -> float:
+    """Smallest base kept in ``|.|^p`` of values scaled to [0, 1].
+
+    Powers below the smallest normal number are subnormal, and arithmetic on
+    subnormals is several times slower on x86 (measured: ``pow(A, 14)`` 18 ms
+    vs 5 ms at n*d = 2.2e6). Raising the base to this floor keeps every power
+    at or above ``2^(min_exp + 8)``: such a term weighs less than ``2^-110``
+    (float32) of the row's largest, far below rounding.
+    """
+    return 2.0 ** ((math.log2(torch.finfo(dtype).tiny) + 8) / p)
+
+
 def _distances_and_weights(z: torch.Tensor, X: torch.Tensor, p: float, nu: float):
     """Distances ``r_i = ||z - x_i||_p`` and the IRLS weights at ``z``.
 
@@ -43,7 +55,8 @@ def _distances_and_weights(z: torch.Tensor, X: torch.Tensor, p: float, nu: float
     p = 2 costs two passes over ``X`` (``torch.cdist`` direct, then a matrix-vector
     product in the caller); other p compute ``|z - x|`` once into one buffer
     and turn it into the weights in place (scaled by the row maximum, so
-    ``|.|^p`` neither overflows nor underflows).
+    ``|.|^p`` neither overflows nor underflows; bases below
+    :func:`_power_floor` are raised to it, so no power is subnormal).
     """
     if p == 2:
         r = torch.cdist(z.unsqueeze(0), X, compute_mode="donot_use_mm_for_euclid_dist").squeeze(0)
@@ -51,25 +64,32 @@ def _distances_and_weights(z: torch.Tensor, X: torch.Tensor, p: float, nu: float
         return r, torch.where(torch.isfinite(r), w, torch.zeros_like(w)).unsqueeze(1)
     A = torch.sub(X, z).abs_()
     scale = A.amax(dim=1, keepdim=True)
+    ok = torch.isfinite(scale) & (scale > 0)
+    s = torch.where(ok, scale, torch.ones_like(scale))
+    A.div_(s)
     if p > 2:
         # W_ij = A_ij^(p-2) / r_i^(p-1) = (A_ij / s_i)^(p-2) * (s_i / r_i)^(p-2) / r_i with
         # s_i = max_j A_ij <= r_i: one pow pass, and ||.||_p from it (sum Q A^2).
-        ok = torch.isfinite(scale) & (scale > 0)
-        s = torch.where(ok, scale, torch.ones_like(scale))
-        A.div_(s)
+        # Half the exponent range for the powers leaves the other half for the row
+        # factors and the products with X (see _power_floor).
+        A.clamp_min_(_power_floor(2.0 * (p - 2), A.dtype))
         Q = torch.pow(A, p - 2)
         rs = A.square_().mul_(Q).sum(dim=1, keepdim=True).pow_(1.0 / p)  # r / s
         r = torch.where(ok, rs * s, torch.where(torch.isfinite(scale), 0.0, math.inf))
         rc = r.clamp_min(nu)
         coef = (s / rc).pow_(p - 2).div_(rc)
         coef = torch.where(torch.isfinite(r), coef, torch.zeros_like(coef))
+        # The weighted average is invariant to a common factor: the largest row
+        # factor becomes 1, so the weights stay in the normal range.
+        top = coef.max()
+        if bool(top > 0):
+            coef = coef / top
         return r.squeeze(1), Q.mul_(coef)
-    ok = torch.isfinite(scale) & (scale > 0)
-    scale = torch.where(ok, scale, torch.ones_like(scale))
-    A.div_(scale)
-    rs = torch.linalg.vector_norm(A, p, dim=1, keepdim=True)  # r / scale
-    r = (rs * scale).squeeze(1)
+    # 1 < p < 2: r from a clamped copy (torch.linalg.vector_norm is ~3x slower here).
+    rs = torch.pow(A.clamp_min(_power_floor(p, A.dtype)), p).sum(dim=1, keepdim=True).pow_(1.0 / p)
+    r = (rs * s).squeeze(1)
     r = torch.where(ok.squeeze(1), r, torch.zeros_like(r))
+    r = torch.where(torch.isfinite(scale.squeeze(1)), r, torch.full_like(r, math.inf))
     A.div_(rs.clamp_min(torch.finfo(A.dtype).tiny))  # |z_j - x_ij| / r_i
     rc = r.clamp_min(nu).unsqueeze(1)
     W = A.clamp_min_(nu).pow_(p - 2).div_(rc).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
@@ -92,6 +112,43 @@ def _objective_from(r: torch.Tensor) -> float:
     return float(r.double().sum())
 
 
+class _Anderson:
+    """Anderson acceleration (type II) of a fixed-point map ``z -> T(z)``.
+
+    Keeps the last ``memory + 1`` pairs (T(z_k), T(z_k) - z_k) and returns the
+    combination of the T(z_k) whose residuals' combination is smallest in l_2
+    (least squares over the residual differences). Stored in the rows' dtype:
+    ``2 (memory + 1)`` vectors of length d.
+    """
+
+    def __init__(self, memory: int):
+        self.memory = memory
+        self.values: list[torch.Tensor] = []
+        self.residuals: list[torch.Tensor] = []
+
+    def reset(self, z: torch.Tensor, value: torch.Tensor) -> None:
+        self.values, self.residuals = [value], [value - z]
+
+    def extrapolate(self, z: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """Record ``value = T(z)`` and return the accelerated next iterate
+        (``value`` itself, the same object, when there is no history yet)."""
+        if self.memory == 0:
+            return value
+        self.values.append(value)
+        self.residuals.append(value - z)
+        if len(self.values) > self.memory + 1:
+            self.values.pop(0)
+            self.residuals.pop(0)
+        if len(self.values) < 2:
+            return value
+        dR = torch.stack([b - a for a, b in zip(self.residuals, self.residuals[1:])], dim=1)
+        dV = torch.stack([b - a for a, b in zip(self.values, self.values[1:])], dim=1)
+        gamma = torch.linalg.lstsq(dR.double(), self.residuals[-1].double().unsqueeze(1)).solution
+        if not bool(torch.isfinite(gamma).all()):
+            return value
+        return value - (dV.double() @ gamma).squeeze(1).to(value.dtype)
+
+
 def geomed_solve(
     G: torch.Tensor,
     p: float = 2.0,
@@ -99,22 +156,28 @@ def geomed_solve(
     nu: float = 1e-6,
     max_iter: int = 200,
     tol: float = 1e-7,
+    start: torch.Tensor | None = None,
+    memory: int = 3,
 ) -> GeomedResult:
     """Minimize ``sum_i ||z - G_i||_p`` by smoothed IRLS; see :func:`geomed`.
 
     Each iteration computes the distances at the current iterate (which also
     give its objective, so the objective costs no extra pass) and the weights,
     then the weighted average. For ``p <= 2`` the step is a majorize-minimize
-    step (monotone); for ``p > 2`` a step that raises the objective is halved
-    (at most 14 times) and, if it still does, the solver stops. Stops when the
-    step is at most ``tol * max(||z||_2, 1)``. The returned objective is
-    recomputed in float64 at the returned iterate.
+    step (monotone); for ``p > 2`` the step is damped (see the loop). Steps are
+    Anderson-accelerated (``memory`` past steps, 0 turns it off) and never
+    raise the objective; when no step lowers it the solver stops. Stops when the
+    step taken is at most ``tol * max(||z||_2, 1)``. The returned objective is
+    recomputed in float64 at the returned iterate. ``start`` (a finite
+    ``Tensor[d]``) replaces the coordinate-wise median as the first iterate:
+    Bulyan's selection warm-starts each round from the previous round's median.
     """
     G = check_gradients(G, "geomed")
     p = check_p("geomed", p)
     nu = check_real("geomed", "nu", nu, low=0.0, low_open=True)
     max_iter = check_int("geomed", "max_iter", max_iter, low=1)
     tol = check_real("geomed", "tol", tol, low=0.0)
+    memory = check_int("geomed", "memory", memory, low=0)
     ok = finite_rows(G)
     X = G if bool(ok.all()) else G[ok]
     if X.shape[0] == 0:
@@ -124,31 +187,61 @@ def geomed_solve(
         # The l_1 objective separates by coordinate: the coordinate-wise median is
         # a minimizer (for <= 2 rows every point between them is one).
         return GeomedResult(z, True, 0, float(geomed_objective(z, X, p)))
+    if start is not None:
+        if start.shape != z.shape or not bool(torch.isfinite(start).all()):
+            raise fail("geomed", "start", f"a finite tensor of shape {tuple(z.shape)}", tuple(start.shape))
+        z = start.to(dtype=z.dtype, device=z.device)
     r, W = _distances_and_weights(z, X, p, nu)
     obj = _objective_from(r)
-    converged, it = False, 0
+    # For p > 2 the IRLS map is not a majorize-minimize step: its step is about
+    # (p - 1) times a diagonal Newton step (the Hessian's diagonal is (p - 1) times
+    # the IRLS weights), so the map is damped by 1 / (p - 1). Anderson
+    # acceleration extrapolates from the last steps; a candidate that raises the
+    # objective is replaced by the plain (damped) step, which for p > 2 is halved
+    # while it still raises it. Measured at n = 12, d = 184,586: 2-3x fewer
+    # passes than plain IRLS at p = 1.5, 1.3-1.5x at p = 3..16.
+    damping = 1.0 if p <= 2 else 1.0 / (p - 1.0)
+    history = _Anderson(memory)
+    # The objective is a sum of distances computed in the rows' dtype: changes
+    # below `noise` are rounding. A step is accepted unless it raises the
+    # objective by more than that; three steps in a row that do not lower it by
+    # more than that mean the iterate sits at the rounding floor.
+    noise = 4.0 * torch.finfo(X.dtype).eps
+    best_z, best_obj = z, obj
+    converged, it, stalls = False, 0, 0
     for it in range(1, max_iter + 1):
-        z_new = _weighted_average(W, X, z)  # consumes W (in place)
+        target = _weighted_average(W, X, z)  # consumes W (in place)
         W = W_new = None  # drop the last reference, so at most two (n, d) buffers live
+        plain = target if damping == 1.0 else z + damping * (target - z)
+        z_new = history.extrapolate(z, plain)
         r_new, W_new = _distances_and_weights(z_new, X, p, nu)
         obj_new = _objective_from(r_new)
-        if p > 2:
-            step = 1.0
-            while obj_new > obj and step > 1e-4:
+        step, extrapolated = 1.0, z_new is not plain
+        while obj_new > obj * (1.0 + noise) and step > 1e-4:
+            if extrapolated:  # the extrapolation failed: restart it from the plain step
+                history.reset(z, plain)
+                extrapolated = False
+            else:
                 step *= 0.5
-                z_new = z + step * (z_new - z)
-                W_new = None  # free it before the next weights are built
-                r_new, W_new = _distances_and_weights(z_new, X, p, nu)
-                obj_new = _objective_from(r_new)
-            if obj_new > obj:
-                converged = True
-                break
+            z_new = plain if step == 1.0 else z + step * (plain - z)
+            W_new = None  # free it before the next weights are built
+            r_new, W_new = _distances_and_weights(z_new, X, p, nu)
+            obj_new = _objective_from(r_new)
+            if p <= 2 and step == 1.0:
+                break  # majorize-minimize: the plain step cannot raise it (up to rounding)
+        if obj_new > obj * (1.0 + noise):
+            converged = True
+            break
+        stalls = stalls + 1 if obj_new > obj * (1.0 - noise) else 0
         change = float(torch.linalg.vector_norm((z_new - z).double()))
         scale = max(float(torch.linalg.vector_norm(z.double())), 1.0)
         z, r, W, obj = z_new, r_new, W_new, obj_new
-        if change <= tol * scale:
+        if obj < best_obj:
+            best_z, best_obj = z, obj
+        if change <= tol * scale or stalls >= 3:
             converged = True
             break
+    z = best_z
     return GeomedResult(z, converged, it, float(geomed_objective(z, X, p)))
 
 
@@ -156,7 +249,7 @@ def geomed(G: torch.Tensor, p: float = 2.0, **options) -> torch.Tensor:
     """Geometric median under l_p: ``argmin_z sum_i ||z - G_i||_p``.
 
     Smoothed Weiszfeld / IRLS (Pillutla et al. 2022, "RFA"), generalized to l_p
-    by per-coordinate weights (see ``_irls_step``), started at the
+    by per-coordinate weights (see ``_distances_and_weights``), started at the
     coordinate-wise median. For ``p = 1`` the objective separates by
     coordinate and the coordinate-wise median is returned exactly. Rows with a
     non-finite entry are dropped (infinitely far); a finite but huge row gets a
