@@ -426,6 +426,18 @@ def test_geomed_float32_stops_at_the_rounding_floor():
     assert res.objective <= ref.objective * (1 + 1e-5)
 
 
+def test_geomed_leaves_a_start_on_a_data_point():
+    # Here the coordinate-wise median (the start) is a row once shifted: the
+    # smoothed Weiszfeld step raises the true objective at first and must be kept
+    # (found by the translation-equivariance property test).
+    S = torch.tensor([[0.9139, 0.5025], [1.5036, -0.4049], [0.7675, 0.6273], [1.1716, -1.1833],
+                      [0.3407, 0.6919]], dtype=torch.float64)
+    c = torch.tensor([0.0, 7.0], dtype=torch.float64)
+    base, shifted = geomed_solve(S, 2.0), geomed_solve(S + c, 2.0)
+    assert base.converged and shifted.converged
+    assert torch.allclose(shifted.z - c, base.z, atol=1e-6)
+
+
 def test_geomed_bad_start_is_rejected():
     X = make_input(7, 4, 1)
     with pytest.raises(ValueError, match=r"^geomed: start must be a finite tensor of shape \(4,\), got \(3,\)$"):

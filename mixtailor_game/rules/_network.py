@@ -286,6 +286,46 @@ def closest_to_median_window(T: torch.Tensor, beta: int) -> torch.Tensor:
     return total / beta
 
 
+def closest_to_median_from_wires(wires: list, beta: int, out: torch.Tensor) -> None:
+    """:func:`closest_to_median_window` on the sorted wires of a chunk, by compares
+    and selects only (the gathers of the window walk cost ~3x more).
+
+    With ``M = m - beta`` possible shifts, the window starts at
+    ``L* = #{L < M : c_L}``, ``c_L = (med - T[L] > T[L + beta] - med)``: both sides
+    are monotone in ``L`` (rounding is monotone too), so ``c_L`` is true for
+    ``L < L*`` and false after, with the walk's tie rule (equal distances keep
+    the smaller value). When ``M <= beta`` (Bulyan with ``n >= 6f``, the paper's
+    n = 12, f = 2 included) the window sum is
+    ``sum_{L < M} (T[L + beta] if c_L else T[L]) + sum_{M <= k < beta} T[k]``:
+    one select per shift. Otherwise each value is masked by ``L*``.
+    """
+    m = len(wires)
+    shifts = m - beta
+    med = wires[m // 2] if m % 2 else wires[m // 2 - 1] * 0.5 + wires[m // 2] * 0.5
+    shift = [(med - wires[L]) > (wires[L + beta] - med) for L in range(shifts)]
+    if shifts <= beta:
+        out.zero_()
+        for L in range(shifts):
+            out.add_(torch.where(shift[L], wires[L + beta], wires[L]))
+        for k in range(shifts, beta):
+            out.add_(wires[k])
+        out.div_(beta)
+        return
+    start = torch.zeros_like(out)
+    for c in shift:
+        start += c
+    out.zero_()
+    zero = out.new_zeros(())
+    for k in range(m):
+        keep = None
+        if k < shifts:
+            keep = start <= k
+        if k >= beta:
+            keep = (start > k - beta) if keep is None else keep & (start > k - beta)
+        out.add_(wires[k] if keep is None else torch.where(keep, wires[k], zero))
+    out.div_(beta)
+
+
 def closest_to_median_rows(G: torch.Tensor, beta: int) -> torch.Tensor:
     """Bulyan's original aggregation on ``G`` (``(n, d)``): per column the mean of the
     ``beta`` values closest to the median (ties to the smaller value); sorted by
@@ -293,7 +333,7 @@ def closest_to_median_rows(G: torch.Tensor, beta: int) -> torch.Tensor:
     n = G.shape[-2]
 
     def combine(wires, o):
-        o.copy_(closest_to_median_window(torch.stack(wires), beta))
+        closest_to_median_from_wires(wires, beta, o)
 
     def reference(S):
         return closest_to_median_window(S.T.nan_to_num(nan=_INF), beta)

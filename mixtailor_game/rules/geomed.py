@@ -149,6 +149,35 @@ class _Anderson:
         return value - (dV.double() @ gamma).squeeze(1).to(value.dtype)
 
 
+def _leave_data_point(z, X, p, r, W, on_row):
+    """The start ``z`` sits on ``m`` rows (distance <= nu), where smoothed IRLS gives
+    those rows weight ``1 / nu`` and crawls away in steps of about ``nu``.
+    Vardi and Zhang (2000): ``z`` is optimal iff the gradient ``g`` of the other
+    rows' distances has dual norm ``||g||_q <= m``; otherwise step towards the
+    IRLS average ``T`` of the other rows by ``1 - m / ||g||_q`` (for p = 2 their
+    modified Weiszfeld step; for other p the same rule on the l_p subgradient).
+    Returns the new start and whether ``z`` is already optimal.
+    """
+    others = ~on_row
+    if not bool(others.any()):
+        return z, True
+    U = (z.double() - X[others].double())
+    ro = r[others].double().unsqueeze(1)
+    if p == 2:
+        g = (U / ro).sum(0)
+    else:
+        g = (U.sign() * (U.abs() / ro).pow(p - 1)).sum(0)
+    q = p / (p - 1.0)
+    gnorm = float(torch.linalg.vector_norm(g, q))
+    m = int(on_row.sum())
+    if gnorm <= m:
+        return z, True
+    W = W.clone()
+    W[on_row] = 0.0
+    T = _weighted_average(W, X, z)
+    return z + (1.0 - m / gnorm) * (T - z), False
+
+
 def geomed_solve(
     G: torch.Tensor,
     p: float = 2.0,
@@ -192,6 +221,12 @@ def geomed_solve(
             raise fail("geomed", "start", f"a finite tensor of shape {tuple(z.shape)}", tuple(start.shape))
         z = start.to(dtype=z.dtype, device=z.device)
     r, W = _distances_and_weights(z, X, p, nu)
+    on_row = r <= nu
+    if bool(on_row.any()) and not math.isinf(p):
+        z, done = _leave_data_point(z, X, p, r, W, on_row)
+        if done:
+            return GeomedResult(z, True, 0, float(geomed_objective(z, X, p)))
+        r, W = _distances_and_weights(z, X, p, nu)
     obj = _objective_from(r)
     # For p > 2 the IRLS map is not a majorize-minimize step: its step is about
     # (p - 1) times a diagonal Newton step (the Hessian's diagonal is (p - 1) times
@@ -229,10 +264,13 @@ def geomed_solve(
             obj_new = _objective_from(r_new)
             if p <= 2 and step == 1.0:
                 break  # majorize-minimize: the plain step cannot raise it (up to rounding)
-        if obj_new > obj * (1.0 + noise):
+        # For p <= 2 the plain step decreases the *smoothed* objective, not always
+        # the true one (it leaves a start on a data point slowly): keep it.
+        majorized = p <= 2 and not extrapolated and step == 1.0
+        if obj_new > obj * (1.0 + noise) and not majorized:
             converged = True
             break
-        stalls = stalls + 1 if obj_new > obj * (1.0 - noise) else 0
+        stalls = stalls + 1 if obj_new > obj * (1.0 - noise) and not majorized else 0
         change = float(torch.linalg.vector_norm((z_new - z).double()))
         scale = max(float(torch.linalg.vector_norm(z.double())), 1.0)
         z, r, W, obj = z_new, r_new, W_new, obj_new
