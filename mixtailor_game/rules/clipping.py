@@ -72,7 +72,8 @@ class CenteredClipping(Rule):
     State: ``center_`` (``None`` until the first call) holds the previous
     aggregate, the "momentum" center of Karimireddy et al. 2021. Each call
     aggregates from ``center_`` with :func:`centered_clip` and stores the
-    output as the next ``center_``; ``reset()`` forgets it. With no stored
+    output as the next ``center_``; ``reset()`` forgets it; ``state_dict()`` /
+    ``load_state_dict(d)`` save and restore it (checkpoints, :mod:`.state`). With no stored
     center, the center is the base rule's output ``base(G)`` (so the wrapper
     works around any rule); non-finite coordinates of that output (a
     non-robust base on Byzantine input) start at 0, the reference code's
@@ -112,6 +113,20 @@ class CenteredClipping(Rule):
     def reset(self) -> None:
         """Forget the stored center: the next call starts from ``base(G)``."""
         object.__setattr__(self, "center_", None)
+
+    def state_dict(self) -> dict:
+        """``{"center": Tensor[d] | None}``: the stored center (a CPU copy), for checkpoints."""
+        return {"center": None if self.center_ is None else self.center_.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output (``center=None``: as after :meth:`reset`)."""
+        center = state["center"]
+        if center is not None:
+            if not isinstance(center, torch.Tensor) or center.dim() != 1 or not center.is_floating_point():
+                shape = tuple(center.shape) if isinstance(center, torch.Tensor) else type(center).__name__
+                raise fail("centered_clipping", "state center", "None or a floating Tensor[d]", shape)
+            center = center.detach().clone()
+        object.__setattr__(self, "center_", center)
 
     def _start(self, G: torch.Tensor) -> torch.Tensor:
         if self.center_ is not None:

@@ -80,6 +80,8 @@ class MixTailor(Rule):
     uniform (the paper); arbitrary probabilities are honoured (the authors'
     code ignores them). ``last_index`` / ``last_rule`` give the rule drawn by
     the latest call, for logging; ``public`` is what an adversary may know.
+    ``state_dict()`` / ``load_state_dict(d)`` save and restore the draw's
+    generator state (checkpoints, :mod:`.state`).
     """
 
     family = "mixtailor"
@@ -141,6 +143,26 @@ class MixTailor(Rule):
             idx -= 1
         self.last_index = idx
         return idx
+
+    def state_dict(self) -> dict:
+        """``{"rng": generator state | None, "last_index": int | None}`` for checkpoints.
+
+        ``rng`` is ``None`` for the default OS-entropy draw (nothing to replay).
+        The pool's own stateful rules are saved by :func:`.state.collect_state`.
+        """
+        from .state import generator_state
+
+        return {"rng": generator_state(self.rng), "last_index": self.last_index}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output (the draw continues where it stopped)."""
+        from .state import set_generator_state
+
+        set_generator_state(self.rng, state.get("rng"))
+        idx = state.get("last_index")
+        if idx is not None and not (isinstance(idx, int) and 0 <= idx < len(self.pool)):
+            raise fail("MixTailor", "state last_index", f"None or an integer in [0, {len(self.pool)})", idx)
+        self.last_index = idx
 
     def __call__(self, G: torch.Tensor) -> torch.Tensor:
         check_gradients(G, "mixtailor")

@@ -6,6 +6,8 @@ Layout (DESIGN.md, PINNED_API.md)::
       config.json        the resolved TrainConfig
       metrics.jsonl      one JSON object per finished step
       checkpoint.pt      model, optimizer (momentum buffers), generator states,
+                         state of stateful rules and attacks ("rule_state",
+                         "attack_state": path -> state, see rules/state.py),
                          step, byte length of metrics.jsonl at that step, wall time
       summary.json       written once the last step is done
       snapshots/step_XXXXXX.pt   optional: {"step", "honest", "byzantine"}

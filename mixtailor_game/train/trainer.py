@@ -36,9 +36,14 @@ Model initialisation and dropout masks use torch's global generator inside
 ``generator`` argument of ``engines.per_worker_gradients``), so the caller's
 global random state is left untouched.
 
-Not restored on resume: state kept inside a stateful attack or rule object
-(e.g. centered clipping's centre); such runs restart that state at the
-checkpoint.
+State kept inside the rule and attack objects is checkpointed too
+(``rule_state`` / ``attack_state``, collected by
+:func:`mixtailor_game.rules.state.collect_state` by a stable path): centered
+clipping's center (also inside a MixTailor pool or a bucketing wrapper),
+MixTailor's seeded draw generator, bucketing's seeded permutation generator,
+and anything with ``state_dict`` / ``load_state_dict``. A checkpoint written
+before this state was saved still loads: that state starts fresh, with a
+``RuntimeWarning``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import copy
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -339,6 +345,7 @@ class Trainer:
         return gens
 
     def state_dict(self, metrics_offset: int) -> dict:
+        rule_state, attack_state = self._object_states()
         return {
             "step": self.step,
             "metrics_offset": metrics_offset,
@@ -350,8 +357,50 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "generators": {k: g.get_state() for k, g in self._generators().items()},
+            # state kept inside stateful rules (centered clipping's center, MixTailor's draw,
+            # bucketing's permutation generator, wherever they sit in the rule tree) and attacks
+            "rule_state": rule_state,
+            "attack_state": attack_state,
             "config": self.config.result_dict(),
         }
+
+    def _object_states(self) -> tuple[dict, dict]:
+        from ..rules.state import collect_state
+
+        rule = collect_state(self.server.rule) if self.server.rule is not None else {}
+        attack = collect_state(self.attack) if self.attack is not None else {}
+        return rule, attack
+
+    def _restore_object_states(self, state: dict) -> None:
+        from ..rules.state import iter_stateful, restore_state
+
+        # objects whose whole state an older checkpoint restores through its "generators" entry:
+        # MixTailor's seeded draw, the top-level bucketing wrapper's generator
+        gens = self._generators()
+        legacy = set()
+        if "draw" in gens:
+            legacy.add(id(self.server.mixtailor))
+        if "bucket" in gens:
+            legacy.add(id(self.server.rule))
+        where = "" if self.out is None else f" of {str(self.out)!r}"
+        for key, obj, what in (("rule_state", self.server.rule, "rule"), ("attack_state", self.attack, "attack")):
+            if obj is None:
+                continue
+            if key not in state:
+                fresh = [path or "<root>" for path, o in iter_stateful(obj) if id(o) not in legacy]
+                if fresh:
+                    warnings.warn(
+                        f"Trainer: checkpoint{where} holds no {what} state (written by an older version); "
+                        f"the state of {', '.join(fresh)} in the {what} (e.g. centered clipping's center) starts "
+                        f"fresh at step {self.step}, so the resumed run may differ from an uninterrupted one",
+                        RuntimeWarning, stacklevel=4)
+                continue
+            problems = restore_state(obj, state[key])
+            if problems:
+                warnings.warn(
+                    f"Trainer: checkpoint{where}: {what} state does not match the {what} built from the config "
+                    f"({'; '.join(problems)}); missing parts start fresh, unused parts are ignored",
+                    RuntimeWarning, stacklevel=4)
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
@@ -366,6 +415,7 @@ class Trainer:
         for k, s in state["generators"].items():
             if k in gens:
                 gens[k].set_state(s)
+        self._restore_object_states(state)
 
     # ---------------------------------------------------------------- one step
     def _byzantine(self) -> torch.Tensor:
