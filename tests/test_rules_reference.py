@@ -308,6 +308,16 @@ def test_krum_pins_eq3_not_other_variants():
     assert {pick(1, 4), pick(2, 5)} != {ours}
 
 
+@pytest.mark.parametrize("p", [1.5, 3.0, 8.0, 16.0])
+def test_distances_across_column_chunks_and_overflow(p):
+    """d larger than the power-sum chunk (8192 columns); a 1e30 row overflows
+    |x - y|^16 even in float64 and must be recomputed with the scaled norm."""
+    G = torch.randn(6, 20_000, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    G[5] = 1e30
+    got = pairwise_distances(G, p).numpy()
+    np.testing.assert_allclose(got, ref_distances(G.numpy(), p), rtol=1e-10, atol=0)
+
+
 def test_distances_float32_huge_rows_stay_finite():
     """1e30 rows are finite in float32; their squared l_2 distance is not: it must not overflow."""
     G = torch.randn(7, 50, generator=torch.Generator().manual_seed(3))
