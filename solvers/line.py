@@ -312,10 +312,15 @@ class LineObjective:
                 break  # every remaining candidate is at least as bad as the best found
             row = parts[i].copy()
             v = lower[i]
-            for k in costly:
+            for pos, k in enumerate(costly):
                 row[k] = float(self.evals[k](t[i:i + 1])[0])
                 v = combine(row)
                 if v >= best:
+                    # Move-to-front: the rule that cut this candidate is likely to
+                    # cut its neighbours too (for P3 one robust rule is the max on
+                    # most of the line), so it is tried first from now on.
+                    if is_max and pos > 0:
+                        costly.insert(0, costly.pop(pos))
                     break
             out[i], done[i] = v, True
             best = min(best, v)
