@@ -115,38 +115,54 @@ def _objective_from(r: torch.Tensor) -> float:
 class _Anderson:
     """Anderson acceleration (type II) of a fixed-point map ``z -> T(z)``.
 
-    Keeps the last ``memory + 1`` pairs (T(z_k), T(z_k) - z_k) and returns the
-    combination of the T(z_k) whose residuals' combination is smallest in l_2
-    (least squares over the residual differences). Stored in the rows' dtype:
-    ``2 (memory + 1)`` vectors of length d.
+    Keeps the last ``memory`` differences of the values T(z_k) and of the
+    residuals T(z_k) - z_k, and returns the combination of the values whose
+    residuals' combination is smallest in l_2 (normal equations of the small
+    least-squares problem, dot products accumulated in float64). Extra memory:
+    ``2 memory + 2`` vectors of length d in the rows' dtype (no stacked copies).
     """
 
     def __init__(self, memory: int):
         self.memory = memory
-        self.values: list[torch.Tensor] = []
-        self.residuals: list[torch.Tensor] = []
+        self.value = self.residual = None
+        self.d_values: list[torch.Tensor] = []
+        self.d_residuals: list[torch.Tensor] = []
 
     def reset(self, z: torch.Tensor, value: torch.Tensor) -> None:
-        self.values, self.residuals = [value], [value - z]
+        self.value, self.residual = value, value - z
+        self.d_values, self.d_residuals = [], []
 
     def extrapolate(self, z: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """Record ``value = T(z)`` and return the accelerated next iterate
         (``value`` itself, the same object, when there is no history yet)."""
         if self.memory == 0:
             return value
-        self.values.append(value)
-        self.residuals.append(value - z)
-        if len(self.values) > self.memory + 1:
-            self.values.pop(0)
-            self.residuals.pop(0)
-        if len(self.values) < 2:
+        residual = value - z
+        if self.value is not None:
+            self.d_values.append(value - self.value)
+            self.d_residuals.append(residual - self.residual)
+            if len(self.d_values) > self.memory:
+                self.d_values.pop(0)
+                self.d_residuals.pop(0)
+        self.value, self.residual = value, residual
+        if not self.d_values:
             return value
-        dR = torch.stack([b - a for a, b in zip(self.residuals, self.residuals[1:])], dim=1)
-        dV = torch.stack([b - a for a, b in zip(self.values, self.values[1:])], dim=1)
-        gamma = torch.linalg.lstsq(dR.double(), self.residuals[-1].double().unsqueeze(1)).solution
-        if not bool(torch.isfinite(gamma).all()):
+        k = len(self.d_residuals)
+        gram = torch.empty((k, k), dtype=torch.float64)
+        rhs = torch.empty(k, dtype=torch.float64)
+        for a in range(k):
+            rhs[a] = torch.sum(self.d_residuals[a] * residual, dtype=torch.float64)
+            for b in range(a, k):
+                gram[a, b] = gram[b, a] = torch.sum(self.d_residuals[a] * self.d_residuals[b], dtype=torch.float64)
+        # A tiny ridge keeps the normal equations solvable when steps repeat.
+        gram.diagonal().add_(1e-12 * float(gram.diagonal().max().clamp_min(1e-300)))
+        gamma = torch.linalg.solve(gram, rhs) if bool(torch.isfinite(gram).all()) else None
+        if gamma is None or not bool(torch.isfinite(gamma).all()):
             return value
-        return value - (dV.double() @ gamma).squeeze(1).to(value.dtype)
+        out = value.clone()
+        for g, dv in zip(gamma.tolist(), self.d_values):
+            out.sub_(dv, alpha=g)
+        return out
 
 
 def _leave_data_point(z, X, p, r, W, on_row):
