@@ -12,6 +12,12 @@ fraction of resilient rules. ``--out probs.json`` writes
 accepts (same ``--pool`` spec, ``--byzantine`` and ``--seed``: the pool is
 built as the trainer builds it).
 
+``--double-oracle`` also runs the double oracle (:mod:`.double_oracle`): the
+attacker is no longer restricted to ``--attacks`` but best-responds to the
+current mix by ``solvers.ExpectedValue`` (it knows the probabilities), one
+set of Byzantine rows per sample; the per-iteration exploitability is printed
+and ``--out`` then holds the double-oracle mix (same format).
+
 This module only parses, calls the library and reports.
 """
 
@@ -33,6 +39,12 @@ from ._spec import parse_spec, split_top_level
 DEFAULT_POOL = "comed,krum,geomed,trimmed_mean"
 DEFAULT_ATTACKS = "ipm[eps=0.1],ipm[eps=2.0],ipm[eps=10.0],alie"
 TRAIN_PREFIXES = ("paper", "families:")
+DO_ITERATIONS = 20
+DO_TOL = 1e-3
+DO_STRUCTURES = ("line", "suboptimal", "optimal")
+DO_METHODS = ("auto", "line", "milp", "scp", "relax")
+DO_FLAGS = {"do_iterations": "do-iterations", "do_tol": "do-tol", "do_structure": "do-structure",
+            "do_method": "do-method", "do_start": "do-start"}
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -64,6 +76,23 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="edge when <AGG, mean> < -threshold (default 0)")
     p.add_argument("--design", type=int, metavar="K", help="also design a pool of K rules from --pool")
     p.add_argument("--seed", type=int, default=0, help="seed: samples, attacks, paper pool norms (default 0)")
+    g = p.add_argument_group("double oracle (attacker best response by solvers.ExpectedValue)")
+    g.add_argument("--double-oracle", dest="double_oracle", action="store_true",
+                   help="also compute the mix against an attacker that knows the probabilities and best-responds "
+                        "(solvers.ExpectedValue on every sample); --out then writes this mix")
+    g.add_argument("--do-iterations", dest="do_iterations", type=int, default=None, metavar="K",
+                   help=f"at most K best responses (default {DO_ITERATIONS})")
+    g.add_argument("--do-tol", dest="do_tol", type=float, default=None, metavar="TOL",
+                   help="stop when the exploitability bound (best response's loss - LP value, in payoff units) "
+                        f"is <= TOL (default {DO_TOL:g})")
+    g.add_argument("--do-structure", dest="do_structure", choices=DO_STRUCTURES, default=None,
+                   help="Byzantine rows the oracle searches: line (1-D, any d), suboptimal (one replicated row), "
+                        "optimal (f free rows) (default line)")
+    g.add_argument("--do-method", dest="do_method", choices=DO_METHODS, default=None,
+                   help="solvers method (default auto: solvers.solve picks)")
+    g.add_argument("--do-start", dest="do_start", choices=("attacks", "none"), default=None,
+                   help="initial attack set: the rows of --attacks, or the best response to the uniform mix "
+                        "(default attacks)")
     p.add_argument("--out", metavar="JSON", help="write {pool, probs} for train --probs")
     p.add_argument("--json", dest="json_path", metavar="JSON", help="write every result to this JSON file")
     p.set_defaults(func=run)
@@ -151,6 +180,7 @@ def run(args) -> int:
     check_real(where, "noise", args.noise, low=0.0)
     check_real(where, "threshold", args.threshold, low=0.0)
     check_int(where, "seed", args.seed, low=0)
+    do_opts = _double_oracle_options(args)
     rules = build_pool(args.pool, n, f, args.seed)
     attacks = split_top_level(args.attacks)
     if not attacks:
@@ -204,15 +234,101 @@ def run(args) -> int:
                       f"{d.worst_fraction:.2f}: {', '.join(d.names(pm.rules))}", file=out)
             result["design"] = [{"method": d.method, "status": d.status, "rules": d.names(pm.rules),
                                  "indices": list(d.indices), "worst_fraction": d.worst_fraction} for d in designs]
+    do = None
+    if do_opts is not None:
+        do, do_json = _run_double_oracle(args, do_opts, pm, rules, samples, f, out)
+        result["double_oracle"] = do_json
     if args.json_path:
         _write_json(args.json_path, result)
         print(f"wrote {args.json_path}", file=out)
     if args.out:
-        if not eq.ok:
-            raise ValueError(f"game: no probabilities to write, the LP failed ({eq.status})")
-        _write_json(args.out, {"pool": list(pm.rules), "probs": [float(x) for x in eq.defender],
-                               "pool_spec": args.pool, "workers": n, "byzantine": f, "seed": args.seed,
-                               "value": eq.value, "gap": eq.gap})
+        if do is not None:
+            if do.defender is None:
+                raise ValueError(f"game: no probabilities to write, the double oracle failed ({do.status})")
+            probs, extra = do.defender, {"source": "double_oracle", "value": do.value, "upper": do.upper,
+                                         "gap": do.gap, "status": do.status,
+                                         "exploitability": [float(x) for x in do.exploitability]}
+        else:
+            if not eq.ok:
+                raise ValueError(f"game: no probabilities to write, the LP failed ({eq.status})")
+            probs, extra = eq.defender, {"source": "zero_sum", "value": eq.value, "gap": eq.gap}
+        _write_json(args.out, {"pool": list(pm.rules), "probs": [float(x) for x in probs],
+                               "pool_spec": args.pool, "workers": n, "byzantine": f, "seed": args.seed, **extra})
         print(f"wrote {args.out}: train with --aggregator mixtailor --pool {args.pool!r} "
               f"--byzantine {f} --seed {args.seed} --probs {args.out}", file=out)
     return 0
+
+
+# --------------------------------------------------------------------------- double oracle
+def _double_oracle_options(args) -> dict | None:
+    """Checked ``--do-*`` options, or ``None`` without ``--double-oracle`` (then none may be given)."""
+    where = "game"
+    if not args.double_oracle:
+        for dest, flag in DO_FLAGS.items():
+            if getattr(args, dest) is not None:
+                raise fail(where, flag, "given only with --double-oracle", getattr(args, dest))
+        return None
+    iters = DO_ITERATIONS if args.do_iterations is None else args.do_iterations
+    tol = DO_TOL if args.do_tol is None else args.do_tol
+    return {"max_iter": check_int(where, "do-iterations", iters, low=1),
+            "tol": check_real(where, "do-tol", tol, low=0.0),
+            "structure": args.do_structure or "line",
+            "method": None if args.do_method in (None, "auto") else args.do_method,
+            "start": args.do_start or "attacks"}
+
+
+def _cached(oracle):
+    """``oracle`` that remembers its last answers (the uniform mix is asked twice)."""
+    memo: dict = {}
+
+    def call(p):
+        key = np.asarray(p, dtype=np.float64).round(12).tobytes()
+        if key not in memo:
+            memo[key] = oracle(p)
+        return memo[key]
+
+    return call
+
+
+def _run_double_oracle(args, opts: dict, pm, rules, samples, f: int, out):
+    """Run :func:`.double_oracle.double_oracle` with the ``solvers`` oracle; print and return (result, json)."""
+    from .double_oracle import double_oracle, solvers_oracle
+
+    M = len(rules)
+    oracle = _cached(solvers_oracle(samples, f, rules, payoff=args.payoff, method=opts["method"],
+                                    structure=opts["structure"]))
+    initial = [(a, pm.loss[i]) for i, a in enumerate(pm.attacks)] if opts["start"] == "attacks" else []
+    res = double_oracle(oracle, M, initial=initial, tol=opts["tol"], max_iter=opts["max_iter"])
+    sign = 1.0 if args.payoff == "loss" else -1.0  # payoff = sign * defender loss
+    print("", file=out)
+    print(f"double oracle (attacker best response: solvers.ExpectedValue, structure {opts['structure']}, "
+          f"method {opts['method'] or 'auto'}; start {opts['start']}, tol {opts['tol']:g}, "
+          f"at most {opts['max_iter']} iterations):", file=out)
+    print("  iter  attacks  LP value (lower)  best response (upper)  exploitability", file=out)
+    for h in res.history:
+        print(f"  {h['iteration']:<4d}  {h['attacks']:<7d}  {h['lower']:<16.6g}  {h['upper']:<21.6g}  "
+              f"{h['gap']:.3g}", file=out)
+    # the --attacks keep their names; the oracle's attacks are numbered in order of discovery
+    labels, k = [], 0
+    for a in res.attacks:
+        labels.append(a if isinstance(a, str) else f"best_response_{k}")
+        k += not isinstance(a, str)
+    data = {"status": res.status, "structure": opts["structure"], "method": opts["method"] or "auto",
+            "start": opts["start"], "tol": opts["tol"], "max_iter": opts["max_iter"],
+            "history": res.history, "exploitability": [float(x) for x in res.exploitability]}
+    if res.defender is None:
+        print(f"  status {res.status}: no mix", file=out)
+        return res, data
+    uniform = np.full(M, 1.0 / M)
+    reply = oracle(uniform)
+    uniform_upper = float(reply[1] @ uniform) if reply is not None else float("nan")
+    print(f"  status {res.status} after {len(res.history)} iterations, exploitability bound {res.gap:.3g}", file=out)
+    print(f"  payoff against the attacker's best response: double-oracle mix {_fmt(sign * res.upper)}"
+          f"   uniform mix (paper) {_fmt(sign * uniform_upper)}", file=out)
+    print("  defender: " + ", ".join(f"{r}={p:.3f}" for r, p in zip(pm.rules, res.defender) if p > 5e-4), file=out)
+    print("  attacker: " + ", ".join(f"{a}={q:.3f}" for a, q in zip(labels, res.attacker) if q > 5e-4), file=out)
+    data.update({"defender": res.defender.tolist(), "attacker": res.attacker.tolist(), "attacks": labels,
+                 "matrix": res.matrix.tolist(), "value": res.value, "upper": res.upper, "gap": res.gap,
+                 "uniform_upper": uniform_upper, "payoff_double_oracle": sign * res.upper,
+                 "payoff_uniform": sign * uniform_upper})
+    return res, data

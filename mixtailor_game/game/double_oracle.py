@@ -156,7 +156,8 @@ def matrix_oracle(L) -> Callable:
     return oracle
 
 
-def solvers_oracle(honest, f: int, pool: Sequence, *, payoff: str = "inner", method=None, **options) -> Callable:
+def solvers_oracle(honest, f: int, pool: Sequence, *, payoff: str = "inner", method=None,
+                   structure: str | None = None, **options) -> Callable:
     """The attacker's best response by ``solvers`` (expected-value problem).
 
     ``oracle(p)`` calls ``solvers.solve(solvers.ExpectedValue(honest, f,
@@ -165,18 +166,38 @@ def solvers_oracle(honest, f: int, pool: Sequence, *, payoff: str = "inner", met
     returns ``(B, loss_row)`` with ``loss_row`` recomputed here by
     :func:`.payoff.payoff_values` (so the game's payoff, not the solver's
     bookkeeping, defines the matrix). Returns ``None`` when the solver reports
-    ``"infeasible"`` or no rows. One honest sample ``honest`` (``Tensor[n-f, d]``).
+    ``"infeasible"`` or no rows.
+
+    ``honest``: one honest sample (``Tensor[n-f, d]``), or a sequence of
+    samples (synthetic draws, a run's snapshots). With several samples an
+    attack is one set of Byzantine rows per sample: the expected loss under
+    ``p`` is a sum over samples, so the best response solves every sample on
+    its own; the oracle returns the list of rows and the mean loss row (the
+    average :func:`.payoff.payoff_matrix` takes). ``structure``: the
+    problem's ``structure`` (``None``: ``ExpectedValue``'s default, ``"line"``).
     """
+    import torch
+
     import solvers  # layer 2; imported here so the game layer loads without it
 
     rules = list(pool)
+    single = isinstance(honest, torch.Tensor)
+    samples = [honest] if single else list(honest)
+    if not samples:
+        raise fail("solvers_oracle", "honest", "a tensor or a non-empty sequence of tensors", honest)
+    extra = {} if structure is None else {"structure": structure}
 
     def oracle(p):
-        problem = solvers.ExpectedValue(honest, f, rules, probs=[float(x) for x in p])
-        sol = solvers.solve(problem, method=method, **options)
-        if sol.status == "infeasible" or sol.byzantine is None:
-            return None
-        values, _ = payoff_values(honest, sol.byzantine, rules, payoff)
-        return sol.byzantine, defender_loss(values, payoff)
+        probs = [float(x) for x in p]
+        found, rows = [], []
+        for V in samples:
+            problem = solvers.ExpectedValue(V, f, rules, probs=probs, **extra)
+            sol = solvers.solve(problem, method=method, **options)
+            if sol.status == "infeasible" or sol.byzantine is None:
+                return None
+            values, _ = payoff_values(V, sol.byzantine, rules, payoff)
+            found.append(sol.byzantine)
+            rows.append(defender_loss(values, payoff))
+        return (found[0] if single else found), np.mean(rows, axis=0)
 
     return oracle
