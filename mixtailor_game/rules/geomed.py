@@ -118,7 +118,9 @@ class _Anderson:
     Keeps the last ``memory`` differences of the values T(z_k) and of the
     residuals T(z_k) - z_k, and returns the combination of the values whose
     residuals' combination is smallest in l_2 (normal equations of the small
-    least-squares problem, dot products accumulated in float64). Extra memory:
+    least-squares problem; ``torch.dot`` without temporaries: a rounded
+    coefficient only costs acceleration, since the caller rejects any step
+    that raises the objective). Extra memory:
     ``2 memory + 2`` vectors of length d in the rows' dtype (no stacked copies).
     """
 
@@ -151,9 +153,9 @@ class _Anderson:
         gram = torch.empty((k, k), dtype=torch.float64)
         rhs = torch.empty(k, dtype=torch.float64)
         for a in range(k):
-            rhs[a] = torch.sum(self.d_residuals[a] * residual, dtype=torch.float64)
+            rhs[a] = torch.dot(self.d_residuals[a], residual).double()
             for b in range(a, k):
-                gram[a, b] = gram[b, a] = torch.sum(self.d_residuals[a] * self.d_residuals[b], dtype=torch.float64)
+                gram[a, b] = gram[b, a] = torch.dot(self.d_residuals[a], self.d_residuals[b]).double()
         # A tiny ridge keeps the normal equations solvable when steps repeat.
         gram.diagonal().add_(1e-12 * float(gram.diagonal().max().clamp_min(1e-300)))
         gamma = torch.linalg.solve(gram, rhs) if bool(torch.isfinite(gram).all()) else None
@@ -202,7 +204,7 @@ def geomed_solve(
     max_iter: int = 200,
     tol: float = 1e-7,
     start: torch.Tensor | None = None,
-    memory: int = 3,
+    memory: int = 2,
 ) -> GeomedResult:
     """Minimize ``sum_i ||z - G_i||_p`` by smoothed IRLS; see :func:`geomed`.
 
@@ -263,7 +265,11 @@ def geomed_solve(
     for it in range(1, max_iter + 1):
         target = _weighted_average(W, X, z)  # consumes W (in place)
         W = W_new = None  # drop the last reference, so at most two (n, d) buffers live
-        plain = target if damping == 1.0 else z + damping * (target - z)
+        if damping == 1.0 or target is z:
+            plain = target
+        else:  # in place: z + damping * (target - z)
+            plain = target.sub_(z).mul_(damping).add_(z)
+        target = None  # one d-vector less alive while the next weights are built
         z_new = history.extrapolate(z, plain)
         r_new, W_new = _distances_and_weights(z_new, X, p, nu)
         obj_new = _objective_from(r_new)
