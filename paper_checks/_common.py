@@ -47,6 +47,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -98,6 +99,42 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def summary(doc: str | None) -> str:
+    """The first paragraph of a script's docstring: its ``--help`` description."""
+    return (doc or "").strip().split("\n\n")[0]
+
+
+def require(ok: bool, flag: str, constraint: str, value) -> None:
+    """Exit with ``paper_checks: --<flag> must be <constraint>, got <value>`` unless ``ok``."""
+    if not ok:
+        raise SystemExit(f"paper_checks: --{flag} must be {constraint}, got {value}")
+
+
+def parse_args(doc: str | None, argv=None, *, add=None, validate=None) -> argparse.Namespace:
+    """The whole command line of a paper check: the shared flags (:func:`parser`), the script's own
+    (``add(parser)``), the shared checks (:func:`check_args`), then the script's (``validate(args)``,
+    which raises ``SystemExit`` through :func:`require`)."""
+    p = parser(summary(doc))
+    if add is not None:
+        add(p)
+    args = check_args(p.parse_args(argv))
+    if validate is not None:
+        validate(args)
+    return args
+
+
+def main(name: str, title, args: argparse.Namespace, build_runs, make_claims) -> int:
+    """What every script's ``main`` does: build the runs, run them, write the JSON and PNG.
+
+    ``title``: a string, or a function of ``args``; ``build_runs(args) -> (runs, settings)``;
+    ``make_claims(tab, args) -> [claim, ...]``.
+    """
+    runs, settings = build_runs(args)
+    execute(name, title(args) if callable(title) else title, args, runs,
+            lambda tab: make_claims(tab, args), settings)
+    return 0
+
+
 def check_args(args: argparse.Namespace) -> argparse.Namespace:
     """Validate the shared flags with one-line errors."""
     for name in ("steps", "eval_every"):
@@ -147,11 +184,23 @@ def base_config(args, *, dataset: str, data_dir: str | None, cifar: bool = False
 # --------------------------------------------------------------------------- runs
 @dataclass(frozen=True)
 class Run:
-    """One curve of one panel: ``config`` without the seed (``run_all`` sets it)."""
+    """One curve of one panel: ``config`` without the seed (``run_all`` sets it).
+
+    ``per_seed``: ``None``, or a function of the seed returning config keys
+    that depend on it (e.g. the seed of a rule's own generator inside
+    ``rule_params``); merged over ``config`` by :func:`config_for`.
+    """
 
     panel: str
     label: str
     config: dict
+    per_seed: Callable[[int], dict] | None = None
+
+
+def config_for(run: Run, seed: int) -> dict:
+    """The TrainConfig keys of ``run`` for one seed."""
+    extra = run.per_seed(seed) if run.per_seed is not None else {}
+    return {**run.config, **extra, "seed": seed}
 
 
 def slug(text: str) -> str:
@@ -176,7 +225,7 @@ def run_all(runs: list[Run], runs_dir: Path, seeds: list[int], log=print) -> lis
     total = len(runs) * len(seeds)
     for i, run in enumerate(runs):
         for seed in seeds:
-            config = TrainConfig.from_dict({**run.config, "seed": seed})
+            config = TrainConfig.from_dict(config_for(run, seed))
             run_dir = Path(runs_dir) / slug(run.panel) / slug(run.label) / f"seed{seed}"
             t0 = time.perf_counter()
             summary = train(config, out=run_dir)

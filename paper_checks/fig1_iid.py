@@ -32,11 +32,13 @@ EPS = (0.1, 10.0)
 AGGREGATORS = ("omniscient", "krum", "comed", "mixtailor")
 
 
-def parse_args(argv=None):
-    p = C.parser(__doc__.split("\n\n")[0])
+def add_arguments(p):
     p.add_argument("--cifar-dir", default=None, help="CIFAR-10 python batches: adds the CIFAR-10 panels")
     p.add_argument("--eps", type=float, nargs="+", default=list(EPS), help="attack scales (default 0.1 10)")
-    return C.check_args(p.parse_args(argv))
+
+
+def parse_args(argv=None):
+    return C.parse_args(__doc__, argv, add=add_arguments)
 
 
 def build_runs(args) -> tuple[list[C.Run], dict]:
@@ -96,11 +98,7 @@ def make_claims(tab: dict, args) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    runs, settings = build_runs(args)
-    C.execute(NAME, "Fig. 1: iid, tailored attack (IPM), n=12, f=2", args, runs,
-              lambda tab: make_claims(tab, args), settings)
-    return 0
+    return C.main(NAME, "Fig. 1: iid, tailored attack (IPM), n=12, f=2", parse_args(argv), build_runs, make_claims)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,17 @@ NAME = "fig2_krum_fails"
 AGGREGATORS = ("omniscient", "krum", "comed", "mixtailor")
 
 
-def parse_args(argv=None):
-    p = C.parser(__doc__.split("\n\n")[0])
+def add_arguments(p):
     p.add_argument("--eps", type=float, default=0.2, help="attack scale (default 0.2)")
     p.add_argument("--batch-size", type=int, default=128, help="batch per worker (default 128, as in Fig. 2)")
-    args = C.check_args(p.parse_args(argv))
-    if args.batch_size < 1:
-        raise SystemExit(f"paper_checks: --batch-size must be >= 1, got {args.batch_size}")
-    return args
+
+
+def validate(args):
+    C.require(args.batch_size >= 1, "batch-size", ">= 1", args.batch_size)
+
+
+def parse_args(argv=None):
+    return C.parse_args(__doc__, argv, add=add_arguments, validate=validate)
 
 
 def build_runs(args):
@@ -55,12 +58,12 @@ def make_claims(tab, args):
     ]
 
 
+def title(args) -> str:
+    return f"Fig. 2: Krum fails (IPM eps={args.eps:g}, batch {args.batch_size})"
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    runs, settings = build_runs(args)
-    C.execute(NAME, f"Fig. 2: Krum fails (IPM eps={args.eps:g}, batch {args.batch_size})", args, runs,
-              lambda tab: make_claims(tab, args), settings)
-    return 0
+    return C.main(NAME, title, parse_args(argv), build_runs, make_claims)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,13 @@ NAME = "fig4_random_eps"
 RULES = ("omniscient", "krum", "comed", "geomed", "mixtailor")
 
 
-def parse_args(argv=None):
-    p = C.parser(__doc__.split("\n\n")[0])
+def add_arguments(p):
     p.add_argument("--eps-set", type=float, nargs="+", default=[0.1, 10.0], help="eps drawn in (a)")
     p.add_argument("--f4-eps", type=float, default=10.0, help="IPM eps in panel (b) (default 10)")
-    return C.check_args(p.parse_args(argv))
+
+
+def parse_args(argv=None):
+    return C.parse_args(__doc__, argv, add=add_arguments)
 
 
 def build_runs(args):
@@ -79,11 +81,8 @@ def make_claims(tab, args):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    runs, settings = build_runs(args)
-    C.execute(NAME, "Fig. 4: random eps (a) and f=4 without Bulyan (b)", args, runs,
-              lambda tab: make_claims(tab, args), settings)
-    return 0
+    return C.main(NAME, "Fig. 4: random eps (a) and f=4 without Bulyan (b)", parse_args(argv), build_runs,
+                  make_claims)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,12 @@ NAME = "fig5_ablation"
 FAMILIES = ("krum", "comed", "geomed", "bulyan")
 
 
-def parse_args(argv=None):
-    p = C.parser(__doc__.split("\n\n")[0])
+def add_arguments(p):
     p.add_argument("--eps", type=float, nargs="+", default=[0.1, 10.0], help="attack scales (default 0.1 10)")
-    return C.check_args(p.parse_args(argv))
+
+
+def parse_args(argv=None):
+    return C.parse_args(__doc__, argv, add=add_arguments)
 
 
 def build_runs(args):
@@ -80,11 +82,7 @@ def make_claims(tab, args):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    runs, settings = build_runs(args)
-    C.execute(NAME, "Fig. 5: pool ablation (one family removed)", args, runs,
-              lambda tab: make_claims(tab, args), settings)
-    return 0
+    return C.main(NAME, "Fig. 5: pool ablation (one family removed)", parse_args(argv), build_runs, make_claims)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,12 @@ NAME = "fig6_alie"
 AGGREGATORS = ("omniscient", "krum", "comed", "mixtailor")
 
 
-def parse_args(argv=None):
-    p = C.parser(__doc__.split("\n\n")[0])
+def add_arguments(p):
     p.add_argument("--z", type=float, default=None, help="ALIE's z (default: Baruch et al.'s formula)")
-    return C.check_args(p.parse_args(argv))
+
+
+def parse_args(argv=None):
+    return C.parse_args(__doc__, argv, add=add_arguments)
 
 
 def build_runs(args):
@@ -54,10 +56,7 @@ def make_claims(tab, args):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    runs, settings = build_runs(args)
-    C.execute(NAME, "Fig. 6: ALIE, momentum 0", args, runs, lambda tab: make_claims(tab, args), settings)
-    return 0
+    return C.main(NAME, "Fig. 6: ALIE, momentum 0", parse_args(argv), build_runs, make_claims)
 
 
 if __name__ == "__main__":

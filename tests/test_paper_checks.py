@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mixtailor_game.train.trainer import build_server
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ROOT / "paper_checks"
 SCRIPTS = ["fig1_iid", "fig2_krum_fails", "fig3_noniid", "fig4_random_eps", "fig5_ablation", "fig6_alie"]
@@ -38,7 +40,8 @@ def test_defaults_and_scales(name, tmp_path):
         assert runs and settings
         C = load("_common")
         for run in runs:
-            cfg = C.TrainConfig.from_dict({**run.config, "seed": 0})   # every config is valid
+            cfg = C.TrainConfig.from_dict(C.config_for(run, 0))   # every config is valid
+            build_server(cfg)                                      # and every rule is in its regime
             assert cfg.steps == C.SCALE_SETTINGS[scale]["steps"]
             if scale == "paper":
                 assert (cfg.model, cfg.lr, cfg.momentum in (0.0, 0.9)) == ("paper_cnn", 0.001, True)
@@ -54,6 +57,31 @@ def test_bad_arguments_exit_with_a_message(name, bad, capsys):
     with pytest.raises(SystemExit) as exc:
         mod.parse_args(bad)
     assert exc.value.code != 0
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_shared_flags_and_help(name, capsys):
+    mod = load(name)
+    with pytest.raises(SystemExit) as exc:
+        mod.parse_args(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--scale", "--out", "--runs-dir", "--data-dir", "--steps", "--eval-every", "--seeds", "--seed",
+                 "--device", "--engine"):
+        assert flag in text
+    assert mod.__doc__.strip().split("\n\n")[0].split()[0] in text
+
+
+@pytest.mark.parametrize("name,argv", [("fig2_krum_fails", ["--batch-size", "0"]),
+                                       ("fig3_noniid", ["--workers", "4"]),
+                                       ("fig3_noniid", ["--workers", "12", "--bucket", "13"]),
+                                       ("fig3_noniid", ["--resampling", "shuffle"])])
+def test_script_specific_checks(name, argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load(name).parse_args(argv)
+    assert exc.value.code != 0
+    if isinstance(exc.value.code, str):
+        assert exc.value.code.startswith("paper_checks: --") and " must be " in exc.value.code
 
 
 def test_paper_settings_follow_table_1(tmp_path):
@@ -76,8 +104,23 @@ def test_specific_settings(tmp_path):
     assert {r.config["batch_size"] for r in runs} == {128}
     assert {r.config["attack_params"]["eps"] for r in runs} == {0.2}
     f3 = load("fig3_noniid")
-    runs, _ = f3.build_runs(f3.parse_args(out))
+    runs, settings = f3.build_runs(f3.parse_args(out))
     assert {r.config["partition"] for r in runs} == {"label"}
+    assert {r.config["workers"] for r in runs} == {12, 24}
+    C = load("_common")
+    for n, pool, rules in ((12, "families:krum,comed,geomed", 48), (24, "paper", 64)):
+        mix = [r for r in runs if r.config["workers"] == n and r.label == "mixtailor+resampling(s=2)"]
+        assert len(mix) == 1
+        cfg = C.config_for(mix[0], 3)
+        assert cfg["aggregator"] == "bucketing" and cfg["rule_params"]["mode"] == "resample"
+        assert cfg["rule_params"]["generator"] != C.config_for(mix[0], 4)["rule_params"]["generator"]
+        server = build_server(C.TrainConfig.from_dict(cfg))
+        assert server.rule.f == 2 and server.rule.base.f == 4 and len(server.rule.base.pool) == rules
+        plain = [r for r in runs if r.config["workers"] == n and r.label == "mixtailor (no resampling)"]
+        assert plain[0].config["pool"] == pool
+        panel = mix[0].panel
+        assert settings[panel]["base_f"] == 4 and settings[panel]["pool_rules"] == rules
+    runs, _ = f3.build_runs(f3.parse_args(out + ["--resampling", "buckets", "--workers", "24"]))
     assert any(r.config.get("bucketing") == 2 and r.config["aggregator"] == "mixtailor" for r in runs)
     f4 = load("fig4_random_eps")
     runs, _ = f4.build_runs(f4.parse_args(out))

@@ -3,13 +3,22 @@
 Format (LeCun et al.): a 4-byte magic ``0x00 0x00 <type> <ndim>``, ``ndim``
 big-endian uint32 dimensions, then the data in row-major order. Only type
 ``0x08`` (unsigned byte), the one MNIST uses, is supported.
+
+:func:`load_idx_dataset` keeps the data sets it loaded in an in-process cache
+keyed by the four files' paths, modification times (ns) and sizes and the
+normalization, so a process that trains many runs on MNIST (the paper
+checks) reads and decodes the files once; a file that changes on disk is
+read again. The cached tensors are shared between callers: treat them as
+read-only. :func:`clear_idx_cache` empties the cache; ``cache=False`` skips it.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import threading
 import zlib
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +26,25 @@ import torch
 
 from mixtailor_game.data.base import DataFileError, Dataset, normalize_images
 
-__all__ = ["IDX_FILES", "read_idx", "find_file", "load_idx_dataset"]
+__all__ = ["IDX_FILES", "read_idx", "find_file", "load_idx_dataset", "clear_idx_cache"]
 
 #: split -> (images file, labels file), without the optional ``.gz``.
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+
+#: how many loaded data sets the in-process cache keeps (least recently used dropped first)
+IDX_CACHE_SIZE = 2
+_CACHE: "OrderedDict[tuple, Dataset]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_idx_cache() -> None:
+    """Forget every data set :func:`load_idx_dataset` has cached in this process."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 def find_file(where: str, directory: Path, stem: str, hint: str) -> Path:
@@ -69,10 +90,9 @@ def read_idx(path, where: str = "idx", hint: str = "replace it with an intact co
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _split(where: str, directory: Path, split: str, hint: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    img_stem, lab_stem = IDX_FILES[split]
-    img_path = find_file(where, directory, img_stem, hint)
-    lab_path = find_file(where, directory, lab_stem, hint)
+def _split(where: str, files: tuple[Path, Path], split: str, hint: str,
+           num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    img_path, lab_path = files
     images = read_idx(img_path, where, hint)
     labels = read_idx(lab_path, where, hint)
     if images.ndim != 3:
@@ -88,20 +108,47 @@ def _split(where: str, directory: Path, split: str, hint: str, num_classes: int)
     return images, labels
 
 
-def load_idx_dataset(where: str, directory, mean: float, std: float, num_classes: int = 10) -> Dataset:
+def load_idx_dataset(where: str, directory, mean: float, std: float, num_classes: int = 10,
+                     *, cache: bool = True) -> Dataset:
     """Load the four IDX files of an MNIST-like data set from ``directory``.
 
     Images become float32 ``(N, 1, H, W)``, ``(x / 255 - mean) / std``;
-    labels int64. Files may be plain or ``.gz``.
+    labels int64. Files may be plain or ``.gz``. ``cache`` (default): return
+    the data set loaded earlier in this process from the same files (same
+    paths, modification times and sizes) and normalization, without reading
+    them again; its tensors are shared, so do not modify them in place.
     """
     directory = Path(os.path.expanduser(str(directory)))
     names = ", ".join(s for pair in IDX_FILES.values() for s in pair)
     hint = f"pass --data-dir with the four IDX files ({names}, plain or .gz)"
     if not directory.is_dir():
         raise DataFileError(f"{where}: directory {directory} not found; {hint}")
+    paths = {split: tuple(find_file(where, directory, stem, hint) for stem in IDX_FILES[split])
+             for split in ("train", "test")}
+    key = None
+    if cache:
+        try:
+            stamps = tuple((str(p.resolve()), st.st_mtime_ns, st.st_size)
+                           for pair in paths.values() for p in pair for st in (p.stat(),))
+        except OSError:
+            stamps = None  # let the read below report the file that cannot be read
+        if stamps is not None:
+            key = (where, stamps, float(mean), float(std), int(num_classes))
+            with _CACHE_LOCK:
+                hit = _CACHE.get(key)
+                if hit is not None:
+                    _CACHE.move_to_end(key)
+                    return hit
     out = []
     for split in ("train", "test"):
-        images, labels = _split(where, directory, split, hint, num_classes)
+        images, labels = _split(where, paths[split], split, hint, num_classes)
         x = normalize_images(torch.from_numpy(images.copy()).unsqueeze(1), (mean,), (std,))
         out += [x, torch.from_numpy(labels.astype(np.int64))]
-    return Dataset(out[0], out[1], out[2], out[3], num_classes, tuple(out[0].shape[1:]), name=where)
+    data = Dataset(out[0], out[1], out[2], out[3], num_classes, tuple(out[0].shape[1:]), name=where)
+    if key is not None:
+        with _CACHE_LOCK:
+            _CACHE[key] = data
+            _CACHE.move_to_end(key)
+            while len(_CACHE) > max(0, IDX_CACHE_SIZE):
+                _CACHE.popitem(last=False)
+    return data
