@@ -214,3 +214,23 @@ def test_bucketing_wraps_any_rule_and_resumes_reproducibly(tmp_path):
     assert m.train_step()["rule"] in ("krum[p=2]", "comed")
     with pytest.raises(ValueError, match="bucketing"):
         Trainer(cfg(aggregator="krum", bucketing=3))  # ceil(12/3) = 4 buckets: Krum needs > 2f + 2
+
+
+def test_resampling_mode_builds_the_pool_for_s_times_f(tmp_path):
+    # Paper Fig. 3: s-resampling at n = 12, f = 2, s = 2 -> the base rules see
+    # n = 12 rows of which up to 4 are contaminated.
+    c = cfg(aggregator="mixtailor", pool="krum,comed,geomed", bucketing=2, bucketing_mode="resample",
+            workers=12, byzantine=2, attack="ipm", steps=2, deterministic_draw=True)
+    t = Trainer(c)
+    assert t.server.name == "bucketing[s=2,mode=resample](" + t.server.mixtailor.name + ")"
+    assert {r.f for r in t.server.mixtailor.pool} == {4}
+    assert t.server.rule.mode == "resample" and t.server.rule.f == 2
+    assert train(c, tmp_path)["steps"] == 2
+    k = Trainer(cfg(aggregator="comed", bucketing=2, bucketing_mode="resample", workers=12, byzantine=2))
+    assert k.server.rule.base.f == 4
+    with pytest.raises(ValueError, match=r"^TrainConfig: bucketing_mode must be 'buckets' unless bucketing \(s\) is set"):
+        cfg(aggregator="krum", bucketing_mode="resample")
+    with pytest.raises(ValueError, match="bucketing_mode"):
+        cfg(aggregator="krum", bucketing=2, bucketing_mode="shuffle")
+    with pytest.raises(ValueError, match="krum"):  # Krum at f' = 4 needs n > 10: not with 10 workers
+        Trainer(cfg(aggregator="krum", bucketing=2, bucketing_mode="resample", workers=10, byzantine=2))

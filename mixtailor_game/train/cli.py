@@ -26,7 +26,7 @@ COMPARE_DEFAULT_AGGREGATORS = "omniscient,krum,comed,mixtailor"
 _FIELD_FLAGS = {
     "dataset": str, "data_dir": str, "model": str, "workers": int, "byzantine": int,
     "pool": str, "probs": str, "attack": str, "knowledge": str, "partition": str, "alpha": float,
-    "byzantine_mode": str, "bucketing": int, "space": str, "local_steps": int, "steps": int,
+    "byzantine_mode": str, "bucketing": int, "bucketing_mode": str, "space": str, "local_steps": int, "steps": int,
     "batch_size": int, "lr": float, "momentum": float, "weight_decay": float, "eval_every": int,
     "eval_examples": int, "checkpoint_every": int, "save_snapshots": int, "seed": int,
     "device": str, "engine": str,
@@ -78,6 +78,8 @@ def _add_run_flags(p: argparse.ArgumentParser, *, compare: bool) -> None:
     g.add_argument("--alpha", type=float, help="Dirichlet concentration (default 0.5)")
     g.add_argument("--byzantine-mode", dest="byzantine_mode", help="fixed or random (default fixed)")
     g.add_argument("--bucketing", type=int, metavar="S", help="bucketing / resampling with buckets of S rows")
+    g.add_argument("--bucketing-mode", dest="bucketing_mode",
+                   help="buckets (ceil(n/S) means, default) or resample (n rows, base rule for S*f)")
     g.add_argument("--space", help="gradient or model aggregation (default gradient)")
     g.add_argument("--local-steps", dest="local_steps", type=int, help="tau local steps (space=model)")
     g.add_argument("--steps", type=int, help=f"training steps (default {d.steps})")
@@ -189,6 +191,7 @@ def cmd_compare(args) -> int:
             aggregator=name,
             probs=base.probs if name == "mixtailor" else None,
             bucketing=None if name == "omniscient" else base.bucketing,
+            bucketing_mode="buckets" if name == "omniscient" else base.bucketing_mode,
         )
     out = Path(args.out) if args.out else _default_out(base, "compare")
     # Build every trainer first: a bad setting for any aggregator fails before training starts.

@@ -33,6 +33,7 @@ from .._checks import check_int, check_real, fail
 
 WHERE = "TrainConfig"
 SPACES = ("gradient", "model")
+BUCKETING_MODES = ("buckets", "resample")
 BYZANTINE_MODES = ("fixed", "random")
 PARTITIONS = ("iid", "label", "dirichlet")
 ENGINES = ("auto", "loop", "vmap")
@@ -110,7 +111,10 @@ class TrainConfig:
     byzantine_mode : ``fixed`` (the last f workers) or ``random`` (f workers
         drawn anew at every step).
     bucketing : ``None`` or ``s >= 1``: wrap the rule in
-        ``make_rule("bucketing", base=rule, s=s)`` (resampling, paper Fig. 3).
+        ``make_rule("bucketing", base=rule, s=s, mode=bucketing_mode)``.
+    bucketing_mode : ``buckets`` (ceil(n/s) bucket means, the base keeps f) or
+        ``resample`` (s-resampling, paper Fig. 3: n rows, the base rule or
+        pool is built for ``s * f`` Byzantine rows).
     space, local_steps : ``gradient`` aggregation (``local_steps`` must be 1)
         or ``model`` aggregation after ``local_steps`` (tau) local SGD steps
         (paper Remark 1).
@@ -144,6 +148,7 @@ class TrainConfig:
     alpha: float = 0.5
     byzantine_mode: str = "fixed"
     bucketing: int | None = None
+    bucketing_mode: str = "buckets"
     space: str = "gradient"
     local_steps: int = 1
     steps: int = 200
@@ -180,6 +185,9 @@ class TrainConfig:
         _check_choice("byzantine_mode", self.byzantine_mode, BYZANTINE_MODES)
         if self.bucketing is not None:
             check_int(WHERE, "bucketing", self.bucketing, low=1, high=n)
+        _check_choice("bucketing_mode", self.bucketing_mode, BUCKETING_MODES)
+        if self.bucketing_mode == "resample" and self.bucketing is None:
+            raise fail(WHERE, "bucketing_mode", "'buckets' unless bucketing (s) is set", self.bucketing_mode)
         _check_choice("space", self.space, SPACES)
         tau = check_int(WHERE, "local_steps", self.local_steps, low=1)
         if self.space == "gradient" and tau != 1:

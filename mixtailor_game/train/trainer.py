@@ -102,6 +102,8 @@ def build_server(config: TrainConfig) -> Server:
     from ..rules import MixTailor, as_rule, make_rule, paper_pool, pool_from_families, rule_names
 
     n, f = config.workers, config.byzantine
+    if config.bucketing is not None and config.bucketing_mode == "resample":
+        f = config.bucketing * f  # a Byzantine row reaches up to s resampled rows
     agg = config.aggregator
     if agg == "omniscient":
         if config.bucketing is not None:
@@ -155,7 +157,8 @@ def build_server(config: TrainConfig) -> Server:
             defense = rule
     name = mixtailor.name if mixtailor is not None else rule.name
     if config.bucketing is not None and mixtailor is not None:
-        name = f"bucketing[s={config.bucketing}]({name})"
+        mode = "" if config.bucketing_mode == "buckets" else f",mode={config.bucketing_mode}"
+        name = f"bucketing[s={config.bucketing}{mode}]({name})"
     return Server(rule=rule, mixtailor=mixtailor, defense=defense, name=name)
 
 
@@ -173,6 +176,8 @@ def _bucketing_params(base, config: TrainConfig) -> dict:
         params["generator"] = torch.Generator().manual_seed(_seed(config.seed, STREAM_BUCKET))
     if "f" in takes:
         params["f"] = config.byzantine
+    if "mode" in takes:
+        params["mode"] = config.bucketing_mode
     return params
 
 
