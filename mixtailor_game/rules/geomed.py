@@ -293,8 +293,8 @@ def geomed_solve(
             converged = True
             break
         stalls = stalls + 1 if obj_new > obj * (1.0 - noise) and not majorized else 0
-        change = float(torch.linalg.vector_norm((z_new - z).double()))
-        scale = max(float(torch.linalg.vector_norm(z.double())), 1.0)
+        change = float(torch.linalg.vector_norm(z_new - z, dtype=torch.float64))
+        scale = max(float(torch.linalg.vector_norm(z, dtype=torch.float64)), 1.0)
         z, r, W, obj = z_new, r_new, W_new, obj_new
         if obj < best_obj:
             best_z, best_obj = z, obj
