@@ -42,7 +42,7 @@ from .._checks import check_real, fail
 from .base import Attack, check_choice
 
 PROBLEMS = ("expected", "p3", "tailored", "p2")
-METHODS = (None, "line", "milp", "scp", "relax")
+METHODS = (None, "line", "milp", "miqcp", "scp", "relax")
 
 
 @dataclass(frozen=True, kw_only=True)
