@@ -158,17 +158,21 @@ def reduce_order_statistics(
     finish: Callable[[torch.Tensor], None],
     reference: Callable[[torch.Tensor], torch.Tensor],
     symmetric: bool = True,
+    rows: list[int] | None = None,
 ) -> torch.Tensor:
     """Apply ``combine(wires[lo:hi], out_chunk)`` to the order statistics ``lo..hi-1`` of
     every column of ``G`` (``(..., n, d)``), then ``finish(out)`` in place.
     ``symmetric``: ``combine`` only needs them as a multiset (else sorted).
+    ``rows``: use only these rows of ``G`` (read in place: no gathered copy).
 
     ``reference(S)`` maps a sorted ``(K, n)`` block (NaN last) to ``(K,)``; it
     recomputes the entries that came out non-finite.
     """
-    n, d = G.shape[-2], G.shape[-1]
+    d = G.shape[-1]
     lead = G.shape[:-2]
-    G3 = G.reshape((-1, n, d))
+    G3 = G.reshape((-1, G.shape[-2], d))
+    idx = list(range(G.shape[-2])) if rows is None else [int(i) for i in rows]
+    n = len(idx)
     B = G3.shape[0]
     out = G.new_empty((B, d))
     program = program_for(n, lo, hi, symmetric)
@@ -182,9 +186,9 @@ def reduce_order_statistics(
             if nan_to_inf:
                 rows = [free.pop() for _ in range(n)]
                 for i in range(n):
-                    torch.nan_to_num(G3[:, i, s:e], nan=_INF, posinf=_INF, neginf=-_INF, out=rows[i])
+                    torch.nan_to_num(G3[:, idx[i], s:e], nan=_INF, posinf=_INF, neginf=-_INF, out=rows[i])
             else:
-                rows = [G3[:, i, s:e] for i in range(n)]
+                rows = [G3[:, idx[i], s:e] for i in range(n)]
             wires = run_program(rows, free, program, owned_rows=nan_to_inf)
             combine(wires[lo:hi], out[:, s:e])
 
@@ -212,7 +216,7 @@ def reduce_order_statistics(
         bad = ~torch.isfinite(out)
     if bool(bad.any()):
         bi, ji = bad.nonzero(as_tuple=True)
-        block = G3[bi, :, ji]  # (K, n)
+        block = (G3 if rows is None else G3[:, idx])[bi, :, ji]  # (K, n)
         out[bi, ji] = reference(torch.sort(block, dim=-1).values)
     return out.reshape(lead + (d,))
 
@@ -326,11 +330,11 @@ def closest_to_median_from_wires(wires: list, beta: int, out: torch.Tensor) -> N
     out.div_(beta)
 
 
-def closest_to_median_rows(G: torch.Tensor, beta: int) -> torch.Tensor:
+def closest_to_median_rows(G: torch.Tensor, beta: int, rows: list[int] | None = None) -> torch.Tensor:
     """Bulyan's original aggregation on ``G`` (``(n, d)``): per column the mean of the
     ``beta`` values closest to the median (ties to the smaller value); sorted by
     the network, NaN read as ``+inf`` like torch's sort order."""
-    n = G.shape[-2]
+    n = G.shape[-2] if rows is None else len(rows)
 
     def combine(wires, o):
         closest_to_median_from_wires(wires, beta, o)
@@ -338,4 +342,4 @@ def closest_to_median_rows(G: torch.Tensor, beta: int) -> torch.Tensor:
     def reference(S):
         return closest_to_median_window(S.T.nan_to_num(nan=_INF), beta)
 
-    return reduce_order_statistics(G, 0, n, combine, lambda out: None, reference, symmetric=False)
+    return reduce_order_statistics(G, 0, n, combine, lambda out: None, reference, symmetric=False, rows=rows)

@@ -128,9 +128,10 @@ def bulyan(
         raise fail("bulyan", "aggregate", f"one of {AGGREGATIONS}", aggregate)
     n = G.shape[0]
     check_bulyan_regime(n, f)
-    S = G[bulyan_select(G, f, select, p)]
-    if aggregate == "trimmed":
-        return closest_to_median_mean(S, S.shape[0] - 2 * f)
+    chosen = bulyan_select(G, f, select, p)
+    if aggregate == "trimmed":  # reads the chosen rows in place (no gathered copy)
+        return closest_to_median_rows(G, len(chosen) - 2 * f, rows=chosen)
+    S = G[chosen]
     if aggregate == "krum":
         return krum(S, f, p)
     if aggregate == "average":
