@@ -12,8 +12,13 @@
    optimum (comed is separable and monotone in each Byzantine entry: sending
    ``-sign(mu_j) * inf`` is optimal) for the gap.
 3. MILP on comed / trimmed mean at n = 12, f = 2, d = 20 to proven optimality.
+4. MIQCP (SCIP, optional ``pyscipopt``) on Krum, alone and pooled with comed,
+   at the sizes it targets (n = 5..7, d = 1..3): time to proven optimality and
+   gap, next to the 1-D line search on the same problem (its value is never
+   better than the proven bound).
 
-Usage: ``python benchmarks/bench_solvers.py [--quick] [--pool krum,comed|paper] [--d D]``.
+Usage: ``python benchmarks/bench_solvers.py [--quick] [--pool krum,comed|paper] [--d D]
+[--problems P3,ExpectedValue] [--line-only | --miqcp-only]``.
 Results: ``benchmarks/results/solvers.json``.
 """
 
@@ -114,6 +119,36 @@ def bench_milp(d=20, n=12, f=2, seed=2):
     return out
 
 
+def bench_miqcp(seed=3):
+    from mixtailor_game.rules import Krum
+    from solvers.miqcp import scip_available
+
+    if not scip_available():
+        print("MIQCP skipped: pyscipopt is not installed (pip install -e '.[exact]')")
+        return {"skipped": "pyscipopt not installed"}
+    cases = {}
+    for n, f, d in ((5, 1, 1), (5, 1, 2), (7, 2, 3)):
+        V = honest_rows(n - f, d, seed + d, mu=1.0, sigma=1.0, dtype=torch.float64)
+        for p in (1.0, 2.0, float("inf")):
+            cases[f"tailored krum p={p:g} n={n} f={f} d={d}"] = solvers.TailoredAttack(
+                V, f, Krum(f=f, p=p), structure="optimal", objective="inner")
+        cases[f"P1 krum+comed n={n} f={f} d={d}"] = solvers.P1(V, f, [Krum(f=f), Comed(f=f)])
+    out = {}
+    for name, prob in cases.items():
+        t = time.perf_counter()
+        sol = solvers.solve(prob, method="miqcp", time_limit=120)
+        wall = time.perf_counter() - t
+        t = time.perf_counter()
+        line = solvers.solve(prob, method="line") if "tailored" in name else None
+        line_wall = time.perf_counter() - t
+        out[name] = {"seconds": wall, "status": sol.status, "value": sol.value, "bound": sol.bound, "gap": sol.gap,
+                     "line_value": None if line is None else line.value,
+                     "line_seconds": None if line is None else line_wall}
+        extra = "" if line is None else f"; line search {line.value:.6g} in {line_wall:.2f} s"
+        print(f"MIQCP {name}: {wall:.2f} s, {sol.status}, value {sol.value:.6g}, gap {sol.gap}{extra}", flush=True)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", default="krum,comed", help="'paper' or comma-separated families")
@@ -122,17 +157,21 @@ def main(argv=None):
     ap.add_argument("--problems", default="P3,ExpectedValue",
                     help="which line problems to time (ExpectedValue over the paper pool evaluates every rule "
                          "at every candidate: tens of passes)")
-    ap.add_argument("--line-only", action="store_true", help="skip the SCP and MILP parts")
+    ap.add_argument("--line-only", action="store_true", help="skip the SCP, MILP and MIQCP parts")
+    ap.add_argument("--miqcp-only", action="store_true", help="run only the MIQCP part")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "solvers.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     d = 2000 if args.quick else args.d
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                       "torch": torch.__version__},
-           "line": bench_line(args.pool, d, problems=[x.strip() for x in args.problems.split(",") if x.strip()])}
-    if not args.line_only:
+                       "torch": torch.__version__}}
+    if not args.miqcp_only:
+        res["line"] = bench_line(args.pool, d, problems=[x.strip() for x in args.problems.split(",") if x.strip()])
+    if not args.line_only and not args.miqcp_only:
         res["scp"] = bench_scp(d=1000 if args.quick else 10_000, max_iter=10 if args.quick else 40)
         res["milp"] = bench_milp(d=5 if args.quick else 20)
+    if not args.line_only:
+        res["miqcp"] = bench_miqcp()
     path = Path(args.out)
     if path.exists():
         try:
@@ -143,6 +182,8 @@ def main(argv=None):
         old = {}
     key = "quick" if args.quick else f"pool={args.pool},d={d}" + ("" if args.problems == "P3,ExpectedValue" else
                                                                  f",problems={args.problems}")
+    if args.miqcp_only:
+        key = "miqcp"
     old[key] = res
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
