@@ -19,10 +19,10 @@ workers). ``--resampling buckets`` runs the earlier bucketing instead
 (ceil(n/s) bucket means, base f' = f; needs n >= 22 for Bulyan with s = 2).
 MixTailor without resampling (same pool) is run as a reference in each panel.
 
-The resampled runs go through the trainer as ``aggregator="bucketing"`` with
-``rule_params`` (the trainer's ``bucketing`` option builds only the default
-mode): the resampling generator and the pool's norms are seeded from the run
-seed, MixTailor's draw inside the wrapper is OS entropy (not replayable).
+The resampled runs use the trainer's ``bucketing`` / ``bucketing_mode``
+options (``--bucketing 2 --bucketing-mode resample``): the rule or MixTailor's
+pool is built for s f Byzantine rows, and the resampling generator and
+MixTailor's draw are seeded from the run seed like every other run here.
 
 Claims checked: MixTailor with resampling is robust (stays within 2% of
 omniscient) in the non-iid setting, in each panel.
@@ -96,20 +96,6 @@ def pool_spec(fams: list[str]) -> str:
     return "paper" if list(fams) == list(FAMILIES) else "families:" + ",".join(fams)
 
 
-def _pool_seed(seed: int) -> int:
-    """The pool-norm seed the trainer uses for ``aggregator="mixtailor"`` (same norms with and without resampling)."""
-    try:
-        from mixtailor_game.train.trainer import STREAM_POOL, _seed
-    except ImportError:  # pragma: no cover - the trainer renamed its seed streams
-        return 1000 + seed
-    return int(_seed(seed, STREAM_POOL))
-
-
-def _seeded(seed_of):
-    """rule_params for the resampling wrapper whose generator / pool seeds depend on the run seed."""
-    return lambda seed: {"rule_params": seed_of(seed)}
-
-
 def panel_runs(args, dataset, data_dir, n: int) -> tuple[list[C.Run], dict]:
     s, mode = args.bucket, args.resampling
     base = C.base_config(args, dataset=dataset, data_dir=data_dir, workers=n, byzantine=F, partition="label",
@@ -125,20 +111,11 @@ def panel_runs(args, dataset, data_dir, n: int) -> tuple[list[C.Run], dict]:
         label = f"{agg}+{tag}(s={s})"
         if (agg != "mixtailor" and agg not in fams) or not fams:
             continue  # out of its regime behind this resampling (e.g. Krum on 6 bucket means)
-        if mode == "buckets":
-            runs.append(C.Run(panel, label, {**base, "aggregator": agg, "bucketing": s, "pool": pool}))
-            continue
-        if agg == "mixtailor":
-            pool_arg = ",".join(fams)
-
-            def params(seed, pool_arg=pool_arg):
-                return {"base": {"name": "mixtailor", "pool": pool_arg, "seed": _pool_seed(seed)},
-                        "s": s, "mode": "resample", "generator": 2000 + seed}
-        else:
-            def params(seed, agg=agg):
-                return {"base": agg, "s": s, "mode": "resample", "generator": 2000 + seed}
-        runs.append(C.Run(panel, label, {**base, "aggregator": "bucketing", "rule_params": params(0)},
-                          per_seed=_seeded(params)))
+        # The trainer's bucketing option: with mode "resample" it builds the rule
+        # (or MixTailor's pool) for s * f Byzantine rows, and MixTailor's draw
+        # is seeded and logged as for any run.
+        runs.append(C.Run(panel, label, {**base, "aggregator": agg, "bucketing": s, "bucketing_mode": mode,
+                                         "pool": pool}))
     if fams:
         runs.append(C.Run(panel, "mixtailor (no resampling)", {**base, "aggregator": "mixtailor", "pool": pool}))
     setting = {
@@ -156,9 +133,7 @@ def build_runs(args):
         "partition": "label (each honest worker one digit)",
         "resampling": ("s-resampling: n outputs, each the mean of s rows, every row used s times; base f' = s f"
                        if args.resampling == "resample" else "bucketing: ceil(n/s) bucket means; base f' = f"),
-        "draw": ("MixTailor behind resampling: OS-entropy draw (aggregator='bucketing' with rule_params); "
-                 "resampling generator and pool norms seeded from the run seed"
-                 if args.resampling == "resample" else "seeded from the run seed (deterministic_draw)"),
+        "draw": "seeded from the run seed (deterministic_draw), behind resampling too (--bucketing-mode)",
     }
     for n in args.workers:
         r, st = panel_runs(args, dataset, data_dir, n)

@@ -112,10 +112,11 @@ def test_specific_settings(tmp_path):
         mix = [r for r in runs if r.config["workers"] == n and r.label == "mixtailor+resampling(s=2)"]
         assert len(mix) == 1
         cfg = C.config_for(mix[0], 3)
-        assert cfg["aggregator"] == "bucketing" and cfg["rule_params"]["mode"] == "resample"
-        assert cfg["rule_params"]["generator"] != C.config_for(mix[0], 4)["rule_params"]["generator"]
+        assert cfg["aggregator"] == "mixtailor" and cfg["bucketing"] == 2 and cfg["bucketing_mode"] == "resample"
+        assert cfg["deterministic_draw"] and cfg["seed"] != C.config_for(mix[0], 4)["seed"]
         server = build_server(C.TrainConfig.from_dict(cfg))
-        assert server.rule.f == 2 and server.rule.base.f == 4 and len(server.rule.base.pool) == rules
+        assert server.rule.f == 2 and server.rule.mode == "resample" and server.rule.base.f == 4
+        assert len(server.mixtailor.pool) == rules and {r.f for r in server.mixtailor.pool} == {4}
         plain = [r for r in runs if r.config["workers"] == n and r.label == "mixtailor (no resampling)"]
         assert plain[0].config["pool"] == pool
         panel = mix[0].panel
