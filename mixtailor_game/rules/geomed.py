@@ -118,10 +118,10 @@ class _Anderson:
     Keeps the last ``memory`` differences of the values T(z_k) and of the
     residuals T(z_k) - z_k, and returns the combination of the values whose
     residuals' combination is smallest in l_2 (normal equations of the small
-    least-squares problem; ``torch.dot`` without temporaries: a rounded
-    coefficient only costs acceleration, since the caller rejects any step
-    that raises the objective). Extra memory:
-    ``2 memory + 2`` vectors of length d in the rows' dtype (no stacked copies).
+    least-squares problem, products in the rows' dtype: a rounded coefficient
+    only costs acceleration, since the caller rejects any step that raises
+    the objective). Extra memory: ``2 memory + 2`` vectors of length d in the
+    rows' dtype, plus ``memory`` while the products are formed.
     """
 
     def __init__(self, memory: int):
@@ -149,13 +149,10 @@ class _Anderson:
         self.value, self.residual = value, residual
         if not self.d_values:
             return value
-        k = len(self.d_residuals)
-        gram = torch.empty((k, k), dtype=torch.float64)
-        rhs = torch.empty(k, dtype=torch.float64)
-        for a in range(k):
-            rhs[a] = torch.dot(self.d_residuals[a], residual).double()
-            for b in range(a, k):
-                gram[a, b] = gram[b, a] = torch.dot(self.d_residuals[a], self.d_residuals[b]).double()
+        R = torch.stack(self.d_residuals)  # (k, d), k <= memory: two small products
+        gram = (R @ R.T).double().cpu()
+        rhs = (R @ residual).double().cpu()
+        R = None
         # A tiny ridge keeps the normal equations solvable when steps repeat.
         gram.diagonal().add_(1e-12 * float(gram.diagonal().max().clamp_min(1e-300)))
         gamma = torch.linalg.solve(gram, rhs) if bool(torch.isfinite(gram).all()) else None
