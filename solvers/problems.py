@@ -125,9 +125,17 @@ class Instance:
         return int(self.R.shape[1])
 
 
+@dataclass(frozen=True, eq=False)
 class _Problem:
-    """Shared validation and compilation of every problem dataclass."""
+    """Shared fields (keyword-only: the adversary's knowledge, gradient or model
+    space, the model for model space, n, the adversary's own rows), validation
+    and compilation of every problem dataclass."""
 
+    knowledge: object = field(default="full", kw_only=True)
+    space: str = field(default="gradient", kw_only=True)
+    model: object = field(default=None, kw_only=True, repr=False)
+    n: object = field(default=None, kw_only=True)
+    own: object = field(default=None, kw_only=True, repr=False)
     where = "solvers"
 
     def _validate_common(self):
@@ -232,11 +240,6 @@ class TailoredAttack(_Problem):
     rule: object
     structure: str = "optimal"
     objective: str = "lambda"
-    knowledge: object = field(default="full", kw_only=True)
-    space: str = field(default="gradient", kw_only=True)
-    model: object = field(default=None, kw_only=True, repr=False)
-    n: object = field(default=None, kw_only=True)
-    own: object = field(default=None, kw_only=True, repr=False)
     where = "tailored"
 
     def __post_init__(self):
@@ -267,11 +270,6 @@ class P1(_Problem):
     eps: float = 0.0
     structure: str = "optimal"
     eps_p: float = 2.0
-    knowledge: object = field(default="full", kw_only=True)
-    space: str = field(default="gradient", kw_only=True)
-    model: object = field(default=None, kw_only=True, repr=False)
-    n: object = field(default=None, kw_only=True)
-    own: object = field(default=None, kw_only=True, repr=False)
     where = "P1"
 
     def __post_init__(self):
@@ -304,11 +302,6 @@ class P3(_Problem):
     honest: torch.Tensor
     f: int
     pool: object
-    knowledge: object = field(default="full", kw_only=True)
-    space: str = field(default="gradient", kw_only=True)
-    model: object = field(default=None, kw_only=True, repr=False)
-    n: object = field(default=None, kw_only=True)
-    own: object = field(default=None, kw_only=True, repr=False)
     where = "P3"
 
     def __post_init__(self):
@@ -335,11 +328,6 @@ class ExpectedValue(_Problem):
     eps: float = 0.0
     structure: str = "line"
     eps_p: float = 2.0
-    knowledge: object = field(default="full", kw_only=True)
-    space: str = field(default="gradient", kw_only=True)
-    model: object = field(default=None, kw_only=True, repr=False)
-    n: object = field(default=None, kw_only=True)
-    own: object = field(default=None, kw_only=True, repr=False)
     where = "expected"
 
     def __post_init__(self):

@@ -25,6 +25,8 @@ from mixtailor_game.rules.state import (
 )
 from mixtailor_game.train import TrainConfig, Trainer, read_metrics, train
 
+from _kill import Killed, kill_at as _kill_at
+
 BASE = dict(dataset="digits", model="logreg", workers=8, byzantine=1, attack="ipm", attack_params={"eps": 0.1},
             batch_size=16, steps=12, eval_every=6, checkpoint_every=5, eval_examples=200, seed=5)
 CC = {"base": "comed", "tau": 0.5}
@@ -38,17 +40,6 @@ CASES = {
     "bucketing_around_mixtailor": TrainConfig(**BASE, aggregator="mixtailor", pool="centered_clipping,comed",
                                               bucketing=2, deterministic_draw=True),
 }
-
-
-class Killed(Exception):
-    pass
-
-
-def _kill_at(step_to_die):
-    def callback(step, row):
-        if step == step_to_die:
-            raise Killed
-    return callback
 
 
 def _weights(out):

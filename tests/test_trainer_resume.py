@@ -14,23 +14,14 @@ import torch
 
 from mixtailor_game.train import TrainConfig, Trainer, read_metrics, train
 
+from _kill import Killed, kill_at as _kill_at
+
 REPO = Path(__file__).resolve().parents[1]
 # MixTailor with a seeded draw, random Byzantine sets and dropout-free momentum SGD:
 # every generator of the trainer is exercised by a resume.
 CFG = TrainConfig(dataset="digits", model="logreg", workers=12, byzantine=2, aggregator="mixtailor",
                   pool="krum,comed,geomed", deterministic_draw=True, attack="ipm", byzantine_mode="random",
                   batch_size=16, steps=30, eval_every=7, checkpoint_every=4, seed=11)
-
-
-class Killed(Exception):
-    pass
-
-
-def _kill_at(step_to_die):
-    def callback(step, row):
-        if step == step_to_die:
-            raise Killed
-    return callback
 
 
 @pytest.fixture(scope="module")
