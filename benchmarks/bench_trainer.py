@@ -17,7 +17,7 @@ reports every step. For contrast, the same steps with Krum alone (one rule,
 no draw) are timed in the same run.
 
     python benchmarks/bench_trainer.py [--budget 300] [--min-steps 3] [--threads 2] \
-        [--out benchmarks/results/trainer.json]
+        [--device cpu] [--engine auto] [--aggregators krum,mixtailor] [--out benchmarks/results/trainer.json]
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mixtailor_game.train import TrainConfig, Trainer  # noqa: E402
+from mixtailor_game.models import make_model  # noqa: E402
+from mixtailor_game.train.engines import resolve_engine  # noqa: E402
 from mixtailor_game.train.rundir import atomic_write_json  # noqa: E402
 
 
@@ -88,6 +90,7 @@ def time_steps(config: TrainConfig, budget: float, min_steps: int, max_steps: in
         "aggregator": config.aggregator,
         "steps_timed": len(steps),
         "mean_step_s": total / len(steps),
+        "steps_per_s": len(steps) / total,
         "share_aggregation_and_attack": (agg + att) / total,
         "share_aggregation": agg / total,
         "share_attack": att / total,
@@ -104,24 +107,28 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--engine", default="auto", help="per-worker gradient engine: auto, loop, vmap, fused")
+    parser.add_argument("--aggregators", default="krum,mixtailor", help="comma-separated, timed in this order")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "trainer.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = TrainConfig(dataset="mnist", data_dir=args.data_dir, model="paper_cnn", workers=12, byzantine=2,
                        aggregator="mixtailor", pool="paper", deterministic_draw=True, attack="ipm",
                        attack_params={"eps": 0.1}, batch_size=50, lr=0.001, momentum=0.9, weight_decay=1e-4,
-                       steps=10**6, eval_examples=1000, device=args.device, seed=0)
+                       steps=10**6, eval_examples=1000, device=args.device, engine=args.engine, seed=0)
     results = {}
-    for agg in ("krum", "mixtailor"):
+    for agg in args.aggregators.split(","):
         print(f"{agg}:", flush=True)
         results[agg] = time_steps(base.replace(aggregator=agg, pool="paper"), args.budget if agg == "mixtailor"
                                   else min(args.budget, 60.0), args.min_steps, args.max_steps)
-    mt = results["mixtailor"]
+    mt = results.get("mixtailor", next(iter(results.values())))
+    device = torch.device(args.device)
     report = {
         "benchmark": "share of a trainer step spent in aggregation + attack (tailored attack ipm eps=0.1)",
         "setting": "paper_cnn on MNIST, n=12, f=2, batch 50 per worker, full knowledge, paper pool (64 rules)",
         "d": Trainer(base.replace(steps=1)).d,
-        "device": f"{args.device} ({platform.machine()})",
+        "device": f"{args.device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.machine()})",
+        "engine": resolve_engine(args.engine, device, make_model("paper_cnn", (1, 28, 28), 10)),
         "torch": torch.__version__,
         "threads": args.threads,
         "cpu_count": os.cpu_count(),
@@ -135,7 +142,8 @@ def main(argv=None) -> int:
     }
     atomic_write_json(args.out, report)
     for agg, r in results.items():
-        print(f"{agg:<9}: {r['steps_timed']} steps, mean {r['mean_step_s']:.2f} s/step, "
+        print(f"{agg:<9}: {r['steps_timed']} steps, mean {r['mean_step_s']:.4f} s/step "
+              f"({r['steps_per_s']:.1f} steps/s, engine {report['engine']}), "
               f"aggregation+attack {100 * r['share_aggregation_and_attack']:.1f}% "
               f"(aggregation {100 * r['share_aggregation']:.1f}%, attack {100 * r['share_attack']:.2f}%, "
               f"gradients {100 * r['share_gradients']:.1f}%)")

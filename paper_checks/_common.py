@@ -95,7 +95,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="number of seeds per run (default 1)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:0)")
-    p.add_argument("--engine", default="auto", choices=("auto", "loop", "vmap"), help="per-worker gradient engine")
+    p.add_argument("--engine", default="auto", choices=("auto", "loop", "vmap", "fused"), help="per-worker gradient engine")
     return p
 
 

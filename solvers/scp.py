@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import time
 
-import cvxpy as cp
 import numpy as np
 import torch
 
@@ -77,6 +76,8 @@ def _subproblem(inst, Bk, phi, G, w, r, solver):
         g = np.tensordot(w, G, 1) if inst.kind == "expected" else G[0]
         step = -r * np.sign(g)
         return np.broadcast_to(step, (f, d)).copy()
+    import cvxpy as cp  # here, not at the top: importing cvxpy takes ~1 s and the line search needs none of it
+
     D = cp.Variable((1, d)) if identical else cp.Variable((f, d))
     cons = [cp.abs(D) <= r]
     lin = [phi[m] + cp.sum(cp.multiply(G[m], D)) for m in range(len(phi))]

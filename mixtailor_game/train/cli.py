@@ -95,7 +95,7 @@ def _add_run_flags(p: argparse.ArgumentParser, *, compare: bool) -> None:
                    help="save honest and Byzantine rows every K steps to snapshots/")
     g.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
     g.add_argument("--device", help="torch device (default cpu)")
-    g.add_argument("--engine", help="per-worker gradients: auto, loop, vmap (default auto)")
+    g.add_argument("--engine", help="per-worker gradients: auto, loop, vmap, fused (default auto: fused where the model allows it)")
     p.add_argument("--out", help="run directory" + (" (one sub-directory per aggregator)" if compare else ""))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=1, metavar="T",

@@ -36,7 +36,7 @@ SPACES = ("gradient", "model")
 BUCKETING_MODES = ("buckets", "resample")
 BYZANTINE_MODES = ("fixed", "random")
 PARTITIONS = ("iid", "label", "dirichlet")
-ENGINES = ("auto", "loop", "vmap")
+ENGINES = ("auto", "loop", "vmap", "fused")
 # Fields that change how a run is executed but not what it computes: a run
 # directory may be resumed with different values of these.
 EXECUTION_FIELDS = ("device", "engine", "checkpoint_every")
@@ -128,7 +128,7 @@ class TrainConfig:
     save_snapshots : ``0`` or K: save the step's honest and Byzantine rows
         every K steps to ``snapshots/step_XXXXXX.pt`` (for the game layer).
     seed, device, engine : randomness (data split, batches, attack, pool),
-        torch device, per-worker gradient engine (``auto``, ``loop``, ``vmap``).
+        torch device, per-worker gradient engine (``auto``, ``loop``, ``vmap``, ``fused``).
     """
 
     dataset: str = "digits"

@@ -1,0 +1,89 @@
+"""The GPU paths agree with the CPU ones (skipped without CUDA; run on a lent GPU machine).
+
+CI has no GPU, so these run only where ``torch.cuda.is_available()``:
+``python -m pytest tests/test_cuda.py`` (``benchmarks/run_device_checks.sh``
+runs them first on a lent machine). Every rule of the conformance registry,
+the per-worker gradient engines, a trainer run and the 1-D solver are run on
+the GPU and compared with the same call on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from test_rules_conformance import CASES, IDS, honest_rows
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> None:
+    scale = float(b.abs().max()) + 1.0
+    assert float((a.cpu() - b).abs().max()) <= rtol * scale, (a, b)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_rule_on_cuda_matches_cpu(case):
+    G = honest_rows(11, case.n, 40, 1.0)
+    if case.f >= 1:
+        G[0] = math.nan  # a Byzantine row must not poison the GPU path either
+    if case.f >= 2:
+        G[-1, 3] = 1e30
+    cpu = case.make()(G)
+    gpu = case.make()(G.cuda())
+    assert gpu.device.type == "cuda" and torch.isfinite(gpu).all()
+    _close(gpu, cpu, max(case.rtol, 1e-9))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_batched_on_cuda_matches_cpu(case):
+    Gb = torch.stack([honest_rows(s, case.n, 9, 1.0) for s in range(3)])
+    _close(case.make().batched(Gb.cuda()), case.make().batched(Gb), max(case.rtol, 1e-9))
+
+
+@pytest.fixture
+def full_float32():
+    """cuDNN and cuBLAS use TF32 by default on Ampere and later (10-bit mantissa): off for a comparison."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("engine", ["loop", "vmap", "fused"])
+def test_engines_on_cuda_match_cpu(engine, full_float32):
+    from mixtailor_game.models import make_model
+    from mixtailor_game.train.engines import per_worker_gradients
+
+    torch.manual_seed(0)
+    model = make_model("paper_cnn", (1, 28, 28), 10).eval()
+    g = torch.Generator().manual_seed(1)
+    xs, ys = torch.randn(4, 6, 1, 28, 28, generator=g), torch.randint(0, 10, (4, 6), generator=g)
+    cpu, _ = per_worker_gradients(model, xs, ys, engine="loop")
+    gpu, losses = per_worker_gradients(model.cuda(), xs.cuda(), ys.cuda(), engine=engine)
+    assert gpu.device.type == "cuda" and losses.shape == (4,)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-5)
+
+
+def test_trainer_runs_on_cuda_with_mixtailor_and_the_tailored_attack(tmp_path):
+    from mixtailor_game.train import TrainConfig, Trainer
+
+    config = TrainConfig(dataset="digits", model="mlp", workers=12, byzantine=2, aggregator="mixtailor",
+                         pool="paper", attack="ipm", attack_params={"eps": 0.1}, steps=6, eval_every=3,
+                         device="cuda", seed=0)
+    summary = Trainer(config, out=tmp_path).run()
+    assert summary["steps"] == 6 and 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+def test_line_search_on_cuda_matches_cpu():
+    import solvers
+    from mixtailor_game.rules import Comed, Krum
+
+    V = honest_rows(5, 10, 30, 1.0) * 0.1 + 0.05
+    pool = [Krum(f=2, p=2.0), Comed(f=2)]
+    cpu = solvers.solve(solvers.P3(V, 2, pool), method="line")
+    gpu = solvers.solve(solvers.P3(V.cuda(), 2, pool), method="line")
+    assert gpu.status == cpu.status
+    assert math.isclose(gpu.value, cpu.value, rel_tol=1e-6, abs_tol=1e-9)
