@@ -205,7 +205,8 @@ def test_auto_rule_and_fastest_engine_measures():
     model = _model("logreg", (4,)).eval()
     assert resolve_engine("auto", torch.device("cpu"), model) == "fused"
     assert resolve_engine("auto", torch.device("cpu"), torch.nn.Sequential(torch.nn.LayerNorm(4))) == "loop"
-    assert resolve_engine("auto", torch.device("cuda", 0), model) == "vmap"
+    assert resolve_engine("auto", torch.device("cuda", 0), model) == "fused"
+    assert resolve_engine("auto", torch.device("cuda", 0), torch.nn.Sequential(torch.nn.LayerNorm(4))) == "vmap"
     assert resolve_engine("vmap", torch.device("cpu"), model) == "vmap"
     xs, ys = _batch(3, 5, (4,))
     torch.testing.assert_close(
