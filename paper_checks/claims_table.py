@@ -23,7 +23,12 @@ def rows(directory: Path) -> list[str]:
         raise SystemExit(f"claims_table: no fig*.json in {str(directory)!r}; run the figure scripts first")
     for path in files:
         data = json.loads(path.read_text())
-        tag = f"{data['experiment']} ({data['scale']}, {len(data['seeds'])} seed{'s' * (len(data['seeds']) > 1)})"
+        seeds = len(data["seeds"])
+        # a run with --steps names its length: "paper" then means Table 1's model, not its 50K steps
+        steps = sorted({s.split(" steps")[0].rsplit(", ", 1)[-1] for s in data.get("settings", {}).values()
+                        if " steps" in s})
+        length = f", {'/'.join(steps)} steps" if steps else ""
+        tag = f"{data['experiment']} ({data['scale']}{length}, {seeds} seed{'s' * (seeds > 1)})"
         for c in data["claims"]:
             v = c["verdict"] + (f" ({c['why']})" if c.get("why") else "")
             out.append(f"| {tag} | {c['claim']} | {c['setting']} | {c['measured']} | {v} |")
