@@ -54,7 +54,7 @@ def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float, 
     elif select == "comed":
         target = comed(pool)
     else:
-        target = geomed_solve(pool, p, start=start).z
+        target = geomed_solve(pool, p, start=start, objective=False).z
     dist = lp_distances_to(rows, target, p).masked_fill(~ok, math.inf)
     return remaining[int(torch.argmin(dist))], target
 

@@ -9,6 +9,7 @@ from typing import ClassVar, NamedTuple
 import torch
 
 from .._checks import check_int, check_real, check_regime, fail
+from ._compile import CompiledKernel
 from ._distances import check_p, lp_distances_to
 from .base import Rule, check_gradients, finite_rows, name_field, tuning_field
 from .median import comed
@@ -108,6 +109,43 @@ def _weighted_average(W: torch.Tensor, X: torch.Tensor, z: torch.Tensor) -> torc
     return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), z)
 
 
+def _fused_step(X: torch.Tensor, z: torch.Tensor, p: float, nu: float, floor: float):
+    """``_distances_and_weights`` (p > 2) followed by ``_weighted_average``, as one pure
+    function of the same formulas, for ``torch.compile``: inductor fuses its dozen
+    eager passes over ``(n, d)`` into two loops and turns ``A ** (p - 2)`` with a
+    constant integer exponent into multiplications. Measured at n = 12,
+    d = 184,586, 2 CPU threads: 2-16 ms per step against 20-100 ms eager
+    (``MIXTAILOR_COMPILE``, :mod:`mixtailor_game.rules._compile`)."""
+    A = (X - z).abs()
+    scale = A.amax(dim=1, keepdim=True)
+    ok = torch.isfinite(scale) & (scale > 0)
+    s = torch.where(ok, scale, torch.ones_like(scale))
+    A = (A / s).clamp_min(floor)
+    Q = A ** (p - 2)
+    rs = (A * A * Q).sum(dim=1, keepdim=True) ** (1.0 / p)
+    r = torch.where(ok, rs * s, torch.where(torch.isfinite(scale), 0.0, math.inf))
+    rc = r.clamp_min(nu)
+    coef = (s / rc) ** (p - 2) / rc
+    coef = torch.where(torch.isfinite(r), coef, torch.zeros_like(coef))
+    top = coef.max()
+    coef = coef / torch.where(top > 0, top, torch.ones_like(top))
+    W = Q * coef
+    den = W.sum(0)
+    num = (W * X).sum(0)
+    return r.squeeze(1), torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), z)
+
+
+_FUSED_STEP = CompiledKernel(_fused_step)
+
+
+def _irls_step(z: torch.Tensor, X: torch.Tensor, p: float, nu: float):
+    """Distances ``r`` at ``z`` and the IRLS weighted average ``T(z)`` (the undamped next iterate)."""
+    if 2 < p < math.inf and _FUSED_STEP.wanted(X):
+        return _FUSED_STEP(X, z, p, nu, _power_floor(2.0 * (p - 2), X.dtype))
+    r, W = _distances_and_weights(z, X, p, nu)
+    return r, _weighted_average(W, X, z)
+
+
 def _objective_from(r: torch.Tensor) -> float:
     return float(r.double().sum())
 
@@ -202,6 +240,7 @@ def geomed_solve(
     tol: float = 1e-7,
     start: torch.Tensor | None = None,
     memory: int = 2,
+    objective: bool = True,
 ) -> GeomedResult:
     """Minimize ``sum_i ||z - G_i||_p`` by smoothed IRLS; see :func:`geomed`.
 
@@ -215,6 +254,10 @@ def geomed_solve(
     recomputed in float64 at the returned iterate. ``start`` (a finite
     ``Tensor[d]``) replaces the coordinate-wise median as the first iterate:
     Bulyan's selection warm-starts each round from the previous round's median.
+    ``objective=False`` skips that float64 recomputation (one more pass over
+    the rows, as costly as several IRLS steps at large d) and reports the
+    solver's own value (distances in the rows' dtype, summed in float64):
+    the rule itself and Bulyan need only ``z``.
     """
     G = check_gradients(G, "geomed")
     p = check_p("geomed", p)
@@ -226,22 +269,29 @@ def geomed_solve(
     X = G if bool(ok.all()) else G[ok]
     if X.shape[0] == 0:
         raise ValueError("geomed: needs at least one finite row, got none")
-    z = comed(X)
+    def result(z, converged, iterations, estimate=None):
+        value = float(geomed_objective(z, X, p)) if objective or estimate is None else estimate
+        return GeomedResult(z, converged, iterations, value)
+
     if p == 1 or X.shape[0] <= 2:
         # The l_1 objective separates by coordinate: the coordinate-wise median is
         # a minimizer (for <= 2 rows every point between them is one).
-        return GeomedResult(z, True, 0, float(geomed_objective(z, X, p)))
-    if start is not None:
-        if start.shape != z.shape or not bool(torch.isfinite(start).all()):
-            raise fail("geomed", "start", f"a finite tensor of shape {tuple(z.shape)}", tuple(start.shape))
-        z = start.to(dtype=z.dtype, device=z.device)
-    r, W = _distances_and_weights(z, X, p, nu)
+        return result(comed(X), True, 0)
+    if start is None:
+        z = comed(X)
+    else:
+        if start.shape != X.shape[1:] or not bool(torch.isfinite(start).all()):
+            raise fail("geomed", "start", f"a finite tensor of shape {tuple(X.shape[1:])}", tuple(start.shape))
+        z = start.to(dtype=X.dtype, device=X.device)
+    r, target = _irls_step(z, X, p, nu)
     on_row = r <= nu
     if bool(on_row.any()) and not math.isinf(p):
+        _, W = _distances_and_weights(z, X, p, nu)
         z, done = _leave_data_point(z, X, p, r, W, on_row)
         if done:
-            return GeomedResult(z, True, 0, float(geomed_objective(z, X, p)))
-        r, W = _distances_and_weights(z, X, p, nu)
+            return result(z, True, 0)
+        W = None
+        r, target = _irls_step(z, X, p, nu)
     obj = _objective_from(r)
     # For p > 2 the IRLS map is not a majorize-minimize step: its step is about
     # (p - 1) times a diagonal Newton step (the Hessian's diagonal is (p - 1) times
@@ -260,15 +310,13 @@ def geomed_solve(
     best_z, best_obj = z, obj
     converged, it, stalls = False, 0, 0
     for it in range(1, max_iter + 1):
-        target = _weighted_average(W, X, z)  # consumes W (in place)
-        W = W_new = None  # drop the last reference, so at most two (n, d) buffers live
         if damping == 1.0 or target is z:
             plain = target
         else:  # in place: z + damping * (target - z)
             plain = target.sub_(z).mul_(damping).add_(z)
         target = None  # one d-vector less alive while the next weights are built
         z_new = history.extrapolate(z, plain)
-        r_new, W_new = _distances_and_weights(z_new, X, p, nu)
+        r_new, target_new = _irls_step(z_new, X, p, nu)
         obj_new = _objective_from(r_new)
         step, extrapolated = 1.0, z_new is not plain
         while obj_new > obj * (1.0 + noise) and step > 1e-4:
@@ -278,8 +326,8 @@ def geomed_solve(
             else:
                 step *= 0.5
             z_new = plain if step == 1.0 else z + step * (plain - z)
-            W_new = None  # free it before the next weights are built
-            r_new, W_new = _distances_and_weights(z_new, X, p, nu)
+            target_new = None
+            r_new, target_new = _irls_step(z_new, X, p, nu)
             obj_new = _objective_from(r_new)
             if p <= 2 and step == 1.0:
                 break  # majorize-minimize: the plain step cannot raise it (up to rounding)
@@ -292,14 +340,13 @@ def geomed_solve(
         stalls = stalls + 1 if obj_new > obj * (1.0 - noise) and not majorized else 0
         change = float(torch.linalg.vector_norm(z_new - z, dtype=torch.float64))
         scale = max(float(torch.linalg.vector_norm(z, dtype=torch.float64)), 1.0)
-        z, r, W, obj = z_new, r_new, W_new, obj_new
+        z, r, target, obj = z_new, r_new, target_new, obj_new
         if obj < best_obj:
             best_z, best_obj = z, obj
         if change <= tol * scale or stalls >= 3:
             converged = True
             break
-    z = best_z
-    return GeomedResult(z, converged, it, float(geomed_objective(z, X, p)))
+    return result(best_z, converged, it, best_obj)
 
 
 def geomed(G: torch.Tensor, p: float = 2.0, **options) -> torch.Tensor:
@@ -315,7 +362,7 @@ def geomed(G: torch.Tensor, p: float = 2.0, **options) -> torch.Tensor:
     ``tol`` (relative step size). Use :func:`geomed_solve` to also get
     convergence information.
     """
-    return geomed_solve(G, p, **options).z
+    return geomed_solve(G, p, objective=False, **options).z
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,102 @@
+"""Compiled kernels (``rules/_compile.py``): same numbers as the eager code, safe fallback, switches."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from mixtailor_game.rules import _compile, geomed_solve
+from mixtailor_game.rules._distances import _lp_distances_fused, lp_distances_to
+from mixtailor_game.rules.geomed import _distances_and_weights, _fused_step, _power_floor, _weighted_average
+
+
+def _rows(seed=0, n=9, d=300, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g, dtype=dtype)
+    X[1] = 1e30  # a huge (finite) Byzantine row
+    X[2] = X[3]  # duplicates
+    return X
+
+
+@pytest.mark.parametrize("p", [3.0, 5.5, 8.0, 16.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_step_is_the_eager_step(p, dtype):
+    X = _rows(dtype=dtype)
+    z = X[4:].median(0).values
+    z_on_row = X[5].clone()  # the start on a data row: distance 0 there
+    for start in (z, z_on_row):
+        r_ref, W = _distances_and_weights(start, X, p, 1e-6)
+        target_ref = _weighted_average(W, X, start)
+        r, target = _fused_step(X, start, p, 1e-6, _power_floor(2.0 * (p - 2), dtype))
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(r, r_ref, rtol=tol, atol=0.0)
+        torch.testing.assert_close(target, target_ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("p", [3.0, 7.5])
+def test_fused_distances_are_the_chunked_ones(p):
+    X = _rows(d=70_000)  # more than one float64 chunk
+    z = X[3:].mean(0)
+    X[6, 5] = math.nan  # a NaN row is infinitely far
+    torch.testing.assert_close(_lp_distances_fused(X, z, p), lp_distances_to(X, z, p), rtol=1e-12, atol=0.0)
+    assert math.isinf(float(_lp_distances_fused(X, z, p)[6]))
+
+
+def test_compiled_geomed_matches_eager(monkeypatch):
+    """One real compilation (seconds, once per test session): the compiled IRLS and distances
+    give the eager solver's median."""
+    X = _rows(n=11, d=2000, dtype=torch.float32)
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "off")
+    eager = geomed_solve(X, 6.0)
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a compile failure would warn: fail instead
+        compiled = geomed_solve(X, 6.0)
+    assert compiled.converged and eager.converged
+    assert math.isclose(compiled.objective, eager.objective, rel_tol=1e-6)
+    scale = float(eager.z.abs().max())
+    assert float((compiled.z - eager.z).abs().max()) <= 1e-3 * scale
+
+
+def test_objective_false_reports_the_solvers_value():
+    X = _rows(n=7, d=50)
+    full = geomed_solve(X, 4.0)
+    quick = geomed_solve(X, 4.0, objective=False)
+    assert torch.equal(full.z, quick.z)
+    assert math.isclose(quick.objective, full.objective, rel_tol=1e-9)
+
+
+def test_a_failing_compiler_falls_back_to_eager_once(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        raise RuntimeError("no C++ compiler\nsecond line")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
+    kernel = _compile.CompiledKernel(_lp_distances_fused)
+    X = _rows(d=40)
+    z = X.mean(0)
+    with pytest.warns(RuntimeWarning, match="torch.compile of _lp_distances_fused failed .RuntimeError: no C"):
+        out = kernel(X, z, 3.0)
+    torch.testing.assert_close(out, _lp_distances_fused(X, z, 3.0))
+    assert kernel.failed is not None and not kernel.wanted(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kernel(X, z, 3.0)  # eager from now on, without another warning
+
+
+def test_mode_switch_and_size_rule(monkeypatch):
+    kernel = _compile.CompiledKernel(_lp_distances_fused)
+    small, large = torch.zeros(4, 10), torch.zeros(2, _compile.MIN_ELEMENTS // 2)
+    monkeypatch.delenv("MIXTAILOR_COMPILE", raising=False)
+    assert _compile.compile_mode() == "auto"
+    assert not kernel.wanted(small) and kernel.wanted(large)
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "0")
+    assert not kernel.wanted(large)
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
+    assert kernel.wanted(small)
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "sometimes")
+    with pytest.raises(ValueError, match="MIXTAILOR_COMPILE must be one of auto, 0, off, 1, always, got 'sometimes'"):
+        kernel.wanted(small)
