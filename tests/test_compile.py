@@ -8,8 +8,8 @@ import warnings
 import pytest
 import torch
 
-from mixtailor_game.rules import _compile, geomed_solve
-from mixtailor_game.rules._distances import _lp_distances_fused, lp_distances_to
+from mixtailor_game.rules import _compile, geomed_solve, make_rule
+from mixtailor_game.rules._distances import _lp_distances_fused, _pair_power_sums_fused, _power_sums, lp_distances_to
 from mixtailor_game.rules.geomed import _distances_and_weights, _fused_step, _power_floor, _weighted_average
 
 
@@ -45,6 +45,15 @@ def test_fused_distances_are_the_chunked_ones(p):
     assert math.isinf(float(_lp_distances_fused(X, z, p)[6]))
 
 
+@pytest.mark.parametrize("p", [3.0, 6.5, 16.0])
+def test_fused_pair_power_sums_are_the_chunked_ones(p, monkeypatch):
+    X = _rows(d=20_000)[2:]  # finite rows (the caller drops the others); duplicates give 0
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "off")
+    ref = _power_sums(X, p)
+    i, j = torch.triu_indices(X.shape[0], X.shape[0], 1)
+    torch.testing.assert_close(_pair_power_sums_fused(X, i, j, p), ref[i, j], rtol=1e-12, atol=0.0)
+
+
 def test_compiled_geomed_matches_eager(monkeypatch):
     """One real compilation (seconds, once per test session): the compiled IRLS and distances
     give the eager solver's median."""
@@ -59,6 +68,11 @@ def test_compiled_geomed_matches_eager(monkeypatch):
     assert math.isclose(compiled.objective, eager.objective, rel_tol=1e-6)
     scale = float(eager.z.abs().max())
     assert float((compiled.z - eager.z).abs().max()) <= 1e-3 * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        compiled_krum = make_rule("krum", f=2, p=6.0)(X)  # compiled pairwise power sums
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "off")
+    assert torch.equal(compiled_krum, make_rule("krum", f=2, p=6.0)(X))
 
 
 def test_objective_false_reports_the_solvers_value():

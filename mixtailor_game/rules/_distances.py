@@ -140,11 +140,28 @@ def _abs_power_(A: torch.Tensor, p: float) -> torch.Tensor:
     return out
 
 
+def _pair_power_sums_fused(X: torch.Tensor, i: torch.Tensor, j: torch.Tensor, p: float) -> torch.Tensor:
+    """``sum_k |x_ik - x_jk|^p`` in float64 for the pairs ``(i[m], j[m])``, as one pure
+    function for ``torch.compile`` (one reduction loop, rows gathered in place).
+    Measured at n = 12, d = 184,586, one thread: 25-31 ms against 46-83 ms for
+    the eager chunks below (p = 3, 9, 16)."""
+    Xd = X.double()
+    return ((Xd[i] - Xd[j]).abs() ** p).sum(-1)
+
+
+_FUSED_POWER_SUMS = CompiledKernel(_pair_power_sums_fused)
+
+
 def _power_sums(X: torch.Tensor, p: float) -> torch.Tensor:
     """``S[i, j] = sum_k |x_ik - x_jk|^p`` in float64 (upper triangle, i < j) over
     cache-sized column chunks. ``torch.cdist`` with a general p runs a scalar
     ``pow`` per element and was measured ~5-15x slower at n = 12, d = 184,586."""
     n, d = X.shape
+    if _FUSED_POWER_SUMS.wanted(X):
+        i, j = torch.triu_indices(n, n, 1, device=X.device)
+        S = torch.zeros((n, n), dtype=torch.float64, device=X.device)
+        S[i, j] = _FUSED_POWER_SUMS(X, i, j, p)
+        return S
 
     def part(s: int) -> torch.Tensor:
         S = torch.zeros((n, n), dtype=torch.float64, device=X.device)
