@@ -15,10 +15,11 @@
 4. MIQCP (SCIP, optional ``pyscipopt``) on Krum, alone and pooled with comed,
    at the sizes it targets (n = 5..7, d = 1..3): time to proven optimality and
    gap, next to the 1-D line search on the same problem (its value is never
-   better than the proven bound).
+   better than the proven bound); and Bulyan(select=krum) (trimmed / average,
+   p = 1, 2, inf), alone and pooled with Krum and comed, at n = 7, f = 1, d = 1, 2.
 
 Usage: ``python benchmarks/bench_solvers.py [--quick] [--pool krum,comed|paper] [--d D]
-[--problems P3,ExpectedValue] [--line-only | --miqcp-only]``.
+[--problems P3,ExpectedValue] [--line-only | --miqcp-only [--bulyan-only]]``.
 Results: ``benchmarks/results/solvers.json``.
 """
 
@@ -119,7 +120,25 @@ def bench_milp(d=20, n=12, f=2, seed=2):
     return out
 
 
-def bench_miqcp(seed=3):
+def _bulyan_cases(seed):
+    """Bulyan(select=krum) at the only size the exact model covers: n = 7, f = 1, d = 1, 2."""
+    from mixtailor_game.rules import Krum, make_rule
+
+    cases = {}
+    for d in (1, 2):
+        V = honest_rows(6, d, seed + 10 + d, mu=1.0, sigma=1.0, dtype=torch.float64)
+        for agg in ("trimmed", "average"):
+            for p in (1.0, 2.0, float("inf")):
+                rule = make_rule("bulyan", f=1, select="krum", aggregate=agg, p=p)
+                cases[f"bulyan tailored {agg} p={p:g} n=7 f=1 d={d}"] = solvers.TailoredAttack(
+                    V, 1, rule, structure="optimal", objective="inner")
+        cases[f"bulyan P1 bulyan(trimmed)+krum+comed n=7 f=1 d={d}"] = solvers.P1(
+            V, 1, [make_rule("bulyan", f=1, select="krum"), Krum(f=1), Comed(f=1)])
+    return cases
+
+
+def bench_miqcp(seed=3, bulyan_only=False):
+    """Time to proven optimality and gap (SCIP), with the line search's value next to it."""
     from mixtailor_game.rules import Krum
     from solvers.miqcp import scip_available
 
@@ -127,19 +146,20 @@ def bench_miqcp(seed=3):
         print("MIQCP skipped: pyscipopt is not installed (pip install -e '.[exact]')")
         return {"skipped": "pyscipopt not installed"}
     cases = {}
-    for n, f, d in ((5, 1, 1), (5, 1, 2), (7, 2, 3)):
+    for n, f, d in (() if bulyan_only else ((5, 1, 1), (5, 1, 2), (7, 2, 3))):
         V = honest_rows(n - f, d, seed + d, mu=1.0, sigma=1.0, dtype=torch.float64)
         for p in (1.0, 2.0, float("inf")):
             cases[f"tailored krum p={p:g} n={n} f={f} d={d}"] = solvers.TailoredAttack(
                 V, f, Krum(f=f, p=p), structure="optimal", objective="inner")
         cases[f"P1 krum+comed n={n} f={f} d={d}"] = solvers.P1(V, f, [Krum(f=f), Comed(f=f)])
+    cases.update(_bulyan_cases(seed))
     out = {}
     for name, prob in cases.items():
         t = time.perf_counter()
         sol = solvers.solve(prob, method="miqcp", time_limit=120)
         wall = time.perf_counter() - t
         t = time.perf_counter()
-        line = solvers.solve(prob, method="line") if "tailored" in name else None
+        line = solvers.solve(prob, method="line") if ("tailored" in name or "bulyan" in name) else None
         line_wall = time.perf_counter() - t
         out[name] = {"seconds": wall, "status": sol.status, "value": sol.value, "bound": sol.bound, "gap": sol.gap,
                      "line_value": None if line is None else line.value,
@@ -159,6 +179,7 @@ def main(argv=None):
                          "at every candidate: tens of passes)")
     ap.add_argument("--line-only", action="store_true", help="skip the SCP, MILP and MIQCP parts")
     ap.add_argument("--miqcp-only", action="store_true", help="run only the MIQCP part")
+    ap.add_argument("--bulyan-only", action="store_true", help="with --miqcp-only: only the Bulyan cases")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "solvers.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -171,7 +192,7 @@ def main(argv=None):
         res["scp"] = bench_scp(d=1000 if args.quick else 10_000, max_iter=10 if args.quick else 40)
         res["milp"] = bench_milp(d=5 if args.quick else 20)
     if not args.line_only:
-        res["miqcp"] = bench_miqcp()
+        res["miqcp"] = bench_miqcp(bulyan_only=args.bulyan_only)
     path = Path(args.out)
     if path.exists():
         try:
@@ -183,7 +204,7 @@ def main(argv=None):
     key = "quick" if args.quick else f"pool={args.pool},d={d}" + ("" if args.problems == "P3,ExpectedValue" else
                                                                  f",problems={args.problems}")
     if args.miqcp_only:
-        key = "miqcp"
+        key = "miqcp_bulyan" if args.bulyan_only else "miqcp"
     old[key] = res
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -1,4 +1,4 @@
-"""Method ``"miqcp"``: exact mixed-integer quadratically constrained programs for Krum.
+"""Method ``"miqcp"``: exact mixed-integer quadratically constrained programs for Krum and Bulyan.
 
 Krum (paper eq. (3)) scores each row by the sum of its ``K = n - f_r - 2``
 smallest SQUARED l_p distances to the other rows (``f_r`` the rule's own f) and
@@ -66,7 +66,16 @@ the selected row. Otherwise the result is the optimum on the box and
 (for the mean, unbounded below, it always does; comed / trimmed mean with
 ``b >= f`` lose nothing beyond the honest range).
 
-Not covered (``miqcp_applicable`` says why): Bulyan, Multi-Krum, geometric
+Bulyan(select=krum) (El Mhamdi et al. 2018; theta = n - 2f rounds of eq. (3)
+on the rows left, then trimmed / average / comed on the selected rows, as pinned
+in ``DESIGN.md`` and ``notes/DEFINITIONS.md``) is modelled by
+:mod:`solvers.bulyan_exact` as a decision diagram over the sets of rows left, for
+one Byzantine row (f = 1, so n = 7), alone or pooled with the rules above; the
+same closure / margin runs and real-rule recomputation apply (models with
+Bulyan run SCIP without presolve restarts and probing rounds, ``BULYAN_PARAMS``).
+
+Not covered (``miqcp_applicable`` says why): Bulyan with f >= 2, other
+selections or Krum / geomed aggregation (see :mod:`solvers.bulyan_exact`), Multi-Krum, geometric
 medians, the 1-D ``"line"`` structure (use ``method="line"``), l_p with
 ``p`` not in {1, 2, inf} when ``d > 1``. Sizes: meant for ``n <= 7``, ``d <= 3``;
 the time grows quickly with ``n``, ``d`` and ``f`` (``time_limit`` stops it with
@@ -84,6 +93,7 @@ import torch
 
 from mixtailor_game.rules import Comed, Krum, Mean, TrimmedMean
 
+from . import bulyan_exact
 from .line import line_rows
 from .milp import _Formulation, _bounds
 from .problems import Instance
@@ -93,6 +103,9 @@ OPTIONS = ("time_limit", "box", "gap_tol", "margin", "tol", "seed", "verbose", "
 # Few cut rounds at the root: on these small models SCIP's default (unlimited rounds of
 # weak cuts) was 3-5x slower to prove optimality than stopping after 3 (measured, n = 5, d = 2).
 DEFAULT_PARAMS = {"separating/maxroundsroot": 3, "numerics/feastol": 1e-7}
+# Models with Bulyan: SCIP's restarts and probing rounds in presolve cost seconds on the big
+# decision diagram and were erratic (2-56 s on one d = 1 instance); without them 2-6 s (measured).
+BULYAN_PARAMS = {"presolving/maxrestarts": 0, "propagating/probing/maxprerounds": 0}
 LINEAR_RULES = (Mean, Comed, TrimmedMean)
 
 _MISSING = ("solvers.miqcp: method 'miqcp' needs pyscipopt (SCIP); install it with "
@@ -123,8 +136,13 @@ def miqcp_applicable(inst: Instance) -> str | None:
         if type(r) is Krum:
             if inst.d > 1 and float(r.p) not in (1.0, 2.0, math.inf):
                 return f"rule {r.name}: l_p with p = {float(r.p):g} not in (1, 2, inf) for d > 1"
+        elif bulyan_exact.is_bulyan(r):
+            reason = bulyan_exact.applicable(r, inst)
+            if reason is not None:
+                return reason
         elif type(r) not in LINEAR_RULES:
-            return f"rule {getattr(r, 'name', type(r).__name__)} is not krum / mean / comed / trimmed mean"
+            return (f"rule {getattr(r, 'name', type(r).__name__)} is not krum / bulyan / mean / comed / "
+                    "trimmed mean")
     if inst.structure == "line":
         return "structure 'line' is a 1-D problem (use method='line', exact there)"
     if any(type(r) in LINEAR_RULES for r in uniq) and inst.f > 4:
@@ -190,6 +208,10 @@ class _Builder:
                            vtype="B" if F.m.integ[k] else "C") for k in range(len(F.m.lb))]
         for row, rlo, rhi in zip(F.m.rows, F.m.rlo, F.m.rhi):
             e = self.lin(row)
+            if isinstance(e, float):  # milp's reductions can leave a row without variables
+                if not (rlo - 1e-9 <= e <= rhi + 1e-9):
+                    m.addCons(m.addVar(lb=0.0, ub=0.0) >= 1.0)  # a violated constant row: infeasible
+                continue
             if rlo == rhi:
                 m.addCons(e == rlo)
             else:
@@ -208,10 +230,13 @@ class _Builder:
                 m.addCons(self.lin(F.b[i][0]) <= self.lin(F.b[i + 1][0]))
         self.dist_cache: dict = {}
         self.key_vars: list = []  # Krum's selection and neighbour binaries (fixed by the repair run)
-        self.krum = {}
+        self.krum, self.bulyan = {}, {}
         for i, r in enumerate(uniq):
             if type(r) is Krum:
                 self.krum[i] = self.krum_block(r)
+            elif bulyan_exact.is_bulyan(r):
+                self.bulyan[i] = bulyan_exact.bulyan_block(self, r)
+                self.key_vars += self.bulyan[i]["binaries"]
         self.objective()
 
     # --- expressions -------------------------------------------------------------------
@@ -428,6 +453,8 @@ class _Builder:
     def output(self, i: int):
         if i in self.krum:
             return self.krum[i]["y"]
+        if i in self.bulyan:
+            return self.bulyan[i]["y"]
         return [self.lin(e) for e in self.aggs[i]]
 
     def objective(self):
@@ -458,8 +485,10 @@ class _Builder:
         return self.F.rows_from(xv)
 
     def selected(self, sol) -> dict:
-        return {self.uniq[i].name: int(max(blk["s"], key=lambda k: self.m.getSolVal(sol, blk["s"][k])))
-                for i, blk in self.krum.items()}
+        out = {self.uniq[i].name: int(max(blk["s"], key=lambda k: self.m.getSolVal(sol, blk["s"][k])))
+               for i, blk in self.krum.items()}
+        out.update({self.uniq[i].name: bulyan_exact.selected_rows(self, blk, sol) for i, blk in self.bulyan.items()})
+        return out
 
 
 def _box(inst: Instance, box: float):
@@ -474,9 +503,13 @@ def _box(inst: Instance, box: float):
         if type(r) is Krum:
             S = _honest_best_score(R, inst.n - r.f - 2, float(r.p))
             W = max(W, 3.003 * math.sqrt(S) + 1e-9)
+        elif bulyan_exact.is_bulyan(r):
+            W = max(W, bulyan_exact.box_width(R, r))
     lo = np.minimum(lo0 - width, R.min(0) - W)
     hi = np.maximum(hi0 + width, R.max(0) + W)
-    lossless = all(type(r) is Krum for r in uniq) and not (inst.eps > 0 and inst.f >= 2)
+    # with Bulyan (f = 1) every B outside the box is farther than every honest pair
+    # from all honest rows, and Krum and Bulyan then give their honest-only outputs
+    lossless = all(type(r) is Krum or bulyan_exact.is_bulyan(r) for r in uniq) and not (inst.eps > 0 and inst.f >= 2)
     return lo, hi, lossless
 
 
@@ -518,6 +551,8 @@ def method_miqcp(inst: Instance, **options):
 
     deadline = None if opts["time_limit"] is None else time.perf_counter() + float(opts["time_limit"])
     params = dict(DEFAULT_PARAMS)
+    if any(bulyan_exact.is_bulyan(r) for r in inst.rules):
+        params.update(BULYAN_PARAMS)
     params.update(opts["scip_params"] or {})
     runs, bound_n, best, first_status, fix, B_exact = [], None, None, None, None, None
     # 1. exact (closure, margin 0): the bound; 2. "repair": the margin model with the

@@ -2,8 +2,9 @@
 
 Methods (one module each): ``"line"`` (1-D global search, :mod:`solvers.line`),
 ``"milp"`` (exact mixed-integer program for mean / comed / trimmed mean,
-:mod:`solvers.milp`), ``"miqcp"`` (exact nonconvex MIQCP with SCIP for Krum, alone or
-pooled with mean / comed / trimmed mean, :mod:`solvers.miqcp`; needs the optional
+:mod:`solvers.milp`), ``"miqcp"`` (exact nonconvex MIQCP with SCIP for Krum and Bulyan(select=krum), alone or
+pooled with mean / comed / trimmed mean, :mod:`solvers.miqcp` and
+:mod:`solvers.bulyan_exact`; needs the optional
 ``pyscipopt``), ``"scp"`` (sequential convex programming for f free rows,
 :mod:`solvers.scp`), ``"relax"`` (convex piecewise-linear relaxation of the 1-D
 problem, :mod:`solvers.relax`). ``method=None`` picks, in order:
@@ -11,9 +12,11 @@ problem, :mod:`solvers.relax`). ``method=None`` picks, in order:
 1. ``"line"`` for the 1-D structure (P3, ``structure="line"``);
 2. ``"milp"`` when every rule is mean / comed / trimmed mean, ``f <= 4`` and
    ``n * d <= milp_max_size`` (400), and the filter norm is l_1 / l_inf (or d = 1);
-3. ``"miqcp"`` when some rule is Krum, every rule is Krum / mean / comed /
-   trimmed mean, ``n <= 7``, ``d <= 3``, there is no similarity filter (``eps = 0``)
-   and ``pyscipopt`` is importable (else the next item applies);
+3. ``"miqcp"`` when some rule is Krum or Bulyan(select=krum), every rule is
+   Krum / Bulyan / mean / comed / trimmed mean as ``miqcp_applicable`` allows,
+   ``n <= 7``, ``d <= 3`` (``d <= 2`` with Bulyan: 2-15 s measured, d = 3 untested),
+   there is no similarity filter (``eps = 0``) and ``pyscipopt`` is importable
+   (else the next item applies); its default ``time_limit`` is 60 s;
 4. ``"line"`` for a tailored ``"lambda"`` problem (exact equality is out of
    reach of first-order methods);
 5. ``"scp"`` otherwise (started from the best point of the line search).
@@ -23,7 +26,7 @@ The solution records the method used (``solution.method``).
 
 from __future__ import annotations
 
-from mixtailor_game.rules import Krum
+from mixtailor_game.rules import Bulyan, Krum
 
 from .line import method_line
 from .milp import milp_applicable, method_milp
@@ -36,6 +39,7 @@ from .solution import AttackSolution
 METHODS = {"line": method_line, "milp": method_milp, "miqcp": method_miqcp, "scp": method_scp,
            "relax": method_relax}
 MIQCP_MAX_N, MIQCP_MAX_D = 7, 3  # auto picks "miqcp" up to these sizes (seconds to ~a minute)
+MIQCP_BULYAN_MAX_D = 2           # with Bulyan in the pool (n = 7, f = 1): seconds at d <= 2
 PROBLEMS = (TailoredAttack, P1, P2, P3, ExpectedValue)
 
 
@@ -45,7 +49,9 @@ def choose_method(inst, milp_max_size: int = 400) -> str:
         return "line"
     if milp_applicable(inst) is None and inst.n * inst.d <= milp_max_size:
         return "milp"
-    if (any(type(r) is Krum for r in inst.rules) and inst.n <= MIQCP_MAX_N and inst.d <= MIQCP_MAX_D
+    has_bulyan = any(type(r) is Bulyan for r in inst.rules)
+    max_d = MIQCP_BULYAN_MAX_D if has_bulyan else MIQCP_MAX_D
+    if (any(type(r) in (Krum, Bulyan) for r in inst.rules) and inst.n <= MIQCP_MAX_N and inst.d <= max_d
             and not inst.eps > 0 and miqcp_applicable(inst) is None and scip_available()):
         return "miqcp"
     if inst.objective == "lambda":
