@@ -30,11 +30,41 @@ objective can only push up needs no binaries (``z <= L_T`` suffices: the
 optimum sets ``z`` to the minimum and the real rules at the returned rows can
 only do better); without a filter each column of ``B`` is taken sorted
 (coordinate-wise rules see column multisets only), which breaks the f!
-symmetry and leaves ``f + 1`` terms per minimum instead of ``2^f``. The
+symmetry and leaves ``f + 1`` terms per minimum instead of ``2^f``. One ``S_k``
+variable per (column, k) serves every rule of the pool that uses it. The
 lambda problem is always feasible (sending the reference rows gives
 ``lambda = -1``); its equality is imposed to ``1e-8`` in normalized units, and
 if HiGHS still calls the model infeasible (a numerical failure we have seen
-at d = 20) the solution reports that point with status ``feasible``.
+at d = 20, where the feasible lambdas shrink to about ``-1`` alone) the solution
+reports that point with status ``feasible``.
+
+Two options switch off the speed-ups below (for comparisons; both default on):
+
+- ``reduce=True``: exact dominance reduction for every objective but ``"lambda"``
+  (:meth:`_Formulation.dominate` has the proof). The rules here are non-negative
+  combinations of order statistics, so the objective is monotone in every entry
+  of ``B`` (toward the box end ``lo_j`` where ``u_j >= 0``, else ``hi_j``): without a
+  filter every entry is fixed at that corner (no binary is left); with the filter
+  and ``f = 2``, WLOG ``B_1`` is the corner and ``B_2`` the corner moved inward by
+  ``t >= 0``, with ``sum_j t_j >= eps``, ``t_j <= eps`` (l_1: linear, no binary) or
+  ``t = eps * e_j`` for one coordinate j (l_inf: d binaries that pick the separating
+  coordinate); with ``f >= 3`` the rows are sorted by their first coordinate, the
+  first entry sits at its corner and (l_inf) every entry lies within
+  ``(f - 1) eps`` of its corner. The reduced model's points are feasible for the
+  full one and some reduced point is no worse than any full one, so the optimum
+  and HiGHS's bound carry over unchanged.
+- ``tighten=True``: terms of a minimum that are never its strict minimum on the
+  box are dropped; the big-M of ``z >= L_T - M_T (1 - y_T)`` is the largest value of
+  ``L_T - L_T'`` on the box (shared entries cancel) instead of ``max L_T - min z``;
+  with the filter the rows are sorted by their first coordinate (rules and filter
+  are invariant to permuting rows), which fixes the sign of that coordinate's
+  difference, and the filter's big-M come from each side's bounds. Each removes
+  only points that are infeasible or duplicated by a row permutation.
+
+The returned rows are recomputed by the real rules as always (binaries are
+rounded and the l_1 separations topped up to ``eps`` exactly before that).
+scipy's ``milp`` exposes no HiGHS symmetry or heuristic options (only
+``presolve``, ``time_limit``, ``node_limit``, ``mip_rel_gap``).
 
 Not covered (and ``milp_applicable`` says so): Krum / Bulyan, whose eq. (3)
 scores square the distances (piecewise quadratic in ``B``, an MIQCP), and
@@ -60,7 +90,7 @@ from .line import line_rows
 from .problems import Instance
 from .solution import make_solution, unique_rules
 
-OPTIONS = ("box", "time_limit", "mip_rel_gap", "t_max", "max_binaries", "tol")
+OPTIONS = ("box", "time_limit", "mip_rel_gap", "t_max", "max_binaries", "tol", "reduce", "tighten")
 
 
 def milp_applicable(inst: Instance, max_binaries: int = 20000) -> str | None:
@@ -139,9 +169,15 @@ def _bounds(expr: dict, vb) -> tuple[float, float]:
 
 
 class _Formulation:
-    def __init__(self, inst: Instance, box: float, t_max: float):
+    def __init__(self, inst: Instance, box: float, t_max: float, tighten: bool = True):
         self.inst = inst
+        self.tighten = bool(tighten)
         self.m = _Model()
+        self.col_order: dict = {}      # j -> row indices in ascending order of column j (a known order)
+        self.rows_ordered = False      # a row symmetry break is already in the model
+        self.filter_encoded = False    # the similarity filter is already in the model (see dominate)
+        self.t_vars: list = []         # l_1 reduced filter: the separations t_j (see dominate / rows_from)
+        self.blo = self.bhi = None     # the box of the Byzantine entries (optimal / suboptimal)
         R = inst.R.double().cpu().numpy()
         self.Hs = np.sort(R, 0)
         self.Hpre = np.vstack([np.zeros((1, R.shape[1])), np.cumsum(self.Hs, 0)])
@@ -158,6 +194,7 @@ class _Formulation:
             lo = np.minimum(R.min(0), o)
             hi = np.maximum(R.max(0), o)
             w = box * np.maximum(hi - lo, 1e-3 * (1 + np.abs(hi) + np.abs(lo)))
+            self.blo, self.bhi = lo - w, hi + w
             if inst.structure == "suboptimal":
                 row = [{self._var(lo[j] - w[j], hi[j] + w[j]): 1.0} for j in range(d)]
                 self.b = [row] * f
@@ -180,11 +217,129 @@ class _Formulation:
         inst = self.inst
         return inst.structure == "optimal" and inst.f >= 2 and not (inst.eps > 0)
 
+    def _has_filter(self) -> bool:
+        inst = self.inst
+        return inst.structure == "optimal" and inst.f >= 2 and inst.eps > 0
+
     def add_order(self):
+        """Symmetry breaking: sorted columns without the filter; with it (``tighten``), rows
+        sorted by their first coordinate (rules and filter are invariant to permuting rows)."""
+        f, d = self.inst.f, self.inst.d
         if self.sorted_rows():
-            for i in range(self.inst.f - 1):
-                for j in range(self.inst.d):
+            for i in range(f - 1):
+                for j in range(d):
                     self.m.add(_add(self.b[i][j], self.b[i + 1][j], scale=[1.0, -1.0]), hi=0.0)
+            for j in range(d):
+                self.col_order.setdefault(j, tuple(range(f)))
+            self.rows_ordered = True
+        elif self.tighten and self._has_filter() and not self.rows_ordered:
+            for i in range(f - 1):
+                self.m.add(_add(self.b[i][0], self.b[i + 1][0], scale=[1.0, -1.0]), hi=0.0)
+            self.col_order[0] = tuple(range(f))
+            self.rows_ordered = True
+
+    def _fix(self, expr: dict, value: float):
+        """Fix the variable of a plain entry ``{k: 1.0}`` to ``value`` (bounds ``lb = ub``)."""
+        (k,) = [k for k in expr if k is not None]
+        self.m.lb[k] = self.m.ub[k] = float(value)
+        self.vb[k] = (float(value), float(value))
+
+    def dominate(self, u: np.ndarray):
+        """Exact dominance reduction for objectives that are monotone in every entry of ``B``.
+
+        Valid for every objective except ``"lambda"`` (an equality constraint) and for
+        the structures ``"optimal"`` / ``"suboptimal"``. Proof: mean, comed and trimmed
+        mean are non-negative combinations of order statistics of each column, and an
+        order statistic is non-decreasing in every entry; so ``<AGG_m(B), u>`` is
+        non-increasing when ``b_ij`` moves toward the *corner* ``c_j`` (the box end
+        ``lo_j`` if ``u_j >= 0``, else ``hi_j``), for every rule m at once, hence also
+        their maximum (P1 / P2) and any non-negative weighted sum (expected value).
+        Write ``t_ij = s_j (b_ij - c_j) >= 0`` (``s_j = sign(u_j)``, ``+1`` for 0) for the
+        distance of an entry from its corner. Then, from any feasible ``B``:
+
+        - no filter (or ``f = 1``, or one replicated row): moving every entry to its
+          corner is feasible and no worse, so every entry is fixed there;
+        - filter, any f: shifting a whole column toward its corner until its smallest
+          ``t`` is 0 keeps every difference ``b_ij - b_kj`` (so every norm of
+          ``B_i - B_k``) and is no worse; with ``f = 2`` the two values of a column may
+          also be swapped between the rows (neither the rules nor ``|b_1j - b_2j|``
+          change), so WLOG ``B_1 = c`` and ``B_2 = c + s * t`` with ``t >= 0``.
+          l_1 (``d > 1``): lowering ``t_j`` toward 0 until ``sum_j t_j = eps`` is no worse,
+          so ``0 <= t_j <= min(eps, W_j)`` and ``sum_j t_j >= eps`` (``W_j`` the box
+          width); the filter is now linear (no binaries). l_inf (or ``d = 1``): one
+          coordinate with ``t_j >= eps`` suffices; lowering it to exactly ``eps`` and all
+          the others to 0 is no worse, so ``t_j = eps * y_j`` with binaries
+          ``sum_j y_j = 1`` (``y_j = 0`` where ``eps > W_j``): d binaries instead of 2d;
+        - filter, ``f >= 3``: after the shift, sorting the rows by ``t_i1`` (a row
+          permutation) puts ``t_11 = 0``: rows ordered on coordinate 1 and ``b_11 = c_1``.
+          For l_inf (or ``d = 1``) also compressing every gap between consecutive sorted
+          values of a column to at most ``eps`` is no worse (values only move toward the
+          corner) and keeps every pair that was ``eps`` apart in that coordinate ``eps``
+          apart, so ``0 <= t_ij <= (f - 1) eps``.
+
+        Every reduced point is feasible for the original model, and the reduced model
+        contains a point no worse than any original one: same optimum, and HiGHS's
+        bound on the reduced model is a bound on the original one.
+        """
+        inst = self.inst
+        f, d = inst.f, inst.d
+        s = np.where(u < 0, -1.0, 1.0)
+        c = np.where(s > 0, self.blo, self.bhi)
+        W = self.bhi - self.blo
+        if not self._has_filter():
+            for row in self.b:
+                for j in range(d):
+                    self._fix(row[j], c[j])
+            return
+        eps = float(inst.eps)
+        linf = not (inst.eps_p == 1.0 and d > 1)
+        if f == 2:
+            for j in range(d):
+                self._fix(self.b[0][j], c[j])
+                self._fix(self.b[1][j], c[j])  # the variable is replaced by the expression below
+            if linf:
+                ys = []
+                for j in range(d):
+                    y = self._var(binary=True)
+                    if eps > W[j]:
+                        self.m.ub[y] = 0.0
+                        self.vb[y] = (0.0, 0.0)
+                    self.b[1][j] = {y: float(s[j] * eps), None: float(c[j])}
+                    ys.append(y)
+                self.m.add({y: 1.0 for y in ys}, 1.0, 1.0)
+            else:
+                self.t_vars = [self._var(0.0, float(min(eps, W[j]))) for j in range(d)]
+                for j, t in enumerate(self.t_vars):
+                    self.b[1][j] = {t: float(s[j]), None: float(c[j])}
+                self.m.add({t: 1.0 for t in self.t_vars}, lo=eps)
+            for j in range(d):
+                self.col_order[j] = (0, 1) if s[j] > 0 else (1, 0)
+            self.filter_encoded = self.rows_ordered = True
+            return
+        for i in range(f - 1):  # rows sorted by their distance from the corner in coordinate 1
+            self.m.add(_add(self.b[i][0], self.b[i + 1][0], scale=[s[0], -s[0]]), hi=0.0)
+        self.col_order[0] = tuple(range(f)) if s[0] > 0 else tuple(reversed(range(f)))
+        self.rows_ordered = True
+        self._fix(self.b[0][0], c[0])
+        if linf:
+            for i in range(f):
+                for j in range(d):
+                    if (i, j) != (0, 0):
+                        (k,) = [k for k in self.b[i][j] if k is not None]
+                        far = c[j] + s[j] * min(W[j], (f - 1) * eps)
+                        self.m.lb[k], self.m.ub[k] = float(min(c[j], far)), float(max(c[j], far))
+                        self.vb[k] = (self.m.lb[k], self.m.ub[k])
+
+    def _prune(self, terms: list) -> list:
+        """Drop terms that can never be the strict minimum: ``L_T'`` goes when a kept ``L_T``
+        has ``max over the box (L_T - L_T') <= 0`` (then ``min`` is unchanged everywhere)."""
+        kept: list = []
+        for e in terms:
+            if any(_bounds(_add(k, e, scale=[1.0, -1.0]), self.vb)[1] <= 0.0 for k in kept):
+                continue
+            kept = [k for k in kept if _bounds(_add(e, k, scale=[1.0, -1.0]), self.vb)[1] > 0.0]
+            kept.append(e)
+        return kept
 
     def smallest_sum(self, k: int, j: int) -> dict:
         """``S_k`` of coordinate j as an expression (a new variable when it is a minimum).
@@ -192,7 +347,14 @@ class _Formulation:
         ``self.down[(k, j)]`` says whether the objective can push ``S_k`` down; if
         not, ``z <= L_T`` for all T suffices (the optimum sets ``z`` to the minimum,
         and at any returned B the real rules can only do better), else the
-        exact disjunction with binaries is added.
+        exact disjunction with binaries is added. One variable per (k, j) serves
+        every rule that uses ``S_k`` of column j.
+
+        With ``tighten``: terms that are never the strict minimum on the box are
+        dropped (:meth:`_prune`), and the big-M of ``z >= L_T - M_T (1 - y_T)`` is
+        ``M_T = max_T' max over the box (L_T - L_T')`` (bounds of the difference,
+        where shared entries cancel) instead of ``max L_T - min z``: at any point
+        ``z = min_T' L_T'``, so the constraint with ``y_T = 0`` never cuts it.
         """
         if (k, j) in self.S:
             return self.S[(k, j)]
@@ -200,16 +362,19 @@ class _Formulation:
         f, m = inst.f, inst.R.shape[0]
         terms = []
         sizes = range(max(0, k - m), min(f, k) + 1)
+        order = self.col_order.get(j)
         if inst.structure != "optimal":
             for a in sizes:
                 terms.append(_add(*([self.b[0][j]] * a), {None: float(self.Hpre[k - a, j])}))
-        elif self.sorted_rows():
-            for a in sizes:  # the a smallest Byzantine values are b_1j .. b_aj
-                terms.append(_add(*[self.b[i][j] for i in range(a)], {None: float(self.Hpre[k - a, j])}))
+        elif order is not None:
+            for a in sizes:  # the a smallest Byzantine values of column j are known
+                terms.append(_add(*[self.b[order[i]][j] for i in range(a)], {None: float(self.Hpre[k - a, j])}))
         else:
             for a in sizes:
                 for T in itertools.combinations(range(f), a):
                     terms.append(_add(*[self.b[i][j] for i in T], {None: float(self.Hpre[k - a, j])}))
+        if self.tighten:
+            terms = self._prune(terms)
         if len(terms) == 1:
             expr = terms[0]
         else:
@@ -221,8 +386,12 @@ class _Formulation:
             if self.down.get((k, j), True):
                 ys = [self._var(binary=True) for _ in terms]
                 self.m.add({y: 1.0 for y in ys}, 1.0, 1.0)
-                for e, (elo, ehi), y in zip(terms, bnds, ys):
-                    M = max(ehi - zlo, 0.0)
+                for t, (e, (elo, ehi), y) in enumerate(zip(terms, bnds, ys)):
+                    if self.tighten:
+                        M = max([_bounds(_add(e, o, scale=[1.0, -1.0]), self.vb)[1]
+                                 for q, o in enumerate(terms) if q != t] + [0.0])
+                    else:
+                        M = max(ehi - zlo, 0.0)
                     self.m.add(_add({z: 1.0}, e, {y: -M}, scale=[1.0, -1.0, 1.0]), lo=-M)  # z >= L_T - M(1-y)
             expr = {z: 1.0}
         self.S[(k, j)] = expr
@@ -263,35 +432,79 @@ class _Formulation:
         return _add(*[self.smallest_sum(k, j) for k in coefs], scale=list(coefs.values()))
 
     def add_filter(self):
+        """The similarity filter ``||B_i - B_k|| >= eps`` for every pair, as a disjunction.
+
+        l_1 (``d > 1``): ``|e_j| = P_j + N_j`` with one binary per coordinate choosing the
+        sign, ``sum_j (P_j + N_j) >= eps``; l_inf (or ``d = 1``): one binary per coordinate
+        and sign, ``e_j >= eps`` or ``e_j <= -eps`` for at least one. With ``tighten`` the
+        big-M constants come from the bounds of ``e_j`` on each side (``eps - min e_j``,
+        ``max e_j + eps``), a side ``e_j`` cannot reach is left out, and where
+        :meth:`add_order` sorted the rows on coordinate 1 the sign of ``e_1`` is known
+        (no binary for it). Each of these only drops points that violate the filter.
+        """
         inst = self.inst
-        if not (inst.structure == "optimal" and inst.eps > 0 and inst.f >= 2):
+        if not self._has_filter() or self.filter_encoded:
             return
         eps, d = inst.eps, inst.d
+        order0 = self.col_order.get(0) if self.tighten else None
         for i, k in itertools.combinations(range(inst.f), 2):
             diffs = [_add(self.b[i][j], self.b[k][j], scale=[1.0, -1.0]) for j in range(d)]
+            known = [0] * d  # -1: e_j <= 0 on the whole model (rows sorted on coordinate 1), +1: >= 0
+            if order0 is not None:
+                known[0] = -1 if order0.index(i) < order0.index(k) else 1
             if inst.eps_p == 1.0 and d > 1:
                 tot = {}
-                for e in diffs:
+                for j, e in enumerate(diffs):
                     lo, hi = _bounds(e, self.vb)
-                    M = max(abs(lo), abs(hi))
-                    P, N, z = self._var(0, M), self._var(0, M), self._var(binary=True)
+                    if known[j]:
+                        tot = _add(tot, e, scale=[1.0, float(known[j])])  # |e_j| = known_j * e_j
+                        continue
+                    if self.tighten:
+                        MP, MN = max(hi, 0.0), max(-lo, 0.0)
+                    else:
+                        MP = MN = max(abs(lo), abs(hi))
+                    P, N, z = self._var(0, MP), self._var(0, MN), self._var(binary=True)
                     self.m.add(_add(e, {P: -1.0, N: 1.0}), 0.0, 0.0)
-                    self.m.add({P: 1.0, z: -M}, hi=0.0)
-                    self.m.add({N: 1.0, z: M}, hi=M)
+                    self.m.add({P: 1.0, z: -MP}, hi=0.0)
+                    self.m.add({N: 1.0, z: MN}, hi=MN)
                     tot = _add(tot, {P: 1.0, N: 1.0})
                 self.m.add(tot, lo=eps)
             else:
                 sig = []
-                for e in diffs:
+                for j, e in enumerate(diffs):
                     lo, hi = _bounds(e, self.vb)
-                    M = max(abs(lo), abs(hi)) + eps
-                    sp_, sn = self._var(binary=True), self._var(binary=True)
-                    self.m.add(_add(e, {sp_: -M}), lo=eps - M)     # e >= eps - M(1 - s+)
-                    self.m.add(_add(e, {sn: M}), hi=M - eps)       # e <= -eps + M(1 - s-)
-                    sig += [sp_, sn]
+                    if self.tighten:
+                        Mp, Mn = max(eps - lo, 0.0), max(hi + eps, 0.0)
+                        sides = [sd for sd, ok in ((1, hi >= eps and known[j] >= 0), (-1, lo <= -eps and known[j] <= 0))
+                                 if ok]
+                    else:
+                        Mp = Mn = max(abs(lo), abs(hi)) + eps
+                        sides = [1, -1]
+                    for sd in sides:
+                        y = self._var(binary=True)
+                        if sd > 0:
+                            self.m.add(_add(e, {y: -Mp}), lo=eps - Mp)     # e >= eps - M(1 - s+)
+                        else:
+                            self.m.add(_add(e, {y: Mn}), hi=Mn - eps)      # e <= -eps + M(1 - s-)
+                        sig.append(y)
                 self.m.add({s: 1.0 for s in sig}, lo=1.0)
 
     def rows_from(self, x) -> torch.Tensor:
+        """``B`` at the solver's point ``x``: binaries rounded; for the reduced l_1 filter
+        (:meth:`dominate`) the separations ``t_j`` raised within their bounds until
+        ``sum_j t_j >= eps`` holds exactly (HiGHS satisfies it only to its tolerance)."""
+        x = np.array(x, dtype=float)
+        integ = np.asarray(self.m.integ[:len(x)], dtype=bool)
+        x[integ] = np.round(x[integ])
+        if self.t_vars:
+            need = float(self.inst.eps) * (1 + 1e-12) - sum(x[t] for t in self.t_vars)
+            for t in self.t_vars:
+                if need <= 0:
+                    break
+                step = min(need, self.m.ub[t] - x[t])
+                if step > 0:
+                    x[t] += step
+                    need -= step
         vals = [[_eval(e, x) for e in row] for row in self.b]
         return torch.tensor(vals, dtype=torch.float64)
 
@@ -306,7 +519,8 @@ def method_milp(inst: Instance, **options):
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError(f"solvers.milp: options must be among {sorted(OPTIONS)}, got unknown {unknown}")
-    opts = dict(box=1.0, time_limit=60.0, mip_rel_gap=1e-9, t_max=1e3, max_binaries=20000, tol=1e-6)
+    opts = dict(box=1.0, time_limit=60.0, mip_rel_gap=1e-9, t_max=1e3, max_binaries=20000, tol=1e-6,
+                reduce=True, tighten=True)
     opts.update(options)
     reason = milp_applicable(inst)
     if reason is not None:
@@ -326,11 +540,14 @@ def method_milp(inst: Instance, **options):
     vscale = 1.0 if inst.objective == "lambda" else sigma / ufac  # value = vscale * normalized value
     inst = dataclasses.replace(inst, R=(inst.R.double() - o_t) / sigma, offset=torch.zeros_like(o_t),
                                u=inst.u.double() * ufac, line=inst.line.double() / sigma, eps=inst.eps / sigma)
-    F = _Formulation(inst, opts["box"], opts["t_max"])
+    F = _Formulation(inst, opts["box"], opts["t_max"], tighten=opts["tighten"])
     uniq, _, w = unique_rules(inst.rules, inst.weights)
     u = inst.u.double().cpu().numpy()
     o = inst.offset.double().cpu().numpy()
     d = inst.d
+    reduced = bool(opts["reduce"]) and inst.objective != "lambda" and inst.structure != "line"
+    if reduced:
+        F.dominate(u)
     F.plan(uniq, w, u)
     F.add_order()
     aggs = [[F.aggregate(r, j) for j in range(d)] for r in uniq]
@@ -368,11 +585,14 @@ def method_milp(inst: Instance, **options):
         # (seen on equality-constrained lambda problems): confirm without it
         F.m.presolve = False
         res = F.m.solve(c, opts["time_limit"], opts["mip_rel_gap"])
-    info = dict(binaries=nbin, variables=len(F.m.lb), constraints=len(F.m.rows),
+    info = dict(binaries=nbin, variables=len(F.m.lb), constraints=len(F.m.rows), reduced=reduced,
+                tighten=bool(opts["tighten"]),
                 milp_status=int(res.status), milp_message=str(res.message),
                 milp_objective=None if res.x is None else vscale * sign * scale * (float(res.fun) + c.get(None, 0.0)),
                 normalization=dict(sigma=sigma, u_factor=ufac))
     bound = getattr(res, "mip_dual_bound", None)
+    if res.status == 0 and res.x is not None and (bound is None or not np.isfinite(bound)):
+        bound = float(res.fun)  # no integer variable left (an LP): its optimum is proven
     if bound is not None and np.isfinite(bound):
         bound = vscale * sign * scale * (float(bound) + c.get(None, 0.0))
     else:

@@ -1,8 +1,12 @@
-"""Exact methods of solvers/ against brute force on tiny instances (n = 5, f = 1, d = 1 or 2).
+"""Exact methods of solvers/ against brute force on tiny instances (n = 5..8, f = 1..3, d = 1..3).
 
 The brute force is a slow, obviously-correct reference: every point of a fine
 grid of Byzantine rows is evaluated with the real rules (numpy float64 inner
-products), and the best is taken.
+products), and the best is taken. The MILP's speed-ups (the dominance reduction
+``reduce``, the symmetry breaks, pruned terms and tighter big-M of ``tighten``,
+see solvers.milp) are checked here: with them on, the MILP's value must never be
+worse than the grid's best and its bound never above it, and they must give the
+same optimum as the formulation without them.
 """
 
 import itertools
@@ -172,3 +176,141 @@ def test_line_is_exact_for_piecewise_linear_p3(seed):
     assert sol.method == "line" and sol.status == "optimal"
     assert ref.status == "optimal"
     assert sol.value == pytest.approx(ref.value, abs=1e-9)
+
+
+# --- the MILP's exact speed-ups (solvers.milp: reduce, tighten) -------------------------
+
+FORMULATIONS = (dict(), dict(reduce=False), dict(reduce=False, tighten=False))
+
+
+def pair_grid(inst, m, eps, p):
+    """All pairs of Byzantine rows (f = 2) on a grid of the box that pass the filter.
+
+    Each axis holds ``m`` evenly spaced values plus the points ``eps`` inside each
+    end of the box (where the dominance argument of solvers.milp puts the optimum,
+    so that a reduction that cut it off would lose to the grid).
+    """
+    lo, hi = box(inst)
+    axes = [np.unique(np.concatenate([np.linspace(lo[j], hi[j], m),
+                                      [x for x in (lo[j] + eps, hi[j] - eps) if lo[j] <= x <= hi[j]]]))
+            for j in range(inst.d)]
+    rows = np.array(list(itertools.product(*axes)))                      # (r, d)
+    a, b = np.meshgrid(np.arange(len(rows)), np.arange(len(rows)), indexing="ij")
+    a, b = a.ravel(), b.ravel()
+    if eps > 0:
+        dist = np.linalg.norm(rows[a] - rows[b], ord=p, axis=1)
+        keep = dist >= eps * (1 - 1e-12)
+        a, b = a[keep], b[keep]
+    B = torch.tensor(np.stack([rows[a], rows[b]], 1), dtype=torch.float64)  # (points, 2, d)
+    return list(B.unbind(0))
+
+
+def solve_all(p, **kw):
+    return [solvers.solve(p, method="milp", **kw, **o) for o in FORMULATIONS]
+
+
+def check_exact(sols, ref, tol=1e-9):
+    """Every formulation: optimal, never worse than the grid's best ``ref``, a bound
+    that is a valid lower bound (never above ``ref``), and one common optimum."""
+    for s in sols:
+        assert s.status == "optimal" and s.filter_ok, (s.status, s.info)
+        assert s.value <= ref + tol * (1 + abs(ref))
+        assert s.bound is not None and s.bound <= s.value + 1e-7 and s.bound <= ref + tol * (1 + abs(ref))
+    vals = [s.value for s in sols]
+    assert max(vals) - min(vals) <= 1e-7 * (1 + abs(vals[0]))
+
+
+FILTER_CASES = [  # (n, d, filter norm, eps, pool, seed)
+    (5, 1, math.inf, 0.8, "comed", 0),
+    (6, 1, math.inf, 2.5, "comed+trimmed", 1),
+    (7, 2, math.inf, 0.9, "comed+trimmed", 2),
+    (7, 2, 1.0, 3.0, "comed+trimmed", 3),
+    (6, 2, 1.0, 9.0, "trimmed+mean", 4),
+    (7, 3, math.inf, 1.5, "comed+trimmed", 5),
+    (6, 3, 1.0, 4.0, "comed", 6),
+]
+F2_POOLS = {"comed": [Comed(f=2)], "comed+trimmed": [Comed(f=2), TrimmedMean(b=2)],
+            "trimmed+mean": [TrimmedMean(b=1), Mean()]}
+
+
+@pytest.mark.parametrize("n,d,p,eps,pool,seed", FILTER_CASES)
+def test_milp_speedups_keep_the_optimum_with_filter_f2(n, d, p, eps, pool, seed):
+    V = honest(n - 2, d, 100 + seed)
+    prob = solvers.P2(V, 2, F2_POOLS[pool], eps=eps, eps_p=p)
+    inst = prob.compile()
+    sols = solve_all(prob)
+    m = {1: 301, 2: 15, 3: 6}[d]
+    ref = brute(inst, pair_grid(inst, m, eps, p))
+    check_exact(sols, ref)
+    assert sols[0].info["reduced"] and not sols[1].info["reduced"]
+
+
+@pytest.mark.parametrize("kind", ["P1", "expected", "inner", "suboptimal", "model"])
+@pytest.mark.parametrize("d", [1, 3])
+def test_milp_speedups_keep_the_optimum_without_filter_f2(kind, d):
+    V = honest(5, d, 30 + d)  # n = 7
+    pool = [Comed(f=2), TrimmedMean(b=2), TrimmedMean(b=1)]
+    if kind == "P1":
+        prob = solvers.P1(V, 2, pool)
+    elif kind == "expected":
+        prob = solvers.ExpectedValue(V, 2, pool, probs=[0.2, 0.5, 0.3], structure="optimal")
+    elif kind == "inner":
+        prob = solvers.TailoredAttack(V, 2, TrimmedMean(b=1), objective="inner")
+    elif kind == "suboptimal":
+        prob = solvers.P1(V, 2, pool, structure="suboptimal")
+    else:
+        prob = solvers.P1(V, 2, pool, space="model", model=torch.full((d,), 0.3, dtype=torch.float64))
+    inst = prob.compile()
+    sols = solve_all(prob)
+    if kind == "suboptimal":
+        ref = brute(inst, [B.expand(2, -1) for B in grid_rows(inst, {1: 2001, 3: 41}[d])])
+    else:
+        ref = brute(inst, pair_grid(inst, {1: 301, 3: 6}[d], 0.0, 2.0))
+    check_exact(sols, ref)
+
+
+@pytest.mark.parametrize("p,eps,seed,sign", [(math.inf, 0.7, 0, 1), (1.0, 1.2, 1, -1), (math.inf, 2.0, 2, -1)])
+def test_milp_speedups_keep_the_optimum_with_filter_f3(p, eps, seed, sign):
+    V = sign * honest(5, 1, 60 + seed)  # n = 8, f = 3, d = 1: every triple of a grid
+    prob = solvers.P2(V, 3, [Comed(f=3), TrimmedMean(b=3), TrimmedMean(b=2)], eps=eps, eps_p=p)
+    inst = prob.compile()
+    sols = solve_all(prob)
+    lo, hi = box(inst)
+    ax = np.unique(np.concatenate([np.linspace(lo[0], hi[0], 41), lo[0] + eps * np.arange(1, 3),
+                                   hi[0] - eps * np.arange(1, 3)]))
+    pts = [torch.tensor([[a], [b], [c]], dtype=torch.float64) for a, b, c in itertools.combinations(ax, 3)
+           if b - a >= eps * (1 - 1e-12) and c - b >= eps * (1 - 1e-12)]
+    check_exact(sols, brute(inst, pts))
+
+
+@pytest.mark.parametrize("p", [1.0, math.inf])
+def test_milp_speedups_agree_with_filter_f3_d2(p):
+    V = honest(4, 2, 70)  # n = 7, f = 3
+    prob = solvers.P2(V, 3, [Comed(f=3), TrimmedMean(b=2)], eps=1.0, eps_p=p)
+    sols = solve_all(prob)
+    for s in sols:
+        assert s.status == "optimal" and s.filter_ok and s.bound <= s.value + 1e-7
+    vals = [s.value for s in sols]
+    assert max(vals) - min(vals) <= 1e-7 * (1 + abs(vals[0]))
+
+
+@pytest.mark.parametrize("rule", [Comed(f=2), TrimmedMean(b=2), TrimmedMean(b=1)])
+def test_milp_tighten_keeps_the_lambda_optimum(rule):
+    V = honest(5, 2, 80)  # n = 7: lambda is not monotone, so only tighten applies
+    prob = solvers.TailoredAttack(V, 2, rule, objective="lambda")
+    new, old = (solvers.solve(prob, method="milp", tighten=t) for t in (True, False))
+    assert new.status == old.status == "optimal"
+    assert not new.info["reduced"]
+    assert new.value == pytest.approx(old.value, rel=1e-6, abs=1e-9)
+    assert new.bound >= new.value - 1e-7 and new.residual <= 1e-6 * max(1, abs(new.value))
+
+
+def test_milp_reduction_replaces_the_filter_disjunction():
+    """l_inf, f = 2: d binaries choose the separating coordinate (2d before, plus the
+    order-statistic binaries), and without a filter no binary is left."""
+    V = honest(5, 3, 90)
+    pool = [Comed(f=2), TrimmedMean(b=2)]
+    red, full = (solvers.solve(solvers.P2(V, 2, pool, eps=0.5, eps_p=math.inf), method="milp", reduce=r)
+                 for r in (True, False))
+    assert red.info["binaries"] <= 3 < full.info["binaries"] and red.value == pytest.approx(full.value, abs=1e-9)
+    assert solvers.solve(solvers.P1(V, 2, pool), method="milp").info["binaries"] == 0
