@@ -9,7 +9,7 @@ machine, then ~4 s per new specialization, ~0.3 s when inductor's on-disk
 cache has it), so it only pays for large inputs.
 
 ``MIXTAILOR_COMPILE`` picks when the compiled kernel is used:
-``auto`` (default): on CPU when ``n * d >= 2**20``; ``0`` / ``off``: never;
+``auto`` (default): on CPU when ``n * d >= 2**19`` (e.g. 3 rows of the paper CNN's d = 184,586); ``0`` / ``off``: never;
 ``1`` / ``always``: for every input on any device (tests). If compiling or
 running the compiled kernel fails once (no C++ compiler, an unsupported
 platform), the eager kernel is used from then on and a warning says why.
@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-MIN_ELEMENTS = 2**20
+MIN_ELEMENTS = 2**19
 RECOMPILE_LIMIT = 128
 _MODES = {"auto": "auto", "": "auto", "0": "off", "off": "off", "1": "always", "always": "always"}
 

@@ -43,11 +43,12 @@ def _pick_krum(D2: torch.Tensor, remaining: list[int], f: int) -> int:
     return remaining[best]
 
 
-def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float, start=None):
+def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float, start, finite: torch.Tensor):
     """The remaining row nearest (l_p) to rule ``select``'s output on the rows left,
-    and that output (a geomed warm-starts the next round's from it)."""
+    and that output (a geomed warm-starts the next round's from it). ``finite``:
+    ``finite_rows(G)``, computed once per call (a full pass over G)."""
     rows = G[remaining]
-    ok = finite_rows(rows)
+    ok = finite[remaining]
     pool = rows if bool(ok.all()) else rows[ok]
     if select == "average":
         target = pool.mean(0)
@@ -74,6 +75,7 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0)
     """
     n = G.shape[0]
     D = squared_distances(G, p) if select == "krum" else None
+    finite = finite_rows(G) if D is None else None
     remaining = list(range(n))
     chosen = []
     target = None
@@ -81,7 +83,7 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0)
         if D is not None:
             idx = _pick_krum(D, remaining, f)
         else:
-            idx, target = _pick_nearest(G, remaining, select, p, target)
+            idx, target = _pick_nearest(G, remaining, select, p, target, finite)
         chosen.append(idx)
         remaining.remove(idx)
     return chosen
