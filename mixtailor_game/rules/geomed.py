@@ -187,10 +187,14 @@ class _Anderson:
         self.value, self.residual = value, residual
         if not self.d_values:
             return value
-        R = torch.stack(self.d_residuals)  # (k, d), k <= memory: two small products
-        gram = (R @ R.T).double().cpu()
-        rhs = (R @ residual).double().cpu()
-        R = None
+        # Normal equations from dot products (no stacked (k, d) copy); k <= memory.
+        k = len(self.d_residuals)
+        gram = torch.empty((k, k), dtype=torch.float64)
+        rhs = torch.empty(k, dtype=torch.float64)
+        for a, Ra in enumerate(self.d_residuals):
+            rhs[a] = float(torch.dot(Ra, residual))
+            for b in range(a + 1):
+                gram[a, b] = gram[b, a] = float(torch.dot(Ra, self.d_residuals[b]))
         # A tiny ridge keeps the normal equations solvable when steps repeat.
         gram.diagonal().add_(1e-12 * float(gram.diagonal().max().clamp_min(1e-300)))
         gamma = torch.linalg.solve(gram, rhs) if bool(torch.isfinite(gram).all()) else None
@@ -312,8 +316,8 @@ def geomed_solve(
     for it in range(1, max_iter + 1):
         if damping == 1.0 or target is z:
             plain = target
-        else:  # in place: z + damping * (target - z)
-            plain = target.sub_(z).mul_(damping).add_(z)
+        else:  # z + damping * (target - z), in one pass
+            plain = torch.lerp(z, target, damping)
         target = None  # one d-vector less alive while the next weights are built
         z_new = history.extrapolate(z, plain)
         r_new, target_new = _irls_step(z_new, X, p, nu)
