@@ -57,6 +57,8 @@ def bench_line(pool_name, d, n=12, f=2, seed=0, problems=("P3", "ExpectedValue")
     pool = paper_pool(f, seed) if pool_name == "paper" else pool_from_families(f, pool_name.split(","), seed)
     V = honest_rows(n - f, d, seed)
     G = torch.cat([V[:f], V])
+    for r in set(pool):  # warm-up: the first call of each norm p compiles (rules/_compile.py)
+        r(G)
     base = one_pass(pool, G)
     out = {"pool": pool_name, "rules": len(pool), "distinct_rules": len(set(pool)), "n": n, "f": f, "d": d,
            "one_pass_s": base}
