@@ -3,7 +3,7 @@
 A rule's kernel that makes many passes over ``(n, d)`` rows in eager mode (one
 per torch op) runs as one or two fused loops when compiled by inductor. For
 the l_p geometric median's IRLS step (p > 2) at n = 12, d = 184,586 on two CPU
-threads: 2-16 ms compiled against 20-100 ms eager (measured, see
+threads: 2-5 ms compiled against 20-30 ms eager (measured, see
 ``rules/geomed.py``). Compiling costs seconds (about 20 s the first time on a
 machine, then ~4 s per new specialization, ~0.3 s when inductor's on-disk
 cache has it), so it only pays for large inputs.

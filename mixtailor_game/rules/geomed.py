@@ -114,8 +114,8 @@ def _fused_step(X: torch.Tensor, z: torch.Tensor, p: float, nu: float, floor: fl
     function of the same formulas, for ``torch.compile``: inductor fuses its dozen
     eager passes over ``(n, d)`` into two loops and turns ``A ** (p - 2)`` with a
     constant integer exponent into multiplications. Measured at n = 12,
-    d = 184,586, 2 CPU threads: 2-16 ms per step against 20-100 ms eager
-    (``MIXTAILOR_COMPILE``, :mod:`mixtailor_game.rules._compile`)."""
+    d = 184,586, 2 CPU threads: 2-5 ms per step against 20-30 ms eager on a
+    quiet machine (``MIXTAILOR_COMPILE``, :mod:`mixtailor_game.rules._compile`)."""
     A = (X - z).abs()
     scale = A.amax(dim=1, keepdim=True)
     ok = torch.isfinite(scale) & (scale > 0)
