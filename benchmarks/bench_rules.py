@@ -20,8 +20,8 @@ both sides alike. Reported ratios (targets of issue 2 in brackets):
 * MixTailor over a one-rule pool vs the rule itself [<= 1.05];
 * peak extra memory of each rule / size of G [<= 3], in a fresh subprocess
   (Linux): the peak resident set (VmHWM) is reset through
-  ``/proc/self/clear_refs`` right before each call (after a small warm-up call
-  of the same rule) and read after it (``tracemalloc`` does not see torch's
+  ``/proc/self/clear_refs`` right before each call (after a warm-up call of
+  the same rule on the same rows, so one-time compilation is not counted) and read after it (``tracemalloc`` does not see torch's
   allocator; ``ru_maxrss`` cannot be reset and keeps the import peak).
 
 ByzFL is never a dependency: run the script with a Python that has it (e.g.
@@ -143,7 +143,7 @@ calls = {{
 }}
 out = {{}}
 for name, fn in calls.items():
-    fn(G[:, :1000].clone())  # load every code path first
+    fn(G)  # warm-up on the same rows: loads every code path and compiles what is compiled (rules/_compile.py)
     reset_peak()
     before = peak_kib()
     fn(G)
@@ -155,7 +155,7 @@ print(json.dumps(out))
 def peak_extra_memory(d: int) -> dict:
     """Peak extra resident memory of each rule / size of G, measured in one fresh
     subprocess: VmHWM is reset (``/proc/self/clear_refs``) before each call, after
-    a small warm-up call of the same rule. torch's CPU allocator returns large
+    a warm-up call of the same rule on the same rows. torch's CPU allocator returns large
     blocks to the OS, so a rule's temporaries show up as resident pages."""
     code = MEMORY_SNIPPET.format(root=str(ROOT), threads=torch.get_num_threads(), n=N, d=d, f=F)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
         "rows": rows,
         "notes": notes,
         "memory_method": "VmHWM delta (reset through /proc/self/clear_refs) around each call, in one fresh "
-                         "subprocess, after a warm-up call of the same rule",
+                         "subprocess, after a warm-up call of the same rule on the same rows",
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.json).with_suffix(".tmp")

@@ -78,10 +78,12 @@ def lp_distances_to(X: torch.Tensor, z: torch.Tensor, p: float) -> torch.Tensor:
     chunks (the l_p norm of the chunks' norms is the norm), overflow-safe; NaN ->
     inf. Extra memory: one float64 chunk. For large inputs and ``p`` other than
     1, 2, inf, a compiled kernel (:mod:`._compile`) computes the same in one pass."""
-    if p not in (1.0, 2.0) and not math.isinf(p) and _FUSED_DISTANCES.wanted(X):
-        return _FUSED_DISTANCES(X, z, p)
+    fused = p not in (1.0, 2.0) and not math.isinf(p) and _FUSED_DISTANCES.wanted(X)
     parts = []
     for s in range(0, X.shape[1], CHUNK_COLS):
+        if fused:  # per chunk too: inductor keeps |x - z| in float64 for the two reductions
+            parts.append(_FUSED_DISTANCES(X[:, s : s + CHUNK_COLS], z[s : s + CHUNK_COLS], p))
+            continue
         parts.append(lp_norm_rows(X[:, s : s + CHUNK_COLS].double() - z[s : s + CHUNK_COLS].double(), p))
     P = torch.stack(parts, dim=-1)
     return P.squeeze(-1) if P.shape[-1] == 1 else lp_norm_rows(P, p)
@@ -160,7 +162,8 @@ def _power_sums(X: torch.Tensor, p: float) -> torch.Tensor:
     if _FUSED_POWER_SUMS.wanted(X):
         i, j = torch.triu_indices(n, n, 1, device=X.device)
         S = torch.zeros((n, n), dtype=torch.float64, device=X.device)
-        S[i, j] = _FUSED_POWER_SUMS(X, i, j, p)
+        for s in range(0, d, CHUNK_COLS):  # bounded extra memory: the float64 copy is per chunk
+            S[i, j] += _FUSED_POWER_SUMS(X[:, s : s + CHUNK_COLS], i, j, p)
         return S
 
     def part(s: int) -> torch.Tensor:
