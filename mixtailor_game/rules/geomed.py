@@ -187,14 +187,20 @@ class _Anderson:
         self.value, self.residual = value, residual
         if not self.d_values:
             return value
-        # Normal equations from dot products (no stacked (k, d) copy); k <= memory.
-        k = len(self.d_residuals)
-        gram = torch.empty((k, k), dtype=torch.float64)
-        rhs = torch.empty(k, dtype=torch.float64)
-        for a, Ra in enumerate(self.d_residuals):
-            rhs[a] = float(torch.dot(Ra, residual))
-            for b in range(a + 1):
-                gram[a, b] = gram[b, a] = float(torch.dot(Ra, self.d_residuals[b]))
+        if residual.device.type == "cpu":
+            # Normal equations from dot products (no stacked (k, d) copy); k <= memory.
+            k = len(self.d_residuals)
+            gram = torch.empty((k, k), dtype=torch.float64)
+            rhs = torch.empty(k, dtype=torch.float64)
+            for a, Ra in enumerate(self.d_residuals):
+                rhs[a] = float(torch.dot(Ra, residual))
+                for b in range(a + 1):
+                    gram[a, b] = gram[b, a] = float(torch.dot(Ra, self.d_residuals[b]))
+        else:  # on a GPU each float() is a host sync: two small products, two copies back
+            R = torch.stack(self.d_residuals)
+            gram = (R @ R.T).double().cpu()
+            rhs = (R @ residual).double().cpu()
+            R = None
         # A tiny ridge keeps the normal equations solvable when steps repeat.
         gram.diagonal().add_(1e-12 * float(gram.diagonal().max().clamp_min(1e-300)))
         gamma = torch.linalg.solve(gram, rhs) if bool(torch.isfinite(gram).all()) else None
