@@ -114,3 +114,16 @@ def test_mode_switch_and_size_rule(monkeypatch):
     monkeypatch.setenv("MIXTAILOR_COMPILE", "sometimes")
     with pytest.raises(ValueError, match="MIXTAILOR_COMPILE must be one of auto, 0, off, 1, always, got 'sometimes'"):
         kernel.wanted(small)
+
+
+def test_inputs_that_need_gradients_stay_eager(monkeypatch):
+    def refuse(fn, **kwargs):
+        raise AssertionError("compiled although autograd tracks the input")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
+    kernel = _compile.CompiledKernel(_lp_distances_fused)
+    X = _rows(d=30).requires_grad_(True)
+    out = kernel(X, X.detach().mean(0), 3.0)
+    out[0].backward()
+    assert X.grad is not None and kernel.failed is None

@@ -58,7 +58,9 @@ class CompiledKernel:
         return X.device.type == "cpu" and X.numel() >= MIN_ELEMENTS
 
     def __call__(self, X: torch.Tensor, *args):
-        if not self.wanted(X):
+        tracked = torch.is_grad_enabled() and any(
+            isinstance(a, torch.Tensor) and a.requires_grad for a in (X, *args))
+        if tracked or not self.wanted(X):  # autograd through a rule (solvers' fallback): eager
             return self.fn(X, *args)
         try:
             if self._compiled is None:
