@@ -83,13 +83,17 @@ def test_objective_false_reports_the_solvers_value():
     assert math.isclose(quick.objective, full.objective, rel_tol=1e-9)
 
 
-def test_a_failing_compiler_falls_back_to_eager_once(monkeypatch):
-    def broken_compile(fn, **kwargs):
-        raise RuntimeError("no C++ compiler\nsecond line")
+def _kernel_whose_compile_raises(monkeypatch, exc: Exception) -> _compile.CompiledKernel:
+    def compile_(fn, **kwargs):
+        raise exc
 
-    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(torch, "compile", compile_)
     monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
-    kernel = _compile.CompiledKernel(_lp_distances_fused)
+    return _compile.CompiledKernel(_lp_distances_fused)
+
+
+def test_a_failing_compiler_falls_back_to_eager_once(monkeypatch):
+    kernel = _kernel_whose_compile_raises(monkeypatch, RuntimeError("no C++ compiler\nsecond line"))
     X = _rows(d=40)
     z = X.mean(0)
     with pytest.warns(RuntimeWarning, match="torch.compile of _lp_distances_fused failed .RuntimeError: no C"):
@@ -117,12 +121,7 @@ def test_mode_switch_and_size_rule(monkeypatch):
 
 
 def test_inputs_that_need_gradients_stay_eager(monkeypatch):
-    def refuse(fn, **kwargs):
-        raise AssertionError("compiled although autograd tracks the input")
-
-    monkeypatch.setattr(torch, "compile", refuse)
-    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
-    kernel = _compile.CompiledKernel(_lp_distances_fused)
+    kernel = _kernel_whose_compile_raises(monkeypatch, AssertionError("compiled although autograd tracks the input"))
     X = _rows(d=30).requires_grad_(True)
     out = kernel(X, X.detach().mean(0), 3.0)
     out[0].backward()
