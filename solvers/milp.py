@@ -107,6 +107,21 @@ def milp_applicable(inst: Instance, max_binaries: int = 20000) -> str | None:
     return None
 
 
+def normalize(inst: Instance):
+    """The instance in coordinates ``(G - w_0) / sigma`` (``sigma``: the honest rows' largest
+    deviation from ``w_0``) with ``u`` scaled by ``ufac``, in which the exact programs are
+    solved. Returns ``(instance, w_0 in float64, sigma, ufac, vscale)``; a value of the
+    normalized problem times ``vscale`` is the original's (lambda is unchanged)."""
+    o_t = inst.offset.double()
+    sigma = float((inst.R.double() - o_t).abs().max()) or 1.0
+    lam = inst.objective == "lambda"
+    ufac = 1.0 / sigma if lam else 1.0 / (float(inst.u.double().abs().max()) or 1.0)
+    vscale = 1.0 if lam else sigma / ufac
+    scaled = dataclasses.replace(inst, R=(inst.R.double() - o_t) / sigma, offset=torch.zeros_like(o_t),
+                                 u=inst.u.double() * ufac, line=inst.line.double() / sigma, eps=inst.eps / sigma)
+    return scaled, o_t, sigma, ufac, vscale
+
+
 class _Model:
     """A tiny builder of ``min c^T x`` s.t. ``lo <= A x <= hi``, integrality."""
 
@@ -531,15 +546,7 @@ def method_milp(inst: Instance, **options):
     # Solve in normalized coordinates (G - w_0) / sigma: the rules here are affine
     # equivariant, and HiGHS's absolute tolerances misjudge feasibility at gradient scales.
     orig = inst
-    o_t = inst.offset.double()
-    sigma = float((inst.R.double() - o_t).abs().max()) or 1.0
-    if inst.objective == "lambda":
-        ufac = 1.0 / sigma
-    else:
-        ufac = 1.0 / (float(inst.u.double().abs().max()) or 1.0)
-    vscale = 1.0 if inst.objective == "lambda" else sigma / ufac  # value = vscale * normalized value
-    inst = dataclasses.replace(inst, R=(inst.R.double() - o_t) / sigma, offset=torch.zeros_like(o_t),
-                               u=inst.u.double() * ufac, line=inst.line.double() / sigma, eps=inst.eps / sigma)
+    inst, o_t, sigma, ufac, vscale = normalize(inst)
     F = _Formulation(inst, opts["box"], opts["t_max"], tighten=opts["tighten"])
     uniq, _, w = unique_rules(inst.rules, inst.weights)
     u = inst.u.double().cpu().numpy()

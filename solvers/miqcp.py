@@ -84,7 +84,6 @@ status ``"budget"`` and the bound reached).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 
@@ -95,7 +94,7 @@ from mixtailor_game.rules import Comed, Krum, Mean, TrimmedMean
 
 from . import bulyan_exact
 from .line import line_rows
-from .milp import _Formulation, _bounds
+from .milp import _Formulation, _bounds, normalize
 from .problems import Instance
 from .solution import evaluate, make_solution, unique_rules
 
@@ -534,13 +533,8 @@ def method_miqcp(inst: Instance, **options):
         return make_solution(inst, line_rows(inst, [0.0])[0], method="miqcp", status="infeasible", t0=t0,
                              info=dict(reason="identical rows cannot be eps apart"))
     orig = inst
-    o_t = inst.offset.double()
-    sigma = float((inst.R.double() - o_t).abs().max()) or 1.0
-    ufac = 1.0 / sigma if inst.objective == "lambda" else 1.0 / (float(inst.u.double().abs().max()) or 1.0)
     lam = inst.objective == "lambda"
-    vscale = 1.0 if lam else sigma / ufac
-    inst = dataclasses.replace(inst, R=(inst.R.double() - o_t) / sigma, offset=torch.zeros_like(o_t),
-                               u=inst.u.double() * ufac, line=inst.line.double() / sigma, eps=inst.eps / sigma)
+    inst, o_t, sigma, ufac, vscale = normalize(inst)
     lo, hi, lossless = _box(inst, float(opts["box"]))
 
     def norm_value(v):  # the real value in the model's (normalized, minimized) units
