@@ -10,7 +10,8 @@ import torch
 
 from mixtailor_game.rules import _compile, geomed_solve, make_rule
 from mixtailor_game.rules._distances import _lp_distances_fused, _pair_power_sums_fused, _power_sums, lp_distances_to
-from mixtailor_game.rules.geomed import _distances_and_weights, _fused_step, _power_floor, _weighted_average
+from mixtailor_game.rules.geomed import (_column_average, _distances_and_weights, _power_floor, _row_weights,
+                                         _weighted_average)
 
 
 def _rows(seed=0, n=9, d=300, dtype=torch.float64):
@@ -23,14 +24,16 @@ def _rows(seed=0, n=9, d=300, dtype=torch.float64):
 
 @pytest.mark.parametrize("p", [3.0, 5.5, 8.0, 16.0])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_step_is_the_eager_step(p, dtype):
+def test_compiled_step_kernels_are_the_eager_step(p, dtype):
     X = _rows(dtype=dtype)
     z = X[4:].median(0).values
     z_on_row = X[5].clone()  # the start on a data row: distance 0 there
     for start in (z, z_on_row):
         r_ref, W = _distances_and_weights(start, X, p, 1e-6)
         target_ref = _weighted_average(W, X, start)
-        r, target = _fused_step(X, start, p, 1e-6, _power_floor(2.0 * (p - 2), dtype))
+        floor = _power_floor(2.0 * (p - 2), dtype)
+        r, s, coef = _row_weights(X, start, p, 1e-6, floor)
+        target = _column_average(X, start, s, coef, p, floor)
         tol = 1e-5 if dtype == torch.float32 else 1e-12
         torch.testing.assert_close(r, r_ref, rtol=tol, atol=0.0)
         torch.testing.assert_close(target, target_ref, rtol=tol, atol=tol)

@@ -426,6 +426,48 @@ def test_geomed_acceleration_and_warm_start_reach_the_same_minimum(p):
     assert fast.iterations < geomed_solve(X, p, memory=0).iterations
 
 
+def test_anderson_step_is_the_least_squares_combination():
+    """The Gram matrix kept across calls (one new row per step, the oldest dropped)
+    gives the same extrapolation as solving the least-squares problem afresh."""
+    from mixtailor_game.rules.geomed import _Anderson
+
+    g = torch.Generator().manual_seed(3)
+    acc = _Anderson(memory=2)
+    values, residuals = [], []
+    z = torch.randn(30, generator=g, dtype=torch.float64)
+    for step in range(5):
+        value = torch.randn(30, generator=g, dtype=torch.float64)
+        out = acc.extrapolate(z, value)
+        values.append(value)
+        residuals.append(value - z)
+        if step == 0:
+            assert out is value
+        else:
+            dV = torch.stack([values[i + 1] - values[i] for i in range(len(values) - 1)][-2:])
+            dR = torch.stack([residuals[i + 1] - residuals[i] for i in range(len(residuals) - 1)][-2:])
+            gamma = np.linalg.lstsq(dR.T.numpy(), residuals[-1].numpy(), rcond=None)[0]
+            torch.testing.assert_close(out, value - torch.from_numpy(gamma) @ dV, rtol=1e-8, atol=1e-8)
+        z = out
+
+
+def test_finite_rows_fast_path_agrees_with_isfinite():
+    from mixtailor_game.rules.base import finite_rows
+
+    G = torch.randn(6, 10)
+    assert finite_rows(G).all()
+    G[1] = 3e38  # finite entries whose row sum overflows: still finite rows
+    G[2, 3], G[3, 0], G[4, 1], G[4, 2] = math.nan, math.inf, math.inf, -math.inf
+    assert finite_rows(G).tolist() == torch.isfinite(G).all(dim=1).tolist() == [True, True, False, False, False, True]
+
+
+def test_geomed_stopping_norm_survives_float32_overflow():
+    from mixtailor_game.rules.geomed import _l2
+
+    v = torch.full((4,), 1e30)
+    assert math.isclose(_l2(v), 2e30, rel_tol=1e-6)
+    assert math.isclose(_l2(torch.tensor([3.0, 4.0], dtype=torch.bfloat16)), 5.0)
+
+
 @pytest.mark.parametrize("p", [3.0, 8.0])
 def test_geomed_float32_stops_at_the_rounding_floor(p):
     # With tol = 0 the step test never passes: only the rounding-floor rule (three

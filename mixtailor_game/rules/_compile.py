@@ -64,12 +64,15 @@ class CompiledKernel:
             return self.fn(X, *args)
         try:
             if self._compiled is None:
+                # One specialization per scalar value (the paper pool has 15 norms
+                # p > 2, in two dtypes): above dynamo's default limit of 8, which
+                # would fall back to eager mode silently. Raised once for the
+                # process (never lowered): patching it around every call cost
+                # 70 us, a third of dynamo's own per-call overhead.
+                limit = torch._dynamo.config.recompile_limit
+                torch._dynamo.config.recompile_limit = max(limit, RECOMPILE_LIMIT)
                 self._compiled = torch.compile(self.fn, dynamic=True)
-            # one specialization per scalar value (the paper pool has 15 norms p > 2,
-            # in two dtypes): above dynamo's default limit of 8, which would fall
-            # back to eager mode silently
-            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-                return self._compiled(X, *args)
+            return self._compiled(X, *args)
         except Exception as exc:  # any compiler failure: eager from now on, never a crash
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             warnings.warn(f"torch.compile of {self.fn.__name__} failed ({self.failed}); using eager mode",
