@@ -129,3 +129,67 @@ def test_inputs_that_need_gradients_stay_eager(monkeypatch):
     out = kernel(X, X.detach().mean(0), 3.0)
     out[0].backward()
     assert X.grad is not None and kernel.failed is None
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 7.5, 16.0])
+def test_float32_screen_distances_are_within_their_error_bound(p):
+    from mixtailor_game.rules._distances import SCREEN_GAP, _lp_distances_float32
+
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(8, 5000, generator=g) * torch.logspace(-20, 3, 5000)  # entries over 23 decades
+    z = torch.randn(5000, generator=g)
+    X[3] = z  # distance 0
+    floor = _power_floor(p, torch.float32)
+    ref = lp_distances_to(X, z, p)
+    got = _lp_distances_float32(X, z, p, floor)
+    assert float(got[3]) == 0.0
+    assert float(((got - ref).abs() / ref.clamp_min(1e-300)).max()) < SCREEN_GAP / 50
+
+
+def _eager_screen(monkeypatch):
+    """nearest_row's float32 screen on every input, run eagerly (no compile in this test)."""
+    from mixtailor_game.rules import _distances
+
+    class Eager:
+        wanted = staticmethod(lambda X: True)
+        __call__ = staticmethod(_distances._lp_distances_float32)
+
+    monkeypatch.setattr(_distances, "_FLOAT32_DISTANCES", Eager())
+    return _distances.nearest_row
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 7.5, 16.0, math.inf])
+def test_nearest_row_is_the_float64_argmin(p, monkeypatch):
+    nearest_row = _eager_screen(monkeypatch)
+    g = torch.Generator().manual_seed(2)
+    for trial in range(20):
+        X = torch.randn(9, 300, generator=g)
+        z = torch.randn(300, generator=g) * 0.3
+        allowed = torch.rand(9, generator=g) > 0.3
+        allowed[trial % 9] = True
+        want = int(torch.argmin(lp_distances_to(X, z, p).masked_fill(~allowed, math.inf)))
+        assert nearest_row(X, z, p, allowed) == want
+        assert nearest_row(X, z, p) == int(torch.argmin(lp_distances_to(X, z, p)))
+
+
+@pytest.mark.parametrize("p", [1.0, 3.0, 16.0])
+def test_nearest_row_near_ties_and_bad_rows_follow_the_float64_distances(p, monkeypatch):
+    nearest_row = _eager_screen(monkeypatch)
+    from mixtailor_game.rules import _distances
+
+    exact_calls = []
+    exact = _distances.lp_distances_to
+    monkeypatch.setattr(_distances, "lp_distances_to", lambda *a: exact_calls.append(1) or exact(*a))
+    z = torch.zeros(4)
+    one_ulp = 1.0 + 2.0**-23  # below the screen's resolution: float64 must decide
+    X = torch.tensor([[math.nan, 0, 0, 0], [0, 0, 0, one_ulp], [math.inf, 0, 0, 0], [0, 0, 1.0, 0], [1e30, 0, 0, 0]])
+    assert nearest_row(X, z, p) == 3
+    assert len(exact_calls) == 1  # the screen could not separate rows 1 and 3
+    X[1, 3] = 2.0 - one_ulp  # now row 1 is nearer by one ulp
+    assert nearest_row(X, z, p) == 1
+    X[1] = X[3]  # an exact tie: the lower index
+    assert nearest_row(X, z, p) == 1
+    allowed = torch.tensor([True, False, True, False, True])
+    calls = len(exact_calls)
+    assert nearest_row(X, z, p, allowed) == 4  # the only finite allowed row
+    assert len(exact_calls) == calls  # settled by the screen

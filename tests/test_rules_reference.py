@@ -426,13 +426,14 @@ def test_geomed_acceleration_and_warm_start_reach_the_same_minimum(p):
     assert fast.iterations < geomed_solve(X, p, memory=0).iterations
 
 
-def test_anderson_step_is_the_least_squares_combination():
+@pytest.mark.parametrize("memory", [1, 2, 3])
+def test_anderson_step_is_the_least_squares_combination(memory):
     """The Gram matrix kept across calls (one new row per step, the oldest dropped)
     gives the same extrapolation as solving the least-squares problem afresh."""
     from mixtailor_game.rules.geomed import _Anderson
 
     g = torch.Generator().manual_seed(3)
-    acc = _Anderson(memory=2)
+    acc = _Anderson(memory=memory)
     values, residuals = [], []
     z = torch.randn(30, generator=g, dtype=torch.float64)
     for step in range(5):
@@ -443,8 +444,8 @@ def test_anderson_step_is_the_least_squares_combination():
         if step == 0:
             assert out is value
         else:
-            dV = torch.stack([values[i + 1] - values[i] for i in range(len(values) - 1)][-2:])
-            dR = torch.stack([residuals[i + 1] - residuals[i] for i in range(len(residuals) - 1)][-2:])
+            dV = torch.stack([values[i + 1] - values[i] for i in range(len(values) - 1)][-memory:])
+            dR = torch.stack([residuals[i + 1] - residuals[i] for i in range(len(residuals) - 1)][-memory:])
             gamma = np.linalg.lstsq(dR.T.numpy(), residuals[-1].numpy(), rcond=None)[0]
             torch.testing.assert_close(out, value - torch.from_numpy(gamma) @ dV, rtol=1e-8, atol=1e-8)
         z = out

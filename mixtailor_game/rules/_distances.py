@@ -89,6 +89,51 @@ def lp_distances_to(X: torch.Tensor, z: torch.Tensor, p: float) -> torch.Tensor:
     return P.squeeze(-1) if P.shape[-1] == 1 else lp_norm_rows(P, p)
 
 
+def _lp_distances_float32(X: torch.Tensor, z: torch.Tensor, p: float, floor: float) -> torch.Tensor:
+    """``||x_i - z||_p`` of float32 rows with float32 differences and powers summed in
+    float64, for ``torch.compile`` (:func:`nearest_row`'s screen). Bases below
+    ``floor`` are raised to it, so no power is subnormal: subnormal products made
+    this pass 4x slower (5.6 ms against 1.4 ms at 12 x 184,586). Relative error
+    about ``(p + 5) 2^-24 / p`` per distance."""
+    A = (X - z).abs()
+    scale = A.amax(-1, keepdim=True)
+    ok = torch.isfinite(scale) & (scale > 0)
+    safe = torch.where(ok, scale, torch.ones_like(scale))
+    powers = ((A / safe).clamp_min(floor) ** p).double()
+    out = powers.sum(-1) ** (1.0 / p) * safe.squeeze(-1).double()
+    out = torch.where(ok.squeeze(-1), out, scale.squeeze(-1).double())
+    return torch.nan_to_num(out, nan=math.inf, posinf=math.inf)
+
+
+_FLOAT32_DISTANCES = CompiledKernel(_lp_distances_float32)
+
+# Relative gap between the two smallest screened distances above which the
+# float32 screen's argmin is the float64 argmin: the screen's error is below
+# 2e-7 relative for every p >= 1, fifty times less than this.
+SCREEN_GAP = 1e-5
+
+
+def nearest_row(X: torch.Tensor, z: torch.Tensor, p: float, allowed: torch.Tensor | None = None) -> int:
+    """Index of the row of ``X`` nearest to ``z`` in l_p: the argmin of
+    :func:`lp_distances_to` over the ``allowed`` rows (all when None; lowest index
+    among equal distances). Large float32 inputs (finite ``p``) are screened
+    first by the compiled float32 kernel; its answer is kept when the runner-up
+    is farther by more than ``SCREEN_GAP`` (relative), which the screen's
+    rounding cannot bridge, and the float64 distances decide otherwise."""
+    if X.dtype == torch.float32 and not math.isinf(p) and X.shape[0] >= 2 and _FLOAT32_DISTANCES.wanted(X):
+        dist = _FLOAT32_DISTANCES(X, z, p, 2.0 ** ((math.log2(torch.finfo(X.dtype).tiny) + 8) / p))
+        if allowed is not None:
+            dist = dist.masked_fill(~allowed, math.inf)
+        two = torch.topk(dist, 2, largest=False, sorted=True)
+        best, second = (float(v) for v in two.values)
+        if math.isfinite(best) and (math.isinf(second) or second - best > SCREEN_GAP * second):
+            return int(two.indices[0])
+    dist = lp_distances_to(X, z, p)
+    if allowed is not None:
+        dist = dist.masked_fill(~allowed, math.inf)
+    return int(torch.argmin(dist))
+
+
 def _pair_squared_direct(x: torch.Tensor, y: torch.Tensor, p: float) -> float:
     """``||x - y||_p^2`` in float64 from the differences (exact sum of squares for p = 2
     when it neither overflows nor underflows, else the scaled norm)."""

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_int, check_regime, fail
-from ._distances import check_p, lp_distances_to, squared_distances
+from ._distances import check_p, nearest_row, squared_distances
 from ._network import closest_to_median_rows
 from .base import Rule, check_gradients, finite_rows, name_field
 from .geomed import geomed, geomed_solve
@@ -56,8 +56,7 @@ def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float, 
         target = comed(pool)
     else:
         target = geomed_solve(pool, p, start=start, objective=False).z
-    dist = lp_distances_to(rows, target, p).masked_fill(~ok, math.inf)
-    return remaining[int(torch.argmin(dist))], target
+    return remaining[nearest_row(rows, target, p, ok)], target
 
 
 def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0) -> list[int]:

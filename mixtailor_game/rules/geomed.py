@@ -189,30 +189,27 @@ class _Anderson:
         self.d_values: list[torch.Tensor] = []
         self.d_residuals: list[torch.Tensor] = []
         # CPU: products of the stored residual differences, kept between calls
-        # (each new difference adds one row); small solves in numpy, whose
-        # per-call cost is a fraction of torch's on 2 x 2 matrices.
-        self.gram = np.zeros((0, 0))
+        # (each new difference adds one row), as Python floats: the small solve
+        # then costs microseconds, where numpy's or torch's per-call overhead on a
+        # 2 x 2 system was a tenth of an IRLS step.
+        self.gram: list[list[float]] = []
 
     def reset(self, z: torch.Tensor, value: torch.Tensor) -> None:
         self.value, self.residual = value, value - z
         self.d_values, self.d_residuals = [], []
-        self.gram = np.zeros((0, 0))
+        self.gram = []
 
     def _record(self, d_value: torch.Tensor, d_residual: torch.Tensor) -> None:
         if d_residual.device.type == "cpu":
             row = [float(torch.dot(d_residual, old)) for old in self.d_residuals]
             row.append(float(torch.dot(d_residual, d_residual)))
-            k = len(row)
-            gram = np.empty((k, k))
-            gram[:-1, :-1] = self.gram
-            gram[-1, :], gram[:, -1] = row, row
-            self.gram = gram
+            self.gram = [old + [v] for old, v in zip(self.gram, row)] + [row]
         self.d_values.append(d_value)
         self.d_residuals.append(d_residual)
         if len(self.d_values) > self.memory:
             self.d_values.pop(0)
             self.d_residuals.pop(0)
-            self.gram = self.gram[1:, 1:]
+            self.gram = [row[1:] for row in self.gram[1:]]
 
     def extrapolate(self, z: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """Record ``value = T(z)`` and return the accelerated next iterate
@@ -227,27 +224,44 @@ class _Anderson:
             return value
         if residual.device.type == "cpu":
             # Normal equations from dot products (no stacked (k, d) copy); k <= memory.
-            gram = self.gram.copy()
-            rhs = np.array([float(torch.dot(Ra, residual)) for Ra in self.d_residuals])
+            gram = self.gram
+            rhs = [float(torch.dot(Ra, residual)) for Ra in self.d_residuals]
         else:  # on a GPU each float() is a host sync: two small products, two copies back
             R = torch.stack(self.d_residuals)
-            gram = (R @ R.T).double().cpu().numpy()
-            rhs = (R @ residual).double().cpu().numpy()
+            gram = (R @ R.T).double().cpu().tolist()
+            rhs = (R @ residual).double().cpu().tolist()
             R = None
-        if not (np.isfinite(gram).all() and np.isfinite(rhs).all()):
+        gamma = _solve_normal_equations(gram, rhs)
+        if gamma is None:
             return value
-        # A tiny ridge keeps the normal equations solvable when steps repeat.
-        gram[np.diag_indices_from(gram)] += 1e-12 * max(float(np.diag(gram).max()), 1e-300)
-        try:
-            gamma = np.linalg.solve(gram, rhs)
-        except np.linalg.LinAlgError:
-            return value
-        if not np.isfinite(gamma).all():
-            return value
-        out = torch.sub(value, self.d_values[0], alpha=float(gamma[0]))
-        for g, dv in zip(gamma[1:].tolist(), self.d_values[1:]):
+        out = torch.sub(value, self.d_values[0], alpha=gamma[0])
+        for g, dv in zip(gamma[1:], self.d_values[1:]):
             out.sub_(dv, alpha=g)
         return out
+
+
+def _solve_normal_equations(gram: list[list[float]], rhs: list[float]) -> list[float] | None:
+    """``gamma`` with ``(gram + ridge I) gamma = rhs``, or None when an entry is not
+    finite. The tiny ridge keeps the system solvable when steps repeat. Sizes 1
+    and 2 (the default memory) in closed form; larger ones by numpy."""
+    k = len(rhs)
+    if not all(math.isfinite(v) for v in rhs) or not all(math.isfinite(v) for row in gram for v in row):
+        return None
+    ridge = 1e-12 * max(max(gram[i][i] for i in range(k)), 1e-300)
+    if k == 1:
+        gamma = [rhs[0] / (gram[0][0] + ridge)]
+    elif k == 2:
+        a, b, c = gram[0][0] + ridge, gram[0][1], gram[1][1] + ridge
+        det = a * c - b * b
+        if not det > 0:  # positive for a Gram matrix plus a ridge, unless rounding ate it
+            return None
+        gamma = [(c * rhs[0] - b * rhs[1]) / det, (a * rhs[1] - b * rhs[0]) / det]
+    else:
+        try:
+            gamma = np.linalg.solve(np.array(gram) + ridge * np.eye(k), np.array(rhs)).tolist()
+        except np.linalg.LinAlgError:
+            return None
+    return gamma if all(math.isfinite(v) for v in gamma) else None
 
 
 def _leave_data_point(z, X, p, r, W, on_row):
