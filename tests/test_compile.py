@@ -187,8 +187,10 @@ def test_nearest_row_near_ties_and_bad_rows_follow_the_float64_distances(p, monk
     assert len(exact_calls) == 1  # the screen could not separate rows 1 and 3
     X[1, 3] = 2.0 - one_ulp  # now row 1 is nearer by one ulp
     assert nearest_row(X, z, p) == 1
-    X[1] = X[3]  # an exact tie: the lower index
+    X[1] = X[3]  # copies tie exactly: the lower index, settled by the screen
+    calls = len(exact_calls)
     assert nearest_row(X, z, p) == 1
+    assert len(exact_calls) == calls
     allowed = torch.tensor([True, False, True, False, True])
     calls = len(exact_calls)
     assert nearest_row(X, z, p, allowed) == 4  # the only finite allowed row

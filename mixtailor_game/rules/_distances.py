@@ -128,6 +128,12 @@ def nearest_row(X: torch.Tensor, z: torch.Tensor, p: float, allowed: torch.Tenso
         best, second = (float(v) for v in two.values)
         if math.isfinite(best) and (math.isinf(second) or second - best > SCREEN_GAP * second):
             return int(two.indices[0])
+        if math.isfinite(best):
+            # Copies of one row (colluding Byzantine rows) tie exactly in float64 too:
+            # when every row within the gap is a copy of the first, it is the argmin.
+            close = torch.nonzero(dist <= best + SCREEN_GAP * second).flatten().tolist()
+            if all(torch.equal(X[close[0]], X[i]) for i in close[1:]):
+                return close[0]
     dist = lp_distances_to(X, z, p)
     if allowed is not None:
         dist = dist.masked_fill(~allowed, math.inf)
