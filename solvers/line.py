@@ -81,6 +81,10 @@ class _BlackBox:
     def __init__(self, inst, rule, chunk_elems):
         self.inst, self.rule = inst, rule
         self.chunk = max(1, int(chunk_elems // (inst.n * inst.d)))
+        # t -> (<a, u>, ||a||) of a = the rule's output at t minus w_0, from single-point
+        # calls, which run the rule itself on exactly the rows make_solution builds: the
+        # solution reuses them instead of running the costly rules again at the chosen t.
+        self.memo: dict[float, tuple[float, float]] = {}
 
     def outputs(self, t: np.ndarray) -> torch.Tensor:
         inst = self.inst
@@ -89,10 +93,12 @@ class _BlackBox:
             Bb = line_rows(inst, t[s:s + self.chunk])
             Gb = torch.cat([Bb, inst.R.unsqueeze(0).expand(Bb.shape[0], -1, -1)], 1)
             if Gb.shape[0] == 1:
-                outs.append(self.rule(Gb[0]).unsqueeze(0))
+                out = self.rule(torch.cat([Bb[0], inst.R], 0)).double() - inst.offset.double()
+                self.memo[float(t[s])] = (float(out @ inst.u.double()), float(out.norm()))
+                outs.append(out.unsqueeze(0))
             else:
-                outs.append(self.rule.batched(Gb))
-        return torch.cat(outs, 0).double() - self.inst.offset.double()
+                outs.append(self.rule.batched(Gb).double() - inst.offset.double())
+        return torch.cat(outs, 0)
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
         return (self.outputs(t) @ self.inst.u.double()).cpu().numpy()
@@ -234,6 +240,14 @@ class LineObjective:
         self.tol = tol
         self.n_evals = 0
         self.cache: dict[float, float] = {}
+        # order in which the costly evaluators are tried (max objective): kept
+        # across calls, see _branch_and_bound
+        first = min(e.tier for e in self.evals)
+        self.order = sorted((k for k, e in enumerate(self.evals) if e.tier != first), key=lambda k: self.evals[k].tier)
+
+    def known_outputs(self, t: float) -> dict:
+        """``{position: (<a, u>, ||a||)}`` of the rules run at ``t`` (for :func:`make_solution`)."""
+        return {k: e.memo[t] for k, e in enumerate(self.evals) if float(t) in getattr(e, "memo", {})}
 
     def breakpoints(self):
         pts = []
@@ -284,8 +298,7 @@ class LineObjective:
         w = self.w if not is_max else np.ones(len(self.evals))
         first = min(e.tier for e in self.evals)
         cheap = [k for k, e in enumerate(self.evals) if e.tier == first]
-        costly = sorted((k for k, e in enumerate(self.evals) if e.tier != first and (is_max or w[k] > 0)),
-                        key=lambda k: self.evals[k].tier)
+        costly = self.order if is_max else [k for k in self.order if w[k] > 0]
         parts = np.full((len(t), len(self.evals)), -np.inf)
         for k in cheap:
             parts[:, k] = self.evals[k](t)
@@ -298,10 +311,8 @@ class LineObjective:
             return float(np.dot(np.where(w > 0, row, 0.0), w))
 
         lower = np.array([combine(r) for r in parts])
-        if not costly:
-            return lower
-        if not np.isfinite(lower).any():  # no bound at all: batch everything
-            for k in costly:
+        if not costly or not np.isfinite(lower).any():
+            for k in costly:  # no bound at all: batch everything
                 parts[:, k] = self.evals[k](t)
             return np.array([combine(r) for r in parts])
         best = min(self.cache.values(), default=math.inf)
@@ -312,6 +323,7 @@ class LineObjective:
                 break  # every remaining candidate is at least as bad as the best found
             row = parts[i].copy()
             v = lower[i]
+            cut = False
             for pos, k in enumerate(costly):
                 row[k] = float(self.evals[k](t[i:i + 1])[0])
                 v = combine(row)
@@ -321,7 +333,13 @@ class LineObjective:
                     # most of the line), so it is tried first from now on.
                     if is_max and pos > 0:
                         costly.insert(0, costly.pop(pos))
+                    cut = True
                     break
+            if cut:
+                # only a lower bound (rules left unevaluated), nudged up so that it
+                # never wins a tie against the completed candidate that set `best`
+                out[i], done[i] = np.nextafter(v, np.inf), True
+                continue
             out[i], done[i] = v, True
             best = min(best, v)
         # a pruned candidate keeps its lower bound, nudged up so it never wins a tie
@@ -355,6 +373,16 @@ def candidates(inst: Instance, obj: LineObjective, opts: dict):
     return np.unique(t), used_bp, (lo, hi)
 
 
+def _zoom_candidates(t: np.ndarray, s: np.ndarray, opts: dict) -> np.ndarray:
+    """``zoom`` points inside the bracket of each of the ``keep`` best candidates."""
+    new = []
+    for i in np.argsort(s, kind="stable")[: opts["keep"]]:
+        a = t[max(i - 1, 0)]
+        b = t[min(i + 1, len(t) - 1)]
+        new.append(np.linspace(a, b, opts["zoom"] + 2)[1:-1])
+    return np.concatenate(new)
+
+
 def solve_line(inst: Instance, **options) -> tuple:
     """Run the search; returns ``(t_best, score, info)``."""
     opts = dict(t_max=1e3, n_geo=16, n_lin=17, max_breakpoints=20000, rounds=5, zoom=7, keep=2,
@@ -371,13 +399,7 @@ def solve_line(inst: Instance, **options) -> tuple:
     t0, used_bp, (lo, hi) = candidates(inst, obj, opts)
     t, s = obj.scores(t0)
     for _ in range(opts["rounds"]):
-        order = np.argsort(s, kind="stable")
-        new = []
-        for i in order[: opts["keep"]]:
-            a = t[max(i - 1, 0)]
-            b = t[min(i + 1, len(t) - 1)]
-            new.append(np.linspace(a, b, opts["zoom"] + 2)[1:-1])
-        t, s = obj.scores(np.concatenate([t, *new]))
+        t, s = obj.scores(np.concatenate([t, _zoom_candidates(t, s, opts)]))
     i = int(np.argmin(s))
     exact = bool(used_bp and inst.structure == "line" and inst.objective != "lambda"
                  and (inst.kind != "max" or len(obj.uniq) == 1))
@@ -399,7 +421,7 @@ def method_line(inst: Instance, **options):
         info["reason"] = "no point of the line is exactly anti-aligned (not a proof)"
     else:
         status = "optimal" if info["exact"] else "feasible"
-    info.pop("obj")
+    known = info.pop("obj").known_outputs(t)
     info["t"] = t
     return make_solution(inst, B, method="line", status=status, t0=t0,
-                         iterations=info["evaluations"], info=info, tol=tol)
+                         iterations=info["evaluations"], info=info, tol=tol, known=known)

@@ -102,15 +102,26 @@ def rule_output(rule, G: torch.Tensor) -> torch.Tensor:
     return rule(G)
 
 
-def evaluate(inst: Instance, B: torch.Tensor, tol: float = 1e-6) -> dict:
+def evaluate(inst: Instance, B: torch.Tensor, tol: float = 1e-6, known: dict | None = None) -> dict:
     """Run every distinct rule once on ``[B; R]`` and return inner products, cosines,
-    the objective value, the lambda residual and whether the filter holds."""
+    the objective value, the lambda residual and whether the filter holds.
+
+    ``known`` maps a distinct rule's position to ``(<a, u>, ||a||)`` of its output
+    ``a`` (minus w_0) already computed by running that rule on these same rows (a
+    method's search did); those rules are not run again. Not used for the
+    ``"lambda"`` objective, whose residual needs the output itself."""
     uniq, index, w = unique_rules(inst.rules, inst.weights)
+    known = {} if known is None or inst.objective == "lambda" else known
     G = full_rows(inst, B)
     u = inst.u.double()
     un = float(u.norm())
     inner_u, cos_u, outs = [], [], []
-    for r in uniq:
+    for k, r in enumerate(uniq):
+        if k in known:
+            ip, an = known[k]
+            inner_u.append(ip)
+            cos_u.append(ip / (an * un) if an > 0 and un > 0 else 0.0)
+            continue
         a = (rule_output(r, G).double() - inst.offset.double())
         outs.append(a)
         ip = float(a @ u)
@@ -161,8 +172,9 @@ def filter_holds(inst: Instance, B: torch.Tensor, rel: float = 1e-9) -> bool:
 
 def make_solution(inst: Instance, B: torch.Tensor, *, method: str, status: str, t0: float,
                   iterations: int = 0, bound: float | None = None, info: dict | None = None,
-                  tol: float = 1e-6) -> AttackSolution:
-    """Evaluate ``B`` with the real rules and package an :class:`AttackSolution`.
+                  tol: float = 1e-6, known: dict | None = None) -> AttackSolution:
+    """Evaluate ``B`` with the real rules and package an :class:`AttackSolution`
+    (``known``: rule outputs a method already ran on ``B``, see :func:`evaluate`).
 
     ``status`` is the method's claim; it is downgraded when the real rules
     disagree: a ``"lambda"`` problem whose rows are not exactly anti-aligned, or
@@ -171,7 +183,7 @@ def make_solution(inst: Instance, B: torch.Tensor, *, method: str, status: str, 
     if status not in STATUSES:
         raise ValueError(f"solvers: status must be one of {STATUSES}, got {status!r}")
     B = B.detach().to(inst.R).clone()
-    ev = evaluate(inst, B, tol)
+    ev = evaluate(inst, B, tol, known)
     if status != "infeasible":
         if not ev["filter_ok"] or (ev["feasible_lambda"] is False):
             status = "infeasible"

@@ -144,23 +144,25 @@ def test_line_search_pruning_gives_the_same_answer_as_full_evaluation():
     assert a.value == pytest.approx(b.value, rel=1e-6, abs=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["P3", "expected"])
-def test_branch_and_bound_matches_exhaustive_evaluation(kind):
-    """The lazy evaluation (bounds from comed, Krum's row bound) changes no answer."""
-    from solvers.line import LineObjective
+@pytest.mark.parametrize("seed", range(4))
+def test_solution_reuses_the_rules_the_search_ran_at_its_point(seed, monkeypatch):
+    """The costly rules were run on exactly the returned rows by the search: the
+    solution reuses those values (equal to fresh calls of the real rules) and runs
+    only the closed-form ones again."""
+    from mixtailor_game.rules import Bulyan
+    from solvers import solution
 
-    V = honest(9, 8, 12, mu=0.1)
-    pool = [Comed(f=2), Krum(f=2, p=3.0), Krum(f=2, p=1.0), Geomed(f=2, p=2.0)]
-    p = solvers.P3(V, 2, pool) if kind == "P3" else solvers.ExpectedValue(V, 2, pool[:3], probs=[0.2, 0.5, 0.3])
-    inst = p.compile()
-    t = np.unique(np.concatenate([np.linspace(-1.0, 1.0, 41), [5.0, -5.0, 50.0]]))
-    t_out, lazy = LineObjective(inst, 2 ** 20, True, 1e-6).scores(t)
-    np.testing.assert_array_equal(t_out, t)
-    full = LineObjective(inst, 2 ** 20, False, 1e-6)
-    vals = np.stack([e(t) for e in full.evals], 1)
-    exact = vals.max(1) if kind == "P3" else vals @ full.w
-    assert lazy.min() == pytest.approx(exact.min(), abs=1e-12)
-    # every candidate is either exact or a lower bound that is no better than the optimum
-    assert np.all(np.isclose(lazy, exact, rtol=0, atol=1e-12) | ((lazy <= exact + 1e-12) & (lazy >= exact.min())))
-    i = int(np.argmin(lazy))
-    assert exact[i] == pytest.approx(exact.min(), abs=1e-12)
+    V = honest(10, 6, 20 + seed, mu=0.3)
+    pool = [Comed(f=2), Krum(f=2, p=3.0), Geomed(f=2, p=2.0), Geomed(f=2, p=5.0),
+            Bulyan(f=2, select="geomed", aggregate="average", p=3.0), TrimmedMean(b=2)]
+    runs = []
+    real = solution.rule_output
+    monkeypatch.setattr(solution, "rule_output", lambda r, G: runs.append(r) or real(r, G))
+    sol = solvers.solve(solvers.P3(V, 2, pool))
+    G = torch.cat([sol.byzantine, V])
+    inner = [float(r(G) @ V.mean(0)) for r in pool]
+    assert sol.per_rule_inner == pytest.approx(inner, rel=1e-9, abs=1e-12)
+    cos = [float(r(G) @ V.mean(0) / (r(G).norm() * V.mean(0).norm())) for r in pool]
+    assert sol.per_rule_cosine == pytest.approx(cos, rel=1e-9, abs=1e-12)
+    assert sol.value == pytest.approx(max(inner))
+    assert set(runs) == {Comed(f=2), Krum(f=2, p=3.0), TrimmedMean(b=2)}

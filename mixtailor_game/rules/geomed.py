@@ -146,14 +146,29 @@ _ROW_WEIGHTS = CompiledKernel(_row_weights)
 _COLUMN_AVERAGE = CompiledKernel(_column_average)
 
 
-def _irls_step(z: torch.Tensor, X: torch.Tensor, p: float, nu: float):
-    """Distances ``r`` at ``z`` and the IRLS weighted average ``T(z)`` (the undamped next iterate)."""
+def _irls_distances(z: torch.Tensor, X: torch.Tensor, p: float, nu: float):
+    """Distances ``r`` at ``z`` (the objective) and what :func:`_irls_average` needs
+    for the weighted average: a trial point the line search rejects never pays for
+    its average (at a far Byzantine row, p > 2, most trials are rejected)."""
     if 2 < p < math.inf and _ROW_WEIGHTS.wanted(X):
         floor = _power_floor(2.0 * (p - 2), X.dtype)
         r, s, coef = _ROW_WEIGHTS(X, z, p, nu, floor)
-        return r, _COLUMN_AVERAGE(X, z, s, coef, p, floor)
-    r, W = _distances_and_weights(z, X, p, nu)
-    return r, _weighted_average(W, X, z)
+        return r, (s, coef, floor)
+    return _distances_and_weights(z, X, p, nu)
+
+
+def _irls_average(z: torch.Tensor, X: torch.Tensor, p: float, state) -> torch.Tensor:
+    """The IRLS weighted average ``T(z)`` (the undamped next iterate) from ``state``."""
+    if isinstance(state, tuple):
+        s, coef, floor = state
+        return _COLUMN_AVERAGE(X, z, s, coef, p, floor)
+    return _weighted_average(state, X, z)
+
+
+def _irls_step(z: torch.Tensor, X: torch.Tensor, p: float, nu: float):
+    """Distances ``r`` at ``z`` and the IRLS weighted average ``T(z)``."""
+    r, state = _irls_distances(z, X, p, nu)
+    return r, _irls_average(z, X, p, state)
 
 
 def _l2(v: torch.Tensor) -> float:
@@ -378,7 +393,7 @@ def geomed_solve(
             plain = torch.lerp(z, target, damping)
         target = None  # one d-vector less alive while the next weights are built
         z_new = history.extrapolate(z, plain)
-        r_new, target_new = _irls_step(z_new, X, p, nu)
+        r_new, state = _irls_distances(z_new, X, p, nu)
         obj_new = _objective_from(r_new)
         step, extrapolated = 1.0, z_new is not plain
         while obj_new > obj * (1.0 + noise) and step > 1e-4:
@@ -388,8 +403,8 @@ def geomed_solve(
             else:
                 step *= 0.5
             z_new = plain if step == 1.0 else z + step * (plain - z)
-            target_new = None
-            r_new, target_new = _irls_step(z_new, X, p, nu)
+            state = None
+            r_new, state = _irls_distances(z_new, X, p, nu)
             obj_new = _objective_from(r_new)
             if p <= 2 and step == 1.0:
                 break  # majorize-minimize: the plain step cannot raise it (up to rounding)
@@ -402,6 +417,11 @@ def geomed_solve(
         stalls = stalls + 1 if obj_new > obj * (1.0 - noise) and not majorized else 0
         change = _l2(z_new - z)
         scale = max(_l2(z), 1.0)
+        if change <= tol * scale or stalls >= 3:
+            target_new = None  # the last iterate: its average is never used
+        else:
+            target_new = _irls_average(z_new, X, p, state)
+        state = None
         z, r, target, obj = z_new, r_new, target_new, obj_new
         if obj < best_obj:
             best_z, best_obj = z, obj
