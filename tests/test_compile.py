@@ -195,3 +195,25 @@ def test_nearest_row_near_ties_and_bad_rows_follow_the_float64_distances(p, monk
     calls = len(exact_calls)
     assert nearest_row(X, z, p, allowed) == 4  # the only finite allowed row
     assert len(exact_calls) == calls  # settled by the screen
+
+
+def test_compiled_rules_with_byzantine_rows_match_eager(monkeypatch):
+    """NaN, Inf and huge rows through the compiled kernels (IRLS pair, nearest-row
+    screen): finite outputs, the eager rules' answers (same p as the test above, so
+    only the screen compiles anew)."""
+    X = _rows(n=11, d=2000, dtype=torch.float32)
+    X[5, 7], X[8, 3] = math.nan, -math.inf
+    X[9] = X[10]  # copies, as colluding rows send
+    rules = [make_rule("geomed", f=2, p=6.0),
+             make_rule("bulyan", f=2, select="geomed", aggregate="average", p=6.0),
+             make_rule("bulyan", f=2, select="comed", aggregate="comed", p=6.0)]
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "off")
+    eager = [rule(X) for rule in rules]
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        compiled = [rule(X) for rule in rules]
+    for a, b in zip(compiled, eager):
+        assert bool(torch.isfinite(a).all())
+        scale = float(b.abs().max())
+        assert float((a - b).abs().max()) <= 1e-4 * scale
