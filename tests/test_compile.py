@@ -217,3 +217,50 @@ def test_compiled_rules_with_byzantine_rows_match_eager(monkeypatch):
         assert bool(torch.isfinite(a).all())
         scale = float(b.abs().max())
         assert float((a - b).abs().max()) <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 8, 11, 12])
+def test_network_pass_kernel_is_the_chunked_network(n, monkeypatch):
+    """comed and trimmed mean through the one-function network pass (run eagerly here)
+    give bitwise the chunked network's numbers. A chunk with a NaN / Inf output is
+    redone by the chunked NaN-as-inf pass, so the input is several chunks wide and
+    only its first chunk holds non-finite entries: the others keep the kernel's values."""
+    from mixtailor_game.rules import _network, comed, trimmed_mean
+    from mixtailor_game.rules._network import median_rows
+    from mixtailor_game.rules.median import median_of_sorted, sorted_columns
+
+    g = torch.Generator().manual_seed(n)
+    d = 2 * _network.CHUNK + 100  # chunks of CHUNK columns per matrix of the batch
+    G = torch.randn(n, d, generator=g)
+    G[:, -50:] = torch.randint(-3, 3, (n, 50), generator=g).float()  # ties
+    G[0, 60], G[-1, 61], G[1, 62] = math.nan, math.inf, -math.inf
+    Gb = torch.stack([G, G.flip(0) * 2])
+    b = (n - 1) // 3
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "off")
+    want = [comed(G), trimmed_mean(G, b), median_rows(Gb)]
+
+    class Eager:
+        wanted = staticmethod(lambda X: True)
+        __call__ = staticmethod(_network._network_pass)
+
+    monkeypatch.setattr(_network, "_NETWORK_PASS", Eager())
+    got = [comed(G), trimmed_mean(G, b), median_rows(Gb)]
+    for a, w in zip(got, want):  # (b = 0 at n = 3: a plain mean, NaN where a row is)
+        torch.testing.assert_close(a, w, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(got[0], median_of_sorted(sorted_columns(G)), rtol=0, atol=0)
+
+
+def test_compiled_comed_matches_eager_with_byzantine_rows(monkeypatch):
+    from mixtailor_game.rules import comed, trimmed_mean
+
+    X = _rows(n=11, d=3000, dtype=torch.float32)
+    X[4, :10] = math.nan
+    X[6, 20:30] = -math.inf
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "off")
+    want = (comed(X), trimmed_mean(X, 2))
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = (comed(X), trimmed_mean(X, 2))
+    for a, w in zip(got, want):
+        assert torch.equal(a, w) and bool(torch.isfinite(a).all())

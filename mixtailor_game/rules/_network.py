@@ -34,6 +34,8 @@ from typing import Callable
 
 import torch
 
+from ._compile import CompiledKernel
+
 CHUNK = 16384  # elements per op on CPU: (n + 1) * CHUNK * 4 bytes ~ 0.8 MB for n = 12
 
 Program = tuple  # tuple of (a, b, need_min, need_max)
@@ -150,6 +152,34 @@ def _chunk_for(G3: torch.Tensor) -> int:
     return max(1, min(d, CHUNK // max(1, G3.shape[0])))
 
 
+def _network_pass(G3: torch.Tensor, program: Program, lo: int, hi: int, kind: str) -> torch.Tensor:
+    """The network's fast pass over the whole ``(B, n, d)`` input as one pure function
+    for ``torch.compile`` (``program``, ``kind`` are compiled as constants): inductor
+    turns the comparators into one loop over the columns that reads each value
+    once and keeps the wires in registers, where the eager pass runs one op per
+    comparator over cache-sized chunks. ``kind`` is the combine of the wires
+    ``lo .. hi - 1``, in the eager combines' order of operations (same
+    numbers): ``"copy"`` (one wire), ``"half_sum"`` (``a/2 + b/2``), ``"sum"``."""
+    wires = list(G3.unbind(-2))
+    for a, b, need_min, need_max in program:
+        x, y = wires[a], wires[b]
+        if need_min:
+            wires[a] = torch.minimum(x, y)
+        if need_max:
+            wires[b] = torch.maximum(x, y)
+    if kind == "copy":
+        return wires[lo] + 0.0  # a new tensor, never a view of the input
+    if kind == "half_sum":
+        return wires[lo] * 0.5 + wires[lo + 1] * 0.5
+    out = wires[lo] + wires[lo + 1]
+    for w in wires[lo + 2 : hi]:
+        out = out + w
+    return out
+
+
+_NETWORK_PASS = CompiledKernel(_network_pass)
+
+
 def reduce_order_statistics(
     G: torch.Tensor,
     lo: int,
@@ -159,6 +189,7 @@ def reduce_order_statistics(
     reference: Callable[[torch.Tensor], torch.Tensor],
     symmetric: bool = True,
     rows: list[int] | None = None,
+    kind: str | None = None,
 ) -> torch.Tensor:
     """Apply ``combine(wires[lo:hi], out_chunk)`` to the order statistics ``lo..hi-1`` of
     every column of ``G`` (``(..., n, d)``), then ``finish(out)`` in place.
@@ -166,7 +197,9 @@ def reduce_order_statistics(
     ``rows``: use only these rows of ``G`` (read in place: no gathered copy).
 
     ``reference(S)`` maps a sorted ``(K, n)`` block (NaN last) to ``(K,)``; it
-    recomputes the entries that came out non-finite.
+    recomputes the entries that came out non-finite. ``kind``: ``combine`` as
+    one of :func:`_network_pass`'s kinds, which lets large CPU inputs run the
+    fast pass compiled (``MIXTAILOR_COMPILE``, :mod:`._compile`).
     """
     d = G.shape[-1]
     lead = G.shape[:-2]
@@ -202,7 +235,10 @@ def reduce_order_statistics(
 
     # Fast pass on the raw values: a NaN entry propagates through min / max to
     # its column's output (every output of the network depends on every input).
-    run(list(range(0, d, c)), False)
+    if kind is not None and rows is None and _NETWORK_PASS.wanted(G3):
+        out = _NETWORK_PASS(G3, program, lo, hi, kind)
+    else:
+        run(list(range(0, d, c)), False)
     finish(out)
     bad = ~torch.isfinite(out)
     if bool(bad.any()):
@@ -233,7 +269,7 @@ def median_rows(G: torch.Tensor) -> torch.Tensor:
         def reference(S):
             return S[:, m]
 
-        return reduce_order_statistics(G, m, m + 1, combine, lambda out: None, reference)
+        return reduce_order_statistics(G, m, m + 1, combine, lambda out: None, reference, kind="copy")
 
     def combine(wires, o):
         torch.mul(wires[0], 0.5, out=o)
@@ -242,7 +278,7 @@ def median_rows(G: torch.Tensor) -> torch.Tensor:
     def reference(S):
         return 0.5 * S[:, m - 1] + 0.5 * S[:, m]
 
-    return reduce_order_statistics(G, m - 1, m + 1, combine, lambda out: None, reference)
+    return reduce_order_statistics(G, m - 1, m + 1, combine, lambda out: None, reference, kind="half_sum")
 
 
 def trimmed_rows(G: torch.Tensor, b: int) -> torch.Tensor:
@@ -266,7 +302,7 @@ def trimmed_rows(G: torch.Tensor, b: int) -> torch.Tensor:
     def reference(S):
         return S[:, b : n - b].mean(dim=-1)
 
-    return reduce_order_statistics(G, b, n - b, combine, finish, reference)
+    return reduce_order_statistics(G, b, n - b, combine, finish, reference, kind="copy" if k == 1 else "sum")
 
 
 def closest_to_median_window(T: torch.Tensor, beta: int) -> torch.Tensor:
