@@ -16,7 +16,11 @@ network on the ``n`` rows does the same work with ``torch.minimum`` /
 3. run it over column chunks of ``CHUNK`` elements, so that the ``n + 1`` row
    buffers stay in the L2 cache and each op stays below torch's intra-op
    parallel grain (on a busy 2-core machine the OpenMP hand-off costs more than
-   it saves).
+   it saves);
+4. or, for large CPU inputs (``_compile.py``), compile the whole network into
+   one loop over the columns (:func:`_network_pass`): each value is read once
+   and the wires stay in registers (comed at 12 x 184,586: 1.3 ms against
+   6.9 ms chunked, the same numbers).
 
 NaN is mapped to ``+inf`` in the chunk copy, because ``torch.minimum`` /
 ``torch.maximum`` propagate NaN. Torch's sort puts NaN after ``+inf``; the two
