@@ -93,7 +93,7 @@ class _BlackBox:
             Bb = line_rows(inst, t[s:s + self.chunk])
             Gb = torch.cat([Bb, inst.R.unsqueeze(0).expand(Bb.shape[0], -1, -1)], 1)
             if Gb.shape[0] == 1:
-                out = self.rule(torch.cat([Bb[0], inst.R], 0)).double() - inst.offset.double()
+                out = self.rule(Gb[0]).double() - inst.offset.double()
                 self.memo[float(t[s])] = (float(out @ inst.u.double()), float(out.norm()))
                 outs.append(out.unsqueeze(0))
             else:
@@ -240,7 +240,8 @@ class LineObjective:
         self.tol = tol
         self.n_evals = 0
         self.cache: dict[float, float] = {}
-        # |t| up to which the Byzantine rows are no farther from w_0 than the honest rows
+        # s0: |t| up to which the Byzantine rows are no farther from w_0 than the
+        # honest rows (the scale of the candidate grid, ``candidates``)
         line_norm = float(inst.line.double().norm())
         radius = float((inst.R.double() - inst.offset.double()).norm(dim=1).max())
         self.near = radius / line_norm if line_norm > 0 else math.inf
@@ -365,8 +366,7 @@ def candidates(inst: Instance, obj: LineObjective, opts: dict):
     """Initial grid on ``[lo, hi]``; returns ``(t, used_all_breakpoints, (lo, hi))``."""
     l = inst.line.double()
     ln = float(l.norm())
-    s0 = float((inst.R.double() - inst.offset.double()).norm(dim=1).max()) / ln
-    s0 = s0 if s0 > 0 else 1.0 / ln
+    s0 = obj.near if obj.near > 0 else 1.0 / ln
     if opts["t_range"] is not None:
         lo, hi = (float(v) for v in opts["t_range"])
     else:

@@ -1,7 +1,9 @@
 """``AttackSolution`` and the evaluation of Byzantine rows with the real rules.
 
-Every value a solver reports is recomputed here by running the real rules on
-the returned rows (never taken from a relaxation or a surrogate model):
+Every value a solver reports comes from running the real rules on the
+returned rows (never from a relaxation or a surrogate model): here, or, for
+rules the line search already ran on exactly these rows, from that run
+(``evaluate(known=...)``):
 ``inner_m = <AGG_m(B, R) - w_0, u>`` and ``cos_m = inner_m / (||AGG_m - w_0|| ||u||)``
 with the Byzantine rows first (the paper's convention; rules break ties by
 the lowest index, so ties go to the Byzantine rows). The objective is then

@@ -1,6 +1,8 @@
 """Scalable methods (line, scp, relax): never better than the exact optimum, equal to it
 where the paper's attacks are known to succeed, statuses and certificates."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,32 @@ def test_solution_reuses_the_rules_the_search_ran_at_its_point(seed, monkeypatch
     assert sol.per_rule_cosine == pytest.approx(cos, rel=1e-9, abs=1e-12)
     assert sol.value == pytest.approx(max(inner))
     assert set(runs) == {Comed(f=2), Krum(f=2, p=3.0), TrimmedMean(b=2)}
+
+
+def test_a_candidate_cut_on_a_tie_never_wins_unverified():
+    """Branch and bound: t = 0 is cut by rule A at exactly the best value (found at
+    t = 1), with rule B, which is 5 there, never run. Its bound must lose the tie,
+    or the search would return t = 0 as if its value were 1."""
+    from solvers.line import LineObjective
+
+    inst = solvers.P3(honest(5, 2, 3), 1, [Comed(f=1)]).compile()
+    obj = LineObjective(inst, 2 ** 20, True, 1e-6)
+
+    class Fake:
+        piecewise_linear = False
+
+        def __init__(self, tier, values):
+            self.tier, self.values = tier, values
+
+        def __call__(self, t):
+            return np.array([self.values[float(x)] for x in t])
+
+        def lower_bound(self, t):
+            return np.full(len(t), -np.inf)
+
+    cheap = Fake(0, {0.0: 0.0, 1.0: -1.0})  # t = 1 has the better bound: completed first
+    obj.evals = [cheap, Fake(2, {0.0: 1.0, 1.0: 1.0}), Fake(2, {0.0: 5.0, 1.0: 0.0})]
+    obj.order, obj.near = [1, 2], math.inf
+    t, s = obj.scores(np.array([0.0, 1.0]))
+    assert s[1] == 1.0 and s[0] > 1.0
+    assert t[int(np.argmin(s))] == 1.0
