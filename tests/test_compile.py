@@ -29,10 +29,10 @@ def test_compiled_step_kernels_are_the_eager_step(p, dtype):
     z = X[4:].median(0).values
     z_on_row = X[5].clone()  # the start on a data row: distance 0 there
     for start in (z, z_on_row):
-        r_ref, W = _distances_and_weights(start, X, p, 1e-6)
+        r_ref, _, W = _distances_and_weights(start, X, p, 1e-6)
         target_ref = _weighted_average(W, X, start)
         floor = _power_floor(2.0 * (p - 2), dtype)
-        r, s, coef = _row_weights(X, start, p, 1e-6, floor)
+        r, _, s, coef = _row_weights(X, start, p, 1e-6, floor)
         target = _column_average(X, start, s, coef, p, floor)
         tol = 1e-5 if dtype == torch.float32 else 1e-12
         torch.testing.assert_close(r, r_ref, rtol=tol, atol=0.0)
