@@ -15,11 +15,18 @@ rules are black boxes; the method:
 2. evaluates every distinct rule at every candidate (``rule.batched`` on
    chunks of ``[T, n, d]``, or exact closed forms for identical rows: the
    clamp formula for order statistics, the score formula for Krum); for the
-   max objective (P1-P3) only the cheapest tier of rules is evaluated at every
-   candidate; the costlier ones (Krum's l_p distances, then black boxes) are
-   evaluated lazily, best lower bound first, and skipped where the rules
-   already evaluated exceed the best value found (branch and bound over the
-   candidates);
+   max objective (P1-P3) only the cheapest tier of rules runs at every
+   candidate, and the costlier ones (Krum's l_p distances, then black boxes)
+   one at a time, best first: at the candidate of lowest bound (the max of the
+   rules run there) the next rule is the one predicted to lift that bound above
+   the next candidate's (a rule's prediction is its larger value at the nearest
+   candidates where it ran, on either side) at the least run time per cut.
+   During the zoom a candidate whose remaining rules are all predicted below
+   its bound is left there, and geometric medians start from their output at
+   the nearest candidate; at the end the search certifies: it completes the
+   candidate of lowest bound, its warm-started values run again cold, until
+   the lowest is complete (so the answer is the minimum over the candidates of
+   the max over every rule, the rules' own values);
 3. zooms ``rounds`` times on the brackets of the ``keep`` best candidates.
 
 Status: ``optimal`` for the 1-D problem itself (structure ``"line"``) when every
@@ -40,7 +47,7 @@ import time
 import numpy as np
 import torch
 
-from mixtailor_game.rules import Comed, Krum, Mean, TrimmedMean, pairwise_distances, lp_norm_rows
+from mixtailor_game.rules import Comed, Geomed, Krum, Mean, TrimmedMean, geomed_solve, pairwise_distances, lp_norm_rows
 from mixtailor_game.rules.krum import scores_from_distances
 
 from .problems import Instance
@@ -85,6 +92,22 @@ class _BlackBox:
         # calls, which run the rule itself on exactly the rows make_solution builds: the
         # solution reuses them instead of running the costly rules again at the chosen t.
         self.memo: dict[float, tuple[float, float]] = {}
+        # A geometric median's outputs by t: the IRLS of a nearby t starts from them (warm)
+        self.starts: dict[float, torch.Tensor] | None = {} if type(rule) is Geomed else None
+
+    def warm(self, t: float) -> float:
+        """The value at one ``t`` with the IRLS started at the output of the nearest ``t``
+        solved (about 3x fewer iterations for nearby ``t``). Equal to the rule's own
+        value up to its tolerance, not bitwise: kept out of ``memo``. Other rules run
+        as in ``__call__``."""
+        if not self.starts:
+            return float(self(np.array([t]))[0])
+        inst, r = self.inst, self.rule
+        G = torch.cat([line_rows(inst, [t])[0], inst.R])
+        start = self.starts[min(self.starts, key=lambda x: abs(x - t))]
+        z = geomed_solve(G, r.p, nu=r.nu, max_iter=r.max_iter, tol=r.tol, start=start, objective=False).z
+        self.starts[t] = z
+        return float((z.double() - inst.offset.double()) @ inst.u.double())
 
     def outputs(self, t: np.ndarray) -> torch.Tensor:
         inst = self.inst
@@ -93,7 +116,10 @@ class _BlackBox:
             Bb = line_rows(inst, t[s:s + self.chunk])
             Gb = torch.cat([Bb, inst.R.unsqueeze(0).expand(Bb.shape[0], -1, -1)], 1)
             if Gb.shape[0] == 1:
-                out = self.rule(Gb[0]).double() - inst.offset.double()
+                z = self.rule(Gb[0])
+                if self.starts is not None:
+                    self.starts[float(t[s])] = z
+                out = z.double() - inst.offset.double()
                 self.memo[float(t[s])] = (float(out @ inst.u.double()), float(out.norm()))
                 outs.append(out.unsqueeze(0))
             else:
@@ -249,6 +275,19 @@ class LineObjective:
         # across calls, see _branch_and_bound
         first = min(e.tier for e in self.evals)
         self.order = sorted((k for k, e in enumerate(self.evals) if e.tier != first), key=lambda k: self.evals[k].tier)
+        # max objective (lazy best-first search): per candidate, the rules' values
+        # (lower bounds until a rule ran) and which rules ran; per rule, its values so
+        # far (they predict its value at nearby candidates) and its measured cost
+        self.lazy = inst.kind == "max" and inst.objective != "lambda"
+        self.costly = list(self.order)
+        self.parts: dict[float, np.ndarray] = {}
+        self.ran: dict[float, np.ndarray] = {}
+        self.warm_ran: dict[float, np.ndarray] = {}
+        self.known: list[dict[float, float]] = [{} for _ in self.evals]
+        self.cost = np.array([0.01 if e.tier <= 1 else 0.1 for e in self.evals])
+        self.runs = np.zeros(len(self.evals), dtype=int)
+        self.tries = np.zeros(len(self.evals), dtype=int)
+        self.cuts = np.zeros(len(self.evals), dtype=int)
 
     def known_outputs(self, t: float) -> dict:
         """``{position: (<a, u>, ||a||)}`` of the rules run at ``t`` (for :func:`make_solution`)."""
@@ -269,6 +308,12 @@ class LineObjective:
 
     def scores(self, t: np.ndarray) -> np.ndarray:
         t = np.unique(np.asarray(t, dtype=np.float64))
+        if self.lazy:  # values of earlier candidates change as the search runs rules there
+            new = np.array([x for x in t if float(x) not in self.parts])
+            if len(new):
+                self.n_evals += len(new)
+                self._lazy_max(new)
+            return t, np.array([self._score(float(x)) for x in t])
         new = np.array([x for x in t if x not in self.cache])
         if len(new):
             for x, s in zip(new, self._compute(new)):
@@ -290,20 +335,142 @@ class LineObjective:
             return self.evals[0](t)
         return self._branch_and_bound(t)
 
+    # ------------------------------------------------------------ max (P1-P3)
+    def _run(self, c: float, k: int, warm: bool) -> float:
+        """Rule ``k`` at candidate ``c`` (timed: the cost steers the order of later runs);
+        ``warm``: a geometric median starts from its output at the nearest candidate."""
+        start = time.perf_counter()
+        e = self.evals[k]
+        if warm and hasattr(e, "warm"):
+            v = e.warm(c)
+            self.warm_ran[c][k] = e.starts is not None and len(e.starts) > 1
+        else:
+            v = float(e(np.array([c]))[0])
+            self.warm_ran[c][k] = False
+        took = time.perf_counter() - start
+        self.cost[k] = took if self.runs[k] == 0 else 0.7 * self.cost[k] + 0.3 * took
+        self.runs[k] += 1
+        self.parts[c][k] = v
+        self.ran[c][k] = True
+        self.known[k][c] = v
+        return v
+
+    def _predicted(self, c: float, k: int) -> float:
+        """Rule ``k``'s larger value at the nearest candidates where it ran on either side
+        of ``c`` (+inf where it never ran): a rule that jumps between them (Bulyan with
+        a Krum aggregate) is expected at its higher side."""
+        seen = self.known[k]
+        if not seen:
+            return math.inf
+        left = [x for x in seen if x <= c]
+        right = [x for x in seen if x >= c]
+        sides = ([seen[max(left)]] if left else []) + ([seen[min(right)]] if right else [])
+        return max(sides)
+
+    def _lower(self, c: float) -> float:
+        return float(np.max(self.parts[c]))
+
+    def _next_rule(self, c: float, threshold: float, settle: bool) -> int | None:
+        """The rule to run next at ``c``, or None when ``c`` is settled.
+
+        Rules predicted (from the nearest candidate where they ran) to lift ``c``'s
+        bound to ``threshold`` (the next best bound) come first, the least run time
+        per cut first (a rule's cuts so far over its tries as a predicted cutter): one
+        run usually cuts ``c``. Otherwise the rule predicted highest. With ``settle``
+        (zoom rounds) rules predicted below ``c``'s bound are left for the final
+        certification (:meth:`certify`)."""
+        todo = [k for k in range(len(self.evals)) if not self.ran[c][k]]
+        if not todo:
+            return None
+        pred = {k: self._predicted(c, k) for k in todo}
+        cutters = [k for k in todo if pred[k] >= threshold]
+        if cutters:  # the least expected cost of a cut: run time over the rule's cut rate so far
+            return min(cutters, key=lambda k: (self.cost[k] * (self.tries[k] + 2) / (self.cuts[k] + 1), k))
+        k = max(todo, key=lambda k: (pred[k], -self.cost[k]))
+        if settle and pred[k] < self._lower(c):
+            return None
+        return k
+
+    def _search(self, settle: bool) -> None:
+        """Best first over the candidates: run one rule at the candidate of lowest bound
+        until that candidate is complete (``settle=False``: the exact minimum over the
+        candidates) or has every rule predicted above its bound run (``settle=True``)."""
+        while True:
+            open_ = [c for c in self.parts if not self.ran[c].all()]
+            if not open_:
+                return
+            order = sorted(self.parts, key=lambda c: (self._lower(c), not self.ran[c].all(), c))
+            c = order[0]
+            if self.ran[c].all():
+                if settle or not self.warm_ran[c].any():
+                    return
+                # the best candidate: its warm-started values are run again cold, so the
+                # answer's values are the rules' own (and the solution reuses them)
+                for k in np.flatnonzero(self.warm_ran[c]):
+                    self._run(c, int(k), warm=False)
+                continue
+            if not any(self.known[k] for k in self.costly):
+                # Nothing run yet: the first candidate completed is the best bound no
+                # farther out than the honest rows. Far out on the line the IRLS rules
+                # are slowest (one completion at t = 227 s0 took 11 s of a 32 s search).
+                near = [x for x in order if abs(x) <= self.near]
+                c = near[0] if near else c
+            threshold = next((self._lower(x) for x in order if x != c), math.inf)
+            k = self._next_rule(c, threshold, settle)
+            if k is None:
+                return
+            predicted_cut = self._predicted(c, k) >= threshold
+            self._run(c, k, warm=True)
+            if predicted_cut:
+                self.tries[k] += 1
+                self.cuts[k] += self._lower(c) >= threshold
+
+    def _lazy_max(self, t: np.ndarray) -> np.ndarray:
+        """Max over the rules (P1-P3) at new candidates ``t``: the cheapest tier runs at
+        every candidate, Krum contributes its row bound, then :meth:`_search` with
+        ``settle``. Returns every requested candidate's value where it is complete and
+        its bound (nudged up: it never wins a tie) where it is not."""
+        cheap = [k for k in range(len(self.evals)) if k not in self.costly]
+        parts = np.full((len(t), len(self.evals)), -np.inf)
+        for k in cheap:
+            parts[:, k] = self.evals[k](t)
+        for k in self.costly:
+            parts[:, k] = self.evals[k].lower_bound(t)
+        for i, c in enumerate(t):
+            c = float(c)
+            self.parts[c] = parts[i]
+            self.ran[c] = np.array([k in cheap for k in range(len(self.evals))])
+            self.warm_ran[c] = np.zeros(len(self.evals), dtype=bool)
+        self._search(settle=True)
+        return np.array([self._score(float(c)) for c in t])
+
+    def _score(self, c: float) -> float:
+        v = self._lower(c)
+        return v if self.ran[c].all() else float(np.nextafter(v, np.inf))
+
+    def certify(self) -> tuple[float, float]:
+        """The exact minimum of the max objective over all candidates so far: completes
+        the candidate of lowest bound until the lowest is complete."""
+        self._search(settle=False)
+        best = min(self.parts, key=lambda c: (self._lower(c), not self.ran[c].all(), c))
+        for c in self.parts:
+            self.cache[c] = self._score(c)
+        return best, self._lower(best)
+
     def _branch_and_bound(self, t: np.ndarray) -> np.ndarray:
-        """Max (P1-P3) or expectation over the rules, evaluating costly rules lazily.
+        """Expectation over the rules, evaluating costly rules lazily.
 
         The cheapest tier is evaluated at every candidate; every other rule
         contributes its lower bound (``-inf`` for a black box, the smallest
         inner product of any row for Krum, whose output is a row). Candidates are
         then completed best bound first, and a candidate whose bound reaches
-        the best value found is skipped: it cannot win.
+        the best value found is skipped: it cannot win. A black box in the
+        expectation has no bound: then every rule runs at every candidate.
         """
-        is_max = self.inst.kind == "max"
-        w = self.w if not is_max else np.ones(len(self.evals))
+        w = self.w
         first = min(e.tier for e in self.evals)
         cheap = [k for k, e in enumerate(self.evals) if e.tier == first]
-        costly = self.order if is_max else [k for k in self.order if w[k] > 0]
+        costly = [k for k in self.order if w[k] > 0]
         parts = np.full((len(t), len(self.evals)), -np.inf)
         for k in cheap:
             parts[:, k] = self.evals[k](t)
@@ -311,8 +478,6 @@ class LineObjective:
             parts[:, k] = self.evals[k].lower_bound(t)
 
         def combine(row):
-            if is_max:
-                return float(np.max(row))
             return float(np.dot(np.where(w > 0, row, 0.0), w))
 
         lower = np.array([combine(r) for r in parts])
@@ -324,12 +489,7 @@ class LineObjective:
         out = lower.copy()
         done = np.zeros(len(t), dtype=bool)
         order = np.argsort(lower, kind="stable")
-        if not math.isfinite(best):
-            # The first candidate completed is evaluated by every rule. Far out on the
-            # line the iterative rules (geomed, Bulyan with geomed) are slowest (one
-            # completion at t = 227 s0 took 11 s of a 32 s P3 search, d = 184,586):
-            # the first is the best bound among the points no farther than the
-            # honest rows, and it makes the incumbent that cuts the rest.
+        if not math.isfinite(best):  # the first completed: the best bound near the honest rows
             near = [i for i in order if abs(t[i]) <= self.near]
             if near:
                 order = np.concatenate([[near[0]], [i for i in order if i != near[0]]])
@@ -339,25 +499,17 @@ class LineObjective:
             row = parts[i].copy()
             v = lower[i]
             cut = False
-            for pos, k in enumerate(costly):
+            for k in costly:
                 row[k] = float(self.evals[k](t[i:i + 1])[0])
                 v = combine(row)
                 if v >= best:
-                    # Move-to-front: the rule that cut this candidate is likely to
-                    # cut its neighbours too (for P3 one robust rule is the max on
-                    # most of the line), so it is tried first from now on.
-                    if is_max and pos > 0:
-                        costly.insert(0, costly.pop(pos))
                     cut = True
                     break
-            if cut:
-                # only a lower bound (rules left unevaluated), nudged up so that it
-                # never wins a tie against the completed candidate that set `best`
-                out[i], done[i] = np.nextafter(v, np.inf), True
-                continue
-            out[i], done[i] = v, True
-            best = min(best, v)
-        # a pruned candidate keeps its lower bound, nudged up so it never wins a tie
+            # a cut candidate keeps a lower bound (rules left unevaluated), nudged up so
+            # that it never wins a tie against the completed candidate that set `best`
+            out[i], done[i] = (np.nextafter(v, np.inf) if cut else v), True
+            if not cut:
+                best = min(best, v)
         out[~done] = np.nextafter(out[~done], np.inf)
         return out
 
@@ -408,12 +560,18 @@ def solve_line(inst: Instance, **options) -> tuple:
     if float(inst.line.norm()) == 0.0:
         obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"])
         t, s = obj.scores(np.array([0.0]))
+        if obj.lazy:
+            obj.certify()
+            t, s = obj.scores(t)
         return 0.0, float(s[0]), dict(evaluations=obj.n_evals, exact=True, domain=(0.0, 0.0), obj=obj)
     obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"])
     t0, used_bp, (lo, hi) = candidates(inst, obj, opts)
     t, s = obj.scores(t0)
     for _ in range(opts["rounds"]):
         t, s = obj.scores(np.concatenate([t, _zoom_candidates(t, s, opts)]))
+    if obj.lazy:  # the zoom rounds ran the rules predicted to matter; now prove the best
+        obj.certify()
+        t, s = obj.scores(t)
     i = int(np.argmin(s))
     exact = bool(used_bp and inst.structure == "line" and inst.objective != "lambda"
                  and (inst.kind != "max" or len(obj.uniq) == 1))
