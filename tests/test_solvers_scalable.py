@@ -227,3 +227,29 @@ def test_lazy_max_search_returns_the_minimum_over_its_candidates(seed):
     # and most candidates were settled by far fewer runs than every rule
     runs = sum(int(obj.ran[c].sum()) for c in cands)
     assert runs < 0.5 * len(cands) * len(obj.evals)
+
+
+def test_pool_bulyans_share_one_selection_per_point_and_match_the_rule(monkeypatch):
+    """Two Bulyans with the same (select, f, p) select once per candidate in the line
+    search; the outputs are bitwise those of the rules themselves."""
+    from mixtailor_game.rules import Bulyan
+    from solvers import line
+
+    V = honest(10, 6, 31, mu=0.3)
+    pair = [Bulyan(f=2, select="geomed", aggregate="average", p=3.0),
+            Bulyan(f=2, select="geomed", aggregate="comed", p=3.0)]
+    pool = pair + [Comed(f=2), Krum(f=2, p=3.0), Bulyan(f=2, select="geomed", aggregate="average", p=8.0)]
+    calls = []
+    real = line.bulyan_select
+    monkeypatch.setattr(line, "bulyan_select", lambda G, f, s, p: calls.append((G.sum().item(), p)) or real(G, f, s, p))
+    sol = solvers.solve(solvers.P3(V, 2, pool))
+    assert calls and len(calls) == len(set(calls))  # one selection per (rows, p): the pair shares
+    G = torch.cat([sol.byzantine, V])
+    assert sol.per_rule_inner == pytest.approx([float(r(G) @ V.mean(0)) for r in pool], rel=1e-12)
+    inst = solvers.P3(V, 2, pool).compile()
+    obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
+    for t in (0.0, 0.3, -2.0):
+        G = torch.cat([line_rows(inst, [t])[0], inst.R])
+        for e, r in zip(obj.evals, obj.uniq):
+            if isinstance(r, Bulyan):
+                assert torch.equal(e.outputs(np.array([t]))[0], r(G).double() - inst.offset.double())

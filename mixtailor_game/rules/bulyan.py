@@ -129,7 +129,13 @@ def bulyan(
         raise fail("bulyan", "aggregate", f"one of {AGGREGATIONS}", aggregate)
     n = G.shape[0]
     check_bulyan_regime(n, f)
-    chosen = bulyan_select(G, f, select, p)
+    return bulyan_aggregate(G, bulyan_select(G, f, select, p), f, aggregate, p)
+
+
+def bulyan_aggregate(G: torch.Tensor, chosen: list[int], f: int, aggregate: str, p: float) -> torch.Tensor:
+    """Phase 2 of :func:`bulyan`: rule ``aggregate`` on the rows ``chosen`` by
+    :func:`bulyan_select` (callers that run several aggregations after one
+    selection, like the line search over a pool, share the selection)."""
     if aggregate == "trimmed":  # reads the chosen rows in place (no gathered copy)
         return closest_to_median_rows(G, len(chosen) - 2 * f, rows=chosen)
     S = G[chosen]
