@@ -41,6 +41,7 @@ scan one scalar on a coarse grid only.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 
@@ -308,6 +309,7 @@ class LineObjective:
         self.ran: dict[float, np.ndarray] = {}
         self.warm_ran: dict[float, np.ndarray] = {}
         self.known: list[dict[float, float]] = [{} for _ in self.evals]
+        self.known_t: list[list[float]] = [[] for _ in self.evals]  # the same keys, sorted
         self.cost = np.array([0.01 if e.tier <= 1 else 0.1 for e in self.evals])
         self.runs = np.zeros(len(self.evals), dtype=int)
         self.tries = np.zeros(len(self.evals), dtype=int)
@@ -376,6 +378,8 @@ class LineObjective:
         self.runs[k] += 1
         self.parts[c][k] = v
         self.ran[c][k] = True
+        if c not in self.known[k]:
+            bisect.insort(self.known_t[k], c)
         self.known[k][c] = v
         return v
 
@@ -383,12 +387,11 @@ class LineObjective:
         """Rule ``k``'s larger value at the nearest candidates where it ran on either side
         of ``c`` (+inf where it never ran): a rule that jumps between them (Bulyan with
         a Krum aggregate) is expected at its higher side."""
-        seen = self.known[k]
-        if not seen:
+        seen, ts = self.known[k], self.known_t[k]
+        if not ts:
             return math.inf
-        left = [x for x in seen if x <= c]
-        right = [x for x in seen if x >= c]
-        sides = ([seen[max(left)]] if left else []) + ([seen[min(right)]] if right else [])
+        i = bisect.bisect_left(ts, c)  # ts[i - 1] < c <= ts[i]
+        sides = ([seen[ts[i - 1]]] if i > 0 else []) + ([seen[ts[i]]] if i < len(ts) else [])
         return max(sides)
 
     def _lower(self, c: float) -> float:
