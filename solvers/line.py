@@ -400,8 +400,8 @@ class LineObjective:
     def _next_rule(self, c: float, threshold: float, settle: bool) -> int | None:
         """The rule to run next at ``c``, or None when ``c`` is settled.
 
-        Rules predicted (from the nearest candidate where they ran) to lift ``c``'s
-        bound to ``threshold`` (the next best bound) come first, the least run time
+        Rules predicted (:meth:`_predicted`) to lift ``c``'s bound to ``threshold``
+        (the next best bound) come first, the least run time
         per cut first (a rule's cuts so far over its tries as a predicted cutter): one
         run usually cuts ``c``. Otherwise the rule predicted highest. With ``settle``
         (zoom rounds) rules predicted below ``c``'s bound are left for the final
@@ -422,10 +422,7 @@ class LineObjective:
         """Best first over the candidates: run one rule at the candidate of lowest bound
         until that candidate is complete (``settle=False``: the exact minimum over the
         candidates) or has every rule predicted above its bound run (``settle=True``)."""
-        while True:
-            open_ = [c for c in self.parts if not self.ran[c].all()]
-            if not open_:
-                return
+        while self.parts:
             order = sorted(self.parts, key=lambda c: (self._lower(c), not self.ran[c].all(), c))
             c = order[0]
             if self.ran[c].all():
@@ -480,8 +477,6 @@ class LineObjective:
         the candidate of lowest bound until the lowest is complete."""
         self._search(settle=False)
         best = min(self.parts, key=lambda c: (self._lower(c), not self.ran[c].all(), c))
-        for c in self.parts:
-            self.cache[c] = self._score(c)
         return best, self._lower(best)
 
     def _branch_and_bound(self, t: np.ndarray) -> np.ndarray:
