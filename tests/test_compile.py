@@ -264,3 +264,24 @@ def test_compiled_comed_matches_eager_with_byzantine_rows(monkeypatch):
         got = (comed(X), trimmed_mean(X, 2))
     for a, w in zip(got, want):
         assert torch.equal(a, w) and bool(torch.isfinite(a).all())
+
+
+def _weighted_rows(X, z, p):
+    return ((X - z).abs() ** p).sum(1)
+
+
+def test_views_and_plain_tensors_share_one_compilation(monkeypatch):
+    # A row block cut from a batch (the line search's Gb[0]) is a view; dynamo guards
+    # on view-ness, so without detaching such inputs every norm p compiled twice.
+    from torch._dynamo.utils import counters
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
+    kernel = _compile.CompiledKernel(_weighted_rows)
+    batch = _rows(d=50).expand(3, -1, -1).contiguous()
+    z = batch[0, 0].clone()
+    torch._dynamo.reset()
+    before = counters["stats"]["unique_graphs"]
+    view_out = kernel(batch[0], z, 3.0)  # a view at storage offset 0, as Gb[0] is
+    plain_out = kernel(batch[0].clone(), z, 3.0)
+    assert counters["stats"]["unique_graphs"] - before == 1
+    torch.testing.assert_close(view_out, _weighted_rows(batch[0], z, 3.0))
+    torch.testing.assert_close(plain_out, view_out)

@@ -75,7 +75,10 @@ class CompiledKernel:
                 limit = torch._dynamo.config.recompile_limit
                 torch._dynamo.config.recompile_limit = max(limit, RECOMPILE_LIMIT)
                 self._compiled = torch.compile(self.fn, dynamic=True)
-            return self._compiled(X, *args)
+            # Plain aliases instead of views (``detach`` is free: same storage): dynamo
+            # guards on whether an input is a view, so a row block cut from a batch
+            # (the line search's ``Gb[0]``) would compile every norm p a second time.
+            return self._compiled(*(a.detach() if isinstance(a, torch.Tensor) else a for a in (X, *args)))
         except Exception as exc:  # any compiler failure: eager from now on, never a crash
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             warnings.warn(f"torch.compile of {self.fn.__name__} failed ({self.failed}); using eager mode",
