@@ -314,3 +314,61 @@ def test_milp_reduction_replaces_the_filter_disjunction():
                  for r in (True, False))
     assert red.info["binaries"] <= 3 < full.info["binaries"] and red.value == pytest.approx(full.value, abs=1e-9)
     assert solvers.solve(solvers.P1(V, 2, pool), method="milp").info["binaries"] == 0
+
+
+@pytest.mark.parametrize("rule", [Comed(f=2), TrimmedMean(b=2), TrimmedMean(b=3)])
+@pytest.mark.parametrize("n", [7, 8])
+def test_order_statistic_running_sums_match_the_clamps_everywhere(rule, n):
+    # The running-sum evaluator against the clamp formula computed directly, on a
+    # line with zero, positive and negative coordinates and an offset w_0, at every
+    # breakpoint (where hinges switch on), between them and far out.
+    import dataclasses
+    V = honest(n - 2, 9, 100 + n).double()
+    inst = solvers.P3(V, 2, [rule]).compile()
+    g = torch.Generator().manual_seed(n)
+    line = torch.randn(9, generator=g, dtype=torch.float64)
+    line[[2, 5]] = 0.0
+    inst = dataclasses.replace(inst, line=line, offset=0.1 * torch.randn(9, generator=g, dtype=torch.float64))
+    fast = make_evaluator(inst, rule, 2 ** 20)
+    assert not isinstance(fast, _BlackBox)
+    bp = np.sort(fast.breakpoints())
+    t = np.concatenate([bp, (bp[1:] + bp[:-1]) / 2, [0.0, 1e4, -1e4, bp[0] - 1, bp[-1] + 1]])
+    H = torch.sort(inst.R, 0).values
+    m, f = H.shape[0], inst.f
+    ks = [n // 2] if type(rule) is Comed and n % 2 else (
+        [n // 2 - 1, n // 2] if type(rule) is Comed else list(range(rule.b, n - rule.b)))
+    inf = torch.full((9,), math.inf, dtype=torch.float64)
+    x = inst.offset + torch.as_tensor(t)[:, None] * line
+    v = torch.stack([torch.minimum(torch.maximum(x, H[k - f] if k >= f else -inf), H[k] if k < m else inf)
+                     for k in ks]).mean(0)
+    direct = ((v - inst.offset) @ inst.u).numpy()
+    np.testing.assert_allclose(fast(t), direct, rtol=1e-10, atol=1e-10 * float(np.abs(t).max() + 1))
+    slow = _BlackBox(inst, rule, 2 ** 20)  # and against the rule itself
+    np.testing.assert_allclose(fast(t[:40]), slow(t[:40]), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["P3", "ExpectedValue"])
+def test_piecewise_linear_problems_are_optimal_beyond_the_zoom_breakpoint_cap(kind):
+    # 12 rows at d = 6000 have 24,000 (comed) to 80,000 breakpoints (above the zoom path's 20,000):
+    # the vectorized path scores all of them and must be optimal, never above the
+    # real rules at any sampled t, and equal to the best breakpoint by direct clamps.
+    V = honest(10, 6000, 7).double()
+    pool = [Comed(f=2)] if kind == "P3" else [Comed(f=2), TrimmedMean(b=2), TrimmedMean(b=3)]
+    prob = solvers.P3(V, 2, pool) if kind == "P3" else solvers.ExpectedValue(V, 2, pool, probs=[0.5, 0.3, 0.2])
+    sol = solvers.solve(prob)
+    assert sol.method == "line" and sol.status == "optimal"
+    assert sol.iterations > 20000
+    inst = prob.compile()
+    boxes = [_BlackBox(inst, r, 2 ** 22) for r in pool]
+    w = np.asarray(inst.weights, dtype=np.float64)
+    lo, hi = sol.info["domain"]
+    t = np.random.default_rng(0).uniform(-3, 3, 300) * sol.info["t"]
+    t = np.concatenate([t[(t >= lo) & (t <= hi)], [lo, hi]])
+    sampled = sum(wk * b(t) for wk, b in zip(w, boxes)) if kind == "ExpectedValue" else boxes[0](t)
+    tol = 1e-9 * abs(sol.value)  # the rules' own rounding, far out on the line where the value is flat
+    assert sol.value <= sampled.min() + tol
+    bp = np.unique(np.concatenate([make_evaluator(inst, r, 2 ** 22).breakpoints() for r in pool]))
+    bp = np.concatenate([bp[(bp >= lo) & (bp <= hi)], [lo, hi]])
+    near = bp[np.argsort(np.abs(bp - sol.info["t"]))[:50]]  # the breakpoints around the answer, by the rules
+    at_bp = sum(wk * b(near) for wk, b in zip(w, boxes)) if kind == "ExpectedValue" else boxes[0](near)
+    assert sol.value == pytest.approx(at_bp.min(), abs=tol)
