@@ -253,3 +253,38 @@ def test_pool_bulyans_share_one_selection_per_point_and_match_the_rule(monkeypat
         for e, r in zip(obj.evals, obj.uniq):
             if isinstance(r, Bulyan):
                 assert torch.equal(e.outputs(np.array([t]))[0], r(G).double() - inst.offset.double())
+
+
+def _monotone_chain(t, v):
+    hull = []
+    for i in range(len(t)):
+        while len(hull) >= 2 and ((v[hull[-1]] - v[hull[-2]]) * (t[i] - t[hull[-2]])
+                                  >= (v[i] - v[hull[-2]]) * (t[hull[-1]] - t[hull[-2]])):
+            hull.pop()
+        hull.append(i)
+    return hull
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_relax_envelope_and_its_minimum_match_the_plain_hull_and_an_lp(seed):
+    from scipy.optimize import linprog
+    from solvers.relax import hull_indices, minimize_max_of_envelopes
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.choice(100000, 3000, replace=False)).astype(float) / 100
+    curves = [rng.normal(size=3000).cumsum() * 0.1 + 0.002 * (t - c) ** 2 for c in rng.uniform(0, 1000, 3)]
+    envelopes = []
+    for v in curves:  # the vectorized pre-pass keeps the envelope of the plain monotone chain
+        h, ref = hull_indices(t, v), _monotone_chain(t, v)
+        np.testing.assert_allclose(np.interp(t, t[h], v[h]), np.interp(t, t[ref], v[ref]), atol=1e-9)
+        assert (np.interp(t, t[h], v[h]) <= v + 1e-9).all()
+        envelopes.append((t[h], v[h]))
+    lo, hi = float(t[0]), float(t[-1])
+    best_t, best = minimize_max_of_envelopes(envelopes, lo, hi)
+    A, b = [], []  # the relaxation as the LP it is
+    for tv, vv in envelopes:
+        a = np.diff(vv) / np.diff(tv)
+        A += [[ak, -1.0] for ak in a]
+        b += list(-(vv[:-1] - a * tv[:-1]))
+    res = linprog([0.0, 1.0], A_ub=np.array(A), b_ub=np.array(b), bounds=[(lo, hi), (None, None)], method="highs")
+    assert best == pytest.approx(res.fun, abs=1e-7)
+    assert max(np.interp(best_t, tv, vv) for tv, vv in envelopes) == pytest.approx(best, abs=1e-9)
