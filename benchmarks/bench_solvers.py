@@ -18,8 +18,12 @@
    better than the proven bound); and Bulyan(select=krum) (trimmed / average,
    p = 1, 2, inf), alone and pooled with Krum and comed, at n = 7, f = 1, d = 1, 2.
 
+5. P3 and ExpectedValue over closed-form rules (comed, trimmed mean) at full d:
+   the line method over every breakpoint (optimal) and the relaxation with a
+   valid bound, as multiples of one pass of those rules.
+
 Usage: ``python benchmarks/bench_solvers.py [--quick] [--pool krum,comed|paper] [--d D]
-[--problems P3,ExpectedValue] [--line-only | --miqcp-only [--bulyan-only]]``.
+[--problems P3,ExpectedValue] [--line-only | --miqcp-only [--bulyan-only] | --closed-forms-only]``.
 Results: ``benchmarks/results/solvers.json``.
 """
 
@@ -72,6 +76,34 @@ def bench_line(pool_name, d, n=12, f=2, seed=0, problems=("P3", "ExpectedValue")
                      "certificate": sol.certificate}
         print(f"{name:14s} {pool_name} d={d}: {wall:.2f} s = {wall / base:.2f} passes "
               f"(one pass {base:.2f} s), value {sol.value:.4g}, {sol.status}", flush=True)
+    return out
+
+
+def bench_closed_forms(d, n=12, f=2, seed=0):
+    """P3 / ExpectedValue over closed-form rules (comed, trimmed mean) at full d: the
+    line method scores every breakpoint (optimal) and relax samples all of them (a
+    valid bound); times next to one pass of the same rules on one set of rows."""
+    V = honest_rows(n - f, d, seed)
+    G = torch.cat([V[:f], V])
+    cases = {"P3 trimmed_mean[b=2]": solvers.P3(V, f, [TrimmedMean(b=f)]),
+             "ExpectedValue comed+trimmed_mean[b=2]": solvers.ExpectedValue(V, f, [Comed(f=f), TrimmedMean(b=f)]),
+             "P3 comed+trimmed_mean[b=2]": solvers.P3(V, f, [Comed(f=f), TrimmedMean(b=f)])}
+    out = {}
+    for name, prob in cases.items():
+        pool = list(prob.compile().rules)
+        for r in pool:
+            r(G)  # warm-up (comed's sorting network compiles once per n)
+        base = one_pass(pool, G)
+        row = {"one_pass_s": base}
+        for method in ("line", "relax"):
+            t = time.perf_counter()
+            sol = solvers.solve(prob, method=method)
+            wall = time.perf_counter() - t
+            row[method] = {"seconds": wall, "passes": wall / base, "value": sol.value, "status": sol.status,
+                           "bound": sol.bound, "candidates": sol.iterations}
+            print(f"{name:40s} d={d} {method:5s}: {wall:.2f} s = {wall / base:.0f} passes, {sol.status}, "
+                  f"value {sol.value:.10g}, bound {sol.bound}, {sol.iterations} candidates", flush=True)
+        out[name] = row
     return out
 
 
@@ -181,6 +213,8 @@ def main(argv=None):
                          "at every candidate: tens of passes)")
     ap.add_argument("--line-only", action="store_true", help="skip the SCP, MILP and MIQCP parts")
     ap.add_argument("--miqcp-only", action="store_true", help="run only the MIQCP part")
+    ap.add_argument("--closed-forms-only", action="store_true",
+                    help="run only P3 / ExpectedValue over comed and trimmed mean (every breakpoint)")
     ap.add_argument("--bulyan-only", action="store_true", help="with --miqcp-only: only the Bulyan cases")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "solvers.json"))
     args = ap.parse_args(argv)
@@ -188,12 +222,15 @@ def main(argv=None):
     d = 2000 if args.quick else args.d
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                        "torch": torch.__version__}}
-    if not args.miqcp_only:
+    if args.closed_forms_only:
+        res["closed_forms"] = bench_closed_forms(d)
+    elif not args.miqcp_only:
+        res["closed_forms"] = bench_closed_forms(d)
         res["line"] = bench_line(args.pool, d, problems=[x.strip() for x in args.problems.split(",") if x.strip()])
-    if not args.line_only and not args.miqcp_only:
+    if not args.line_only and not args.miqcp_only and not args.closed_forms_only:
         res["scp"] = bench_scp(d=1000 if args.quick else 10_000, max_iter=10 if args.quick else 40)
         res["milp"] = bench_milp(d=5 if args.quick else 20)
-    if not args.line_only:
+    if not args.line_only and not args.closed_forms_only:
         res["miqcp"] = bench_miqcp(bulyan_only=args.bulyan_only)
     path = Path(args.out)
     if path.exists():
@@ -207,6 +244,8 @@ def main(argv=None):
                                                                  f",problems={args.problems}")
     if args.miqcp_only:
         key = "miqcp_bulyan" if args.bulyan_only else "miqcp"
+    if args.closed_forms_only:
+        key = f"closed_forms,d={d}"
     old[key] = res
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

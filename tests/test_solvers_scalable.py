@@ -211,10 +211,17 @@ def test_lazy_max_search_returns_the_minimum_over_its_candidates(seed):
     pool = [Comed(f=2), Krum(f=2, p=3.0), Krum(f=2, p=1.0), Geomed(f=2, p=2.0), Geomed(f=2, p=5.0),
             Bulyan(f=2, select="krum", aggregate="krum", p=2.0),
             Bulyan(f=2, select="comed", aggregate="average", p=3.0), TrimmedMean(b=2)]
+    if seed == 1:  # predicted by its sibling (same aggregation) until it runs
+        pool.append(Bulyan(f=2, select="geomed", aggregate="krum", p=5.0))
     inst = solvers.P3(V, 2, pool).compile()
     t_best, score, info = solve_line(inst)
     obj = info["obj"]
     assert obj.ran[t_best].all() and not obj.warm_ran[t_best].any()  # every rule ran there, cold
+    rules = [e.rule if hasattr(e, "rule") else None for e in obj.evals]
+    for k, sib in enumerate(obj.siblings):
+        expect = ([j for j, r in enumerate(rules) if r == Bulyan(f=2, select="krum", aggregate="krum", p=2.0)]
+                  if rules[k] == Bulyan(f=2, select="geomed", aggregate="krum", p=5.0) else [])
+        assert sib == expect
     cands = sorted(obj.parts)
     assert len(cands) > 50
     u = inst.u.double()
