@@ -17,14 +17,17 @@ rules are black boxes; the method:
    (order statistics by running sums: ``O(log d)`` per candidate) and stops
    there, optimal;
 2. evaluates every distinct rule at every candidate (``rule.batched`` on
-   chunks of ``[T, n, d]``, or exact closed forms for identical rows: the
-   clamp formula for order statistics, the score formula for Krum); for the
+   chunks of ``[T, n, d]``, or exact closed forms for identical rows: running
+   sums of the clamp hinges for order statistics, the score formula for Krum;
+   pool Bulyans with the same selection share it); for the
    max objective (P1-P3) only the cheapest tier of rules runs at every
    candidate, and the costlier ones (Krum's l_p distances, then black boxes)
    one at a time, best first: at the candidate of lowest bound (the max of the
    rules run there) the next rule is the one predicted to lift that bound above
    the next candidate's (a rule's prediction is its larger value at the nearest
-   candidates where it ran, on either side) at the least run time per cut.
+   candidates where it ran, on either side; a Bulyan(select=geomed) that never
+   ran is predicted by its siblings with the same aggregation) at the least run
+   time per cut.
    During the zoom a candidate whose remaining rules are all predicted below
    its bound is left there, and geometric medians start from their output at
    the nearest candidate; at the end the search certifies: it completes the
