@@ -63,6 +63,10 @@ from mixtailor_game.rules.krum import scores_from_distances
 from .problems import Instance
 from .solution import make_solution, unique_rules
 
+# The most breakpoints a single closed-form function scores at once (solve_line,
+# relax): 10^7 float64 candidates, ~80 MB per array
+EXACT_BREAKPOINTS = 10_000_000
+
 OPTIONS = ("t_max", "n_geo", "n_lin", "max_breakpoints", "exact_breakpoints", "rounds", "zoom", "keep",
            "chunk_elems", "fast", "tol", "t_range")
 
@@ -185,7 +189,7 @@ class _OrderStat:
     tier = 0
     piecewise_linear = True
 
-    def __init__(self, inst, ks, chunk_elems):
+    def __init__(self, inst, ks):
         self.inst, self._ks = inst, list(ks)
         H = torch.sort(inst.R.double(), 0).values
         m = H.shape[0]
@@ -362,9 +366,9 @@ def make_evaluator(inst: Instance, rule, chunk_elems: int, fast: bool = True, se
             return _Mean(inst)
         if type(rule) is Comed:
             ks = [n // 2] if n % 2 == 1 else [n // 2 - 1, n // 2]
-            return _OrderStat(inst, ks, chunk_elems)
+            return _OrderStat(inst, ks)
         if type(rule) is TrimmedMean:
-            return _OrderStat(inst, list(range(rule.b, n - rule.b)), chunk_elems)
+            return _OrderStat(inst, list(range(rule.b, n - rule.b)))
         if type(rule) is Krum and inst.n - rule.f - 2 >= 1:
             return _Krum(inst, rule, chunk_elems)
     return _BlackBox(inst, rule, chunk_elems, selections)
@@ -699,7 +703,7 @@ def _zoom_candidates(t: np.ndarray, s: np.ndarray, opts: dict) -> np.ndarray:
 
 def solve_line(inst: Instance, **options) -> tuple:
     """Run the search; returns ``(t_best, score, info)``."""
-    opts = dict(t_max=1e3, n_geo=16, n_lin=17, max_breakpoints=20000, exact_breakpoints=10_000_000, rounds=5,
+    opts = dict(t_max=1e3, n_geo=16, n_lin=17, max_breakpoints=20000, exact_breakpoints=EXACT_BREAKPOINTS, rounds=5,
                 zoom=7, keep=2, chunk_elems=2 ** 23, fast=True, tol=1e-6, t_range=None)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from .line import LineObjective, candidates, line_rows, solve_line
+from .line import EXACT_BREAKPOINTS, LineObjective, candidates, line_rows, solve_line
 from .problems import Instance
 from .solution import make_solution
 
@@ -106,18 +106,6 @@ def hull_vertices(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return t[h], v[h]
 
 
-def lower_hull(t: np.ndarray, v: np.ndarray) -> list[tuple[float, float]]:
-    """Lines ``(a, c)`` of the lower convex hull of the points ``(t_i, v_i)`` (t sorted, distinct)."""
-    hull = hull_indices(t, v)
-    if len(hull) == 1:
-        return [(0.0, float(v[hull[0]]))]
-    lines = []
-    for i1, i2 in zip(hull[:-1], hull[1:]):
-        a = (v[i2] - v[i1]) / (t[i2] - t[i1])
-        lines.append((float(a), float(v[i1] - a * t[i1])))
-    return lines
-
-
 def method_relax(inst: Instance, **options):
     """``solvers.solve(problem, method="relax")``; see the module docstring."""
     t0 = time.perf_counter()
@@ -132,8 +120,8 @@ def method_relax(inst: Instance, **options):
     lopts.update(options.get("line_options", {}))
     obj = LineObjective(inst, lopts["chunk_elems"], lopts["fast"], lopts["tol"])
     # closed-form rules (O(log d) per candidate): every breakpoint is sampled, so the
-    # bound stays valid at any d (up to line's exact_breakpoints, 10^7)
-    cap = lopts["max_breakpoints"] if not obj.piecewise_linear else max(lopts["max_breakpoints"], 10_000_000)
+    # bound stays valid at any d (up to EXACT_BREAKPOINTS)
+    cap = lopts["max_breakpoints"] if not obj.piecewise_linear else max(lopts["max_breakpoints"], EXACT_BREAKPOINTS)
     t, used_bp, (lo, hi) = candidates(inst, obj, {**lopts, "max_breakpoints": cap})
     vals = np.stack([e(t) for e in obj.evals], 1)  # [T, U]
     if inst.kind == "max":
