@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from mixtailor_game.rules import _compile, geomed_solve, make_rule
-from mixtailor_game.rules._distances import _lp_distances_fused, _pair_power_sums_fused, _power_sums, lp_distances_to
+from mixtailor_game.rules._distances import (_lp_distances_fused, _pair_power_sums_fused, _power_sums, lp_distances_to,
+                                              squared_distances, squared_distances_from)
 from mixtailor_game.rules.geomed import (_column_average, _distances_and_weights, _power_floor, _row_weights,
                                          _weighted_average)
 
@@ -285,3 +286,18 @@ def test_views_and_plain_tensors_share_one_compilation(monkeypatch):
     assert counters["stats"]["unique_graphs"] - before == 1
     torch.testing.assert_close(view_out, _weighted_rows(batch[0], z, 3.0))
     torch.testing.assert_close(plain_out, view_out)
+
+
+def test_one_row_of_distances_shares_the_pairwise_compilation(monkeypatch):
+    """squared_distances_from calls the pairwise power sums with the same layout (column
+    chunks of the rows, one unpacked (2, m) index tensor): the specialization the
+    matrix compiled serves it, bitwise equal to the matrix's row."""
+    from torch._dynamo.utils import counters
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")
+    X = _rows(n=11, d=2000, dtype=torch.float32)
+    D2 = squared_distances(X, 6.0)
+    before = counters["stats"]["unique_graphs"]
+    rows = [squared_distances_from(X, k, 6.0) for k in (0, 4, 10)]
+    assert counters["stats"]["unique_graphs"] == before
+    for k, row in zip((0, 4, 10), rows):
+        assert torch.equal(row, D2[k])

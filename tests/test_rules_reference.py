@@ -20,6 +20,7 @@ from mixtailor_game.rules import (
     bulyan, comed, geomed, geomed_solve, krum, krum_scores, multi_krum, pairwise_distances, trimmed_mean,
 )
 from mixtailor_game.rules import _network
+from mixtailor_game.rules._distances import squared_distances, squared_distances_from
 
 # ----------------------------------------------------------------- references
 
@@ -295,6 +296,25 @@ def test_krum_matches_reference(n, f, d, p, seed, ties):
         np.testing.assert_allclose(multi_krum(G, f, m, p).numpy(), G.numpy()[order].mean(axis=0), rtol=1e-12)
 
 
+@pytest.mark.parametrize("n,f,d,p,seed", KRUM_CASES)
+def test_one_row_of_squared_distances_matches_the_matrix(n, f, d, p, seed):
+    """squared_distances_from(G, k, p) is row k of squared_distances(G, p): duplicates at
+    exactly 0, non-finite rows at inf (from either end), k itself at 0."""
+    G = make_input(n, d, seed)
+    G[1] = G[0]
+    D2 = squared_distances(G, p)
+    for k in (0, n // 2, n - 1):
+        np.testing.assert_allclose(squared_distances_from(G, k, p).numpy(), D2[k].numpy(), rtol=1e-12, atol=0)
+    assert float(squared_distances_from(G, 1, p)[0]) == 0.0
+    G[2, 0], G[3, -1] = math.nan, -math.inf
+    D2 = squared_distances(G, p)
+    for k in (0, 2, 3):
+        got = squared_distances_from(G, k, p)
+        np.testing.assert_allclose(got.numpy(), D2[k].numpy(), rtol=1e-12, atol=0)
+        assert float(got[k]) == 0.0
+    assert torch.isinf(squared_distances_from(G, 2, p)[torch.arange(n) != 2]).all()
+
+
 def test_krum_pins_eq3_not_other_variants():
     """Eq. (3): squared distances, n - f - 2 neighbours. With n = 7, f = 1 (4 neighbours)
     row 0 wins; unsquared distances or n - f - 1 = 5 neighbours would pick row 1."""
@@ -441,6 +461,22 @@ def test_geomed_acceleration_and_warm_start_reach_the_same_minimum(p):
         assert res.objective <= exact.objective * (1 + 1e-9), (p, res.objective, exact.objective)
     # the acceleration must pay: fewer iterations than the same solver without it
     assert fast.iterations < geomed_solve(X, p, memory=0).iterations
+
+
+def test_geomed_patience_ends_a_start_at_the_float_floor_after_one_step():
+    """float32 rows: from its own output the IRLS only stalls (the objective cannot
+    resolve the steps); ``patience`` is how many stalls end it, and the value stays
+    at the floor (3 by default, 1 for the line search's interpolated starts)."""
+    g = torch.Generator().manual_seed(3)
+    X = 0.01 * torch.randn(12, 2000, generator=g) + 0.002
+    cold = geomed_solve(X, 14.0)
+    assert cold.converged and cold.iterations > 5
+    for patience in (1, 2, 3):
+        res = geomed_solve(X, 14.0, start=cold.z, patience=patience)
+        assert res.converged and res.iterations == patience
+        assert res.objective == pytest.approx(cold.objective, rel=1e-7)
+    with pytest.raises(ValueError, match="patience"):
+        geomed_solve(X, 14.0, patience=0)
 
 
 @pytest.mark.parametrize("memory", [1, 2, 3])

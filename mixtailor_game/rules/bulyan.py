@@ -72,17 +72,27 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0)
     when one neighbour is left) go to the row with the lower sum of squared
     distances to all rows left, then to the lower index.
     """
-    n = G.shape[0]
-    D = squared_distances(G, p) if select == "krum" else None
-    finite = finite_rows(G) if D is None else None
-    remaining = list(range(n))
+    if select == "krum":
+        return krum_selection(squared_distances(G, p), f)
+    finite = finite_rows(G)
+    remaining = list(range(G.shape[0]))
     chosen = []
     target = None
-    for _ in range(n - 2 * f):
-        if D is not None:
-            idx = _pick_krum(D, remaining, f)
-        else:
-            idx, target = _pick_nearest(G, remaining, select, p, target, finite)
+    for _ in range(G.shape[0] - 2 * f):
+        idx, target = _pick_nearest(G, remaining, select, p, target, finite)
+        chosen.append(idx)
+        remaining.remove(idx)
+    return chosen
+
+
+def krum_selection(D2: torch.Tensor, f: int) -> list[int]:
+    """:func:`bulyan_select` with ``select="krum"`` from the rows' squared l_p distances
+    ``D2`` (``(n, n)``, :func:`squared_distances`): for callers that have them (Bulyan
+    aggregating by Krum too, the line search's cached blocks)."""
+    remaining = list(range(D2.shape[0]))
+    chosen = []
+    for _ in range(D2.shape[0] - 2 * f):
+        idx = _pick_krum(D2, remaining, f)
         chosen.append(idx)
         remaining.remove(idx)
     return chosen
@@ -129,18 +139,31 @@ def bulyan(
         raise fail("bulyan", "aggregate", f"one of {AGGREGATIONS}", aggregate)
     n = G.shape[0]
     check_bulyan_regime(n, f)
+    # Krum selecting and Krum aggregating use the same distances: computed once
+    if select == "krum" and aggregate == "krum":
+        D2 = squared_distances(G, p)
+        return bulyan_aggregate(G, krum_selection(D2, f), f, aggregate, p, D2)
     return bulyan_aggregate(G, bulyan_select(G, f, select, p), f, aggregate, p)
 
 
-def bulyan_aggregate(G: torch.Tensor, chosen: list[int], f: int, aggregate: str, p: float) -> torch.Tensor:
+def bulyan_aggregate(G: torch.Tensor, chosen: list[int], f: int, aggregate: str, p: float,
+                     D2: torch.Tensor | None = None) -> torch.Tensor:
     """Phase 2 of :func:`bulyan`: rule ``aggregate`` on the rows ``chosen`` by
     :func:`bulyan_select` (callers that run several aggregations after one
-    selection, like the line search over a pool, share the selection)."""
+    selection, like the line search over a pool, share the selection). ``D2``:
+    the squared l_p distances of all of ``G``'s rows, if known; a Krum
+    aggregation then scores the chosen rows from them (eq. (3) on the
+    ``theta = n - 2f`` chosen rows, ``theta - f - 2`` neighbours) instead of
+    computing their distances again."""
     if aggregate == "trimmed":  # reads the chosen rows in place (no gathered copy)
         return closest_to_median_rows(G, len(chosen) - 2 * f, rows=chosen)
     S = G[chosen]
     if aggregate == "krum":
-        return krum(S, f, p)
+        if D2 is None:
+            return krum(S, f, p)
+        idx = torch.tensor(chosen, device=D2.device)
+        sub = D2.index_select(0, idx).index_select(1, idx)
+        return S[int(torch.argmin(scores_from_squared(sub, len(chosen) - f - 2)))].clone()
     if aggregate == "average":
         return S.mean(0)
     if aggregate == "geomed":

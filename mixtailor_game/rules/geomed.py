@@ -379,6 +379,7 @@ def geomed_solve(
     start: torch.Tensor | None = None,
     memory: int = 2,
     objective: bool = True,
+    patience: int = 3,
 ) -> GeomedResult:
     """Minimize ``sum_i ||z - G_i||_p`` by smoothed IRLS; see :func:`geomed`.
 
@@ -395,7 +396,11 @@ def geomed_solve(
     ``objective=False`` skips that float64 recomputation (one more pass over
     the rows, as costly as several IRLS steps at large d) and reports the
     solver's own value (distances in the rows' dtype, summed in float64):
-    the rule itself and Bulyan need only ``z``.
+    the rule itself and Bulyan need only ``z``. ``patience``: steps in a row
+    that do not lower the objective by more than its rounding noise after which
+    the iterate is taken as converged (it sits at the float floor). A start
+    already at the floor (the line search's, between two solved neighbours)
+    gains nothing from the next two such steps: there ``patience=1``.
     """
     G = check_gradients(G, "geomed")
     p = check_p("geomed", p)
@@ -403,6 +408,7 @@ def geomed_solve(
     max_iter = check_int("geomed", "max_iter", max_iter, low=1)
     tol = check_real("geomed", "tol", tol, low=0.0)
     memory = check_int("geomed", "memory", memory, low=0)
+    patience = check_int("geomed", "patience", patience, low=1)
     ok = finite_rows(G)
     X = G if bool(ok.all()) else G[ok]
     if X.shape[0] == 0:
@@ -418,7 +424,7 @@ def geomed_solve(
     if start is None:
         z = comed(X)
     else:
-        if start.shape != X.shape[1:] or not bool(torch.isfinite(start).all()):
+        if start.shape != X.shape[1:] or not bool(finite_rows(start.unsqueeze(0))[0]):
             raise fail("geomed", "start", f"a finite tensor of shape {tuple(X.shape[1:])}", tuple(start.shape))
         z = start.to(dtype=X.dtype, device=X.device)
     r, spread, target = _irls_step(z, X, p, nu)
@@ -442,7 +448,7 @@ def geomed_solve(
     history = _Anderson(memory)
     # Objective changes below `noise` (absolute, from the terms' rounding, see
     # _objective_from) are rounding. A step is accepted unless it raises the
-    # objective by more than that; three steps in a row that do not lower it by
+    # objective by more than that; `patience` (3) steps in a row that do not lower it by
     # more than that mean the iterate sits at the rounding floor.
     best_z, best_obj, lowest = z, obj, obj
     converged, it, stalls = False, 0, 0
@@ -477,7 +483,7 @@ def geomed_solve(
         stalls = stalls + 1 if obj_new > obj - max(noise, noise_new) and not majorized else 0
         change = _l2(z_new - z)
         scale = max(_l2(z), 1.0)
-        if change <= tol * scale or stalls >= 3:
+        if change <= tol * scale or stalls >= patience:
             target_new = None  # the last iterate: its average is never used
         else:
             target_new = _irls_average(z_new, X, p, state)
@@ -494,7 +500,7 @@ def geomed_solve(
             # arithmetic (measured: comparing with the lowest value seen instead
             # kept z 1e-5 from the minimizer at p = 2, d = 184,586, against 1e-7)
             best_z, best_obj, lowest = z, obj, obj
-        if change <= tol * scale or stalls >= 3:
+        if change <= tol * scale or stalls >= patience:
             converged = True
             break
     return result(best_z, converged, it, best_obj)
