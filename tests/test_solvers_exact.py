@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import solvers
-from solvers.line import make_evaluator, _BlackBox
-from mixtailor_game.rules import Comed, Krum, Mean, TrimmedMean
+from solvers.line import LineObjective, _BlackBox, _BulyanKrum, make_evaluator
+from mixtailor_game.rules import Bulyan, Comed, Krum, Mean, TrimmedMean
 
 
 def honest(k, d, seed):
@@ -164,6 +164,25 @@ def test_line_closed_forms_agree_with_the_real_rules(rule, n):
     slow = _BlackBox(inst, rule, 2 ** 20)
     t = np.concatenate([np.linspace(-3, 3, 61), [0.0, 1e-3, -1e-3, 50.0, -50.0]])
     np.testing.assert_allclose(fast(t), slow(t), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("aggregate", ["trimmed", "krum", "average", "geomed", "comed"])
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, math.inf])
+def test_line_bulyan_krum_from_shared_distances_agrees_with_the_rule(aggregate, p):
+    """Bulyan(select=krum) along the line: its selection from the distances shared with
+    the pool's Krum (honest block once, x(t) to the honest rows per t) gives the rule's
+    value at every t, including where the Byzantine rows are chosen and where not."""
+    V = honest(9, 4, 17)  # n = 11, f = 2: Bulyan's regime n >= 4f + 3
+    rule = Bulyan(f=2, select="krum", aggregate=aggregate, p=p)
+    inst = solvers.P3(V, 2, [rule, Krum(f=2, p=p), Bulyan(f=2, select="krum", aggregate="average", p=p)]).compile()
+    obj = LineObjective(inst, 2 ** 20, True, 1e-6)
+    fast = obj.evals[obj.uniq.index(rule)]
+    assert isinstance(fast, _BulyanKrum) and fast.distances is obj.evals[obj.uniq.index(Krum(f=2, p=p))].distances
+    slow = _BlackBox(inst, rule, 2 ** 20)
+    t = np.concatenate([np.linspace(-2, 2, 41), [0.0, 1e-3, -1e-3, 0.1, 40.0, -40.0]])
+    np.testing.assert_allclose(fast(t), slow(t), rtol=1e-9, atol=1e-9)
+    chosen = {tuple(obj.evals[0].selections[("krum-cached", 2, p, float(x))]) for x in t}
+    assert any(0 in c for c in chosen) and any(0 not in c for c in chosen)  # both regimes seen
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

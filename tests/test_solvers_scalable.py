@@ -236,6 +236,40 @@ def test_lazy_max_search_returns_the_minimum_over_its_candidates(seed):
     assert runs < 0.5 * len(cands) * len(obj.evals)
 
 
+def test_warm_geometric_medians_start_from_their_solved_neighbours():
+    """The line search's warm geometric median: cold until two points are solved; between
+    two solved points the straight line between their outputs (one IRLS step); outside
+    them the line through the two nearest, up to four spacings out; cold beyond. Warm
+    values are flagged (certify() runs them again cold) and stay out of memo."""
+    from solvers.line import _BlackBox
+
+    V = honest(10, 6, 33, mu=0.3)
+    rule = Geomed(f=2, p=5.0)
+    inst = solvers.P3(V, 2, [rule]).compile()
+    box = _BlackBox(inst, rule, 2 ** 20)
+    assert box.warm(0.5)[1] is False and box.warm(1.0)[1] is False  # nothing / one point solved
+    z05, z10 = box.starts[0.5], box.starts[1.0]
+    assert box.start_ts == [0.5, 1.0] and 0.5 in box.memo and 1.0 in box.memo
+    start, between = box._start(0.75)
+    assert between and torch.allclose(start, (z05 + z10) / 2, rtol=1e-12, atol=0)
+    start, between = box._start(2.5)  # 3 spacings out on the right
+    assert not between and torch.allclose(start, 4 * z10 - 3 * z05, rtol=1e-12, atol=1e-12)
+    start, between = box._start(0.0)  # one spacing out on the left
+    assert not between and torch.allclose(start, 2 * z05 - z10, rtol=1e-12, atol=1e-12)
+    assert box._start(3.5) == (None, False)  # 5 spacings out: no start
+    G = torch.cat([line_rows(inst, [0.75])[0], inst.R])
+    cold = float((rule(G).double() - inst.offset.double()) @ inst.u.double())
+    value, warm = box.warm(0.75)
+    assert warm and 0.75 not in box.memo and box.start_ts == [0.5, 0.75, 1.0]
+    assert value == pytest.approx(cold, rel=1e-6)
+    assert box.warm(3.5)[1] is False and 3.5 in box.memo  # ran cold
+    # the rows buffer: rewritten in place per t, equal to the concatenation
+    first = box.rows.at(0.3)
+    again = box.rows.at(0.7)
+    assert again.data_ptr() == first.data_ptr()
+    assert torch.equal(again, torch.cat([line_rows(inst, [0.7])[0], inst.R]))
+
+
 def test_pool_bulyans_share_one_selection_per_point_and_match_the_rule(monkeypatch):
     """Two Bulyans with the same (select, f, p) select once per candidate in the line
     search; the outputs are bitwise those of the rules themselves."""
