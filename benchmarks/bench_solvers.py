@@ -22,7 +22,7 @@
    the line method over every breakpoint (optimal) and the relaxation with a
    valid bound, as multiples of one pass of those rules.
 
-Usage: ``python benchmarks/bench_solvers.py [--quick] [--pool krum,comed|paper] [--d D]
+Usage: ``python benchmarks/bench_solvers.py [--quick] [--pool krum,comed|paper] [--d D] [--seed S]
 [--problems P3,ExpectedValue] [--line-only | --miqcp-only [--bulyan-only] | --closed-forms-only]``.
 Results: ``benchmarks/results/solvers.json``.
 """
@@ -207,6 +207,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", default="krum,comed", help="'paper' or comma-separated families")
     ap.add_argument("--d", type=int, default=184_586)
+    ap.add_argument("--seed", type=int, default=0, help="the pool's norms and the honest rows (line part)")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--problems", default="P3,ExpectedValue",
                     help="which line problems to time (ExpectedValue over the paper pool evaluates every rule "
@@ -226,7 +227,8 @@ def main(argv=None):
         res["closed_forms"] = bench_closed_forms(d)
     elif not args.miqcp_only:
         res["closed_forms"] = bench_closed_forms(d)
-        res["line"] = bench_line(args.pool, d, problems=[x.strip() for x in args.problems.split(",") if x.strip()])
+        res["line"] = bench_line(args.pool, d, seed=args.seed,
+                                 problems=[x.strip() for x in args.problems.split(",") if x.strip()])
     if not args.line_only and not args.miqcp_only and not args.closed_forms_only:
         res["scp"] = bench_scp(d=1000 if args.quick else 10_000, max_iter=10 if args.quick else 40)
         res["milp"] = bench_milp(d=5 if args.quick else 20)
@@ -242,6 +244,7 @@ def main(argv=None):
         old = {}
     key = "quick" if args.quick else f"pool={args.pool},d={d}" + ("" if args.problems == "P3,ExpectedValue" else
                                                                  f",problems={args.problems}")
+    key += f",seed={args.seed}" if args.seed else ""
     if args.miqcp_only:
         key = "miqcp_bulyan" if args.bulyan_only else "miqcp"
     if args.closed_forms_only:

@@ -18,7 +18,9 @@ rules are black boxes; the method:
    there, optimal;
 2. evaluates every distinct rule at every candidate (``rule.batched`` on
    chunks of ``[T, n, d]``, or exact closed forms for identical rows: running
-   sums of the clamp hinges for order statistics, the score formula for Krum;
+   sums of the clamp hinges for order statistics; Krum, and Bulyan with a Krum
+   selection or aggregation, from l_p distances shared along the line: the
+   honest block once per p, the n - f distances from x(t) per candidate;
    pool Bulyans with the same selection share it); for the
    max objective (P1-P3) only the cheapest tier of rules runs at every
    candidate, and the costlier ones (Krum's l_p distances, then black boxes)
@@ -29,8 +31,9 @@ rules are black boxes; the method:
    ran is predicted by its siblings with the same aggregation) at the least run
    time per cut.
    During the zoom a candidate whose remaining rules are all predicted below
-   its bound is left there, and geometric medians start from their output at
-   the nearest candidate; at the end the search certifies: it completes the
+   its bound is left there, and a geometric median between two candidates
+   where it ran starts on the line between its outputs there (one IRLS step
+   reaches the float floor); at the end the search certifies: it completes the
    candidate of lowest bound, its warm-started values run again cold, until
    the lowest is complete (so the answer is the minimum over the candidates of
    the max over every rule, the rules' own values);
@@ -426,14 +429,16 @@ def _row_value(inst: Instance, h_inner: torch.Tensor, t: float, idx: int) -> flo
 
 
 class _BulyanKrum:
-    """Bulyan(select=krum) on ``[f copies of x; R]``: the selection from the shared
-    :class:`_LineDistances` (the same rounds as :func:`bulyan_select`), shared by the
-    pool's entries with the same ``(f, p)``; a Krum aggregation scores the chosen rows
-    from the same distances and its value is the chosen row's, and the other
-    aggregations run on the chosen rows (:func:`bulyan_aggregate`). About 10 ms a
-    candidate where the rule takes 25-60 ms (its 66 pairwise l_p distances, twice for
-    Bulyan(krum, krum)). Equal to the rule's value up to the rounding of the
-    distances, so the solution still runs the rule itself at the answer."""
+    """Bulyan with a Krum selection or a Krum aggregation on ``[f copies of x; R]``,
+    Krum's part from the shared :class:`_LineDistances`. A Krum selection runs the
+    rounds of :func:`bulyan_select` on those distances; another selection runs
+    :func:`bulyan_select` itself (shared with the pool's Bulyans of the same
+    ``(select, f, p)``). A Krum aggregation scores the chosen rows from the same
+    distances and its value is the chosen row's; another aggregation runs on the
+    chosen rows (:func:`bulyan_aggregate`). About 10 ms a candidate for
+    Bulyan(krum, krum) where the rule takes 25-60 ms (66 pairwise l_p distances,
+    28 more for its aggregation). Equal to the rule's value up to the rounding of
+    the distances, so the solution still runs the rule itself at the answer."""
 
     tier = 2
     piecewise_linear = False
@@ -450,13 +455,18 @@ class _BulyanKrum:
     def _value(self, t: float) -> float:
         inst, r = self.inst, self.rule
         r.check(inst.n)
-        D2 = self.distances.matrix(r.p, t)
-        key = ("krum-cached", r.f, r.p, t)
-        if key not in self.selections:
-            self.selections[key] = krum_selection(D2, r.f)
+        if r.select == "krum":
+            key = ("krum-cached", r.f, r.p, t)  # not the rule's own selection: kept apart
+            if key not in self.selections:
+                self.selections[key] = krum_selection(self.distances.matrix(r.p, t), r.f)
+        else:
+            key = (r.select, r.f, r.p, t)  # the rule's own, as _BlackBox keys it
+            if key not in self.selections:
+                self.selections[key] = bulyan_select(self.rows.at(t), r.f, r.select, r.p)
         chosen = self.selections[key]
         if r.aggregate == "krum":
             idx = torch.tensor(chosen)
+            D2 = self.distances.matrix(r.p, t)
             sub = D2.index_select(0, idx).index_select(1, idx)
             pick = chosen[int(torch.argmin(scores_from_squared(sub, len(chosen) - r.f - 2)))]
             return _row_value(inst, self.h_inner, t, pick)
@@ -492,7 +502,9 @@ def make_evaluator(inst: Instance, rule, chunk_elems: int, fast: bool = True, se
             return _OrderStat(inst, list(range(rule.b, n - rule.b)))
         if type(rule) is Krum and inst.n - rule.f - 2 >= 1:
             return _Krum(inst, rule, distances)
-        if type(rule) is Bulyan and rule.select == "krum":
+        # not after a geomed selection: the solution would run it again at the answer
+        # (~0.3 s), where a black box's memo hands it the rule's own output
+        if type(rule) is Bulyan and (rule.select == "krum" or (rule.aggregate == "krum" and rule.select != "geomed")):
             return _BulyanKrum(inst, rule, distances, selections)
     return _BlackBox(inst, rule, chunk_elems, selections)
 

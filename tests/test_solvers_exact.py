@@ -166,22 +166,28 @@ def test_line_closed_forms_agree_with_the_real_rules(rule, n):
     np.testing.assert_allclose(fast(t), slow(t), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("aggregate", ["trimmed", "krum", "average", "geomed", "comed"])
+@pytest.mark.parametrize("select,aggregate", [("krum", a) for a in ("trimmed", "krum", "average", "geomed", "comed")]
+                         + [("average", "krum"), ("comed", "krum")])
 @pytest.mark.parametrize("p", [1.0, 2.0, 3.0, math.inf])
-def test_line_bulyan_krum_from_shared_distances_agrees_with_the_rule(aggregate, p):
-    """Bulyan(select=krum) along the line: its selection from the distances shared with
-    the pool's Krum (honest block once, x(t) to the honest rows per t) gives the rule's
-    value at every t, including where the Byzantine rows are chosen and where not."""
+def test_line_bulyan_krum_from_shared_distances_agrees_with_the_rule(select, aggregate, p):
+    """Bulyan with a Krum selection or aggregation along the line: Krum's part from the
+    distances shared with the pool's Krum (honest block once, x(t) to the honest rows
+    per t) gives the rule's value at every t, where the Byzantine rows are chosen and
+    where not. After a geomed selection the rule stays a black box (its memo)."""
     V = honest(9, 4, 17)  # n = 11, f = 2: Bulyan's regime n >= 4f + 3
-    rule = Bulyan(f=2, select="krum", aggregate=aggregate, p=p)
-    inst = solvers.P3(V, 2, [rule, Krum(f=2, p=p), Bulyan(f=2, select="krum", aggregate="average", p=p)]).compile()
+    rule = Bulyan(f=2, select=select, aggregate=aggregate, p=p)
+    pool = [rule, Krum(f=2, p=p), Bulyan(f=2, select=select, aggregate="average", p=p),
+            Bulyan(f=2, select="geomed", aggregate="krum", p=p)]
+    inst = solvers.P3(V, 2, pool).compile()
     obj = LineObjective(inst, 2 ** 20, True, 1e-6)
     fast = obj.evals[obj.uniq.index(rule)]
     assert isinstance(fast, _BulyanKrum) and fast.distances is obj.evals[obj.uniq.index(Krum(f=2, p=p))].distances
+    assert isinstance(obj.evals[obj.uniq.index(pool[3])], _BlackBox)
     slow = _BlackBox(inst, rule, 2 ** 20)
     t = np.concatenate([np.linspace(-2, 2, 41), [0.0, 1e-3, -1e-3, 0.1, 40.0, -40.0]])
     np.testing.assert_allclose(fast(t), slow(t), rtol=1e-9, atol=1e-9)
-    chosen = {tuple(obj.evals[0].selections[("krum-cached", 2, p, float(x))]) for x in t}
+    key = "krum-cached" if select == "krum" else select
+    chosen = {tuple(fast.selections[(key, 2, p, float(x))]) for x in t}
     assert any(0 in c for c in chosen) and any(0 not in c for c in chosen)  # both regimes seen
 
 
