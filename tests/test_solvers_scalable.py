@@ -170,6 +170,34 @@ def test_solution_reuses_the_rules_the_search_ran_at_its_point(seed, monkeypatch
     assert set(runs) == {Comed(f=2), Krum(f=2, p=3.0), TrimmedMean(b=2)}
 
 
+def test_certification_runs_the_cheapest_rule_first_when_no_cut_is_predicted():
+    """Completing a candidate (certify) where every rule left is predicted below the next
+    bound: all of them run unless a prediction is wrong, so the cheapest goes first
+    (a rule that jumps where its neighbours did not then cuts before the costly ones
+    run). During the zoom (settle) the rule predicted highest goes first, and none
+    when all are predicted below the candidate's own bound."""
+    from solvers.line import LineObjective
+
+    inst = solvers.P3(honest(5, 2, 3), 1, [Comed(f=1), Krum(f=1, p=1.0), Krum(f=1, p=3.0)]).compile()
+    obj = LineObjective(inst, 2 ** 20, True, 1e-6)
+    c = 0.5
+    obj.parts[c] = np.array([1.0, -np.inf, -np.inf])
+    obj.ran[c] = np.array([True, False, False])
+    obj.warm_ran[c] = np.zeros(3, dtype=bool)
+    obj._refresh(c)
+    for k, v in ((1, 0.5), (2, 0.3)):  # predictions: rule 1 at 0.5, rule 2 at 0.3, both below c's bound 1
+        obj.known[k], obj.known_t[k] = {0.0: v, 1.0: v}, [0.0, 1.0]
+    obj.cost = np.array([0.01, 1.0, 0.001])  # rule 1 costly, rule 2 cheap
+    assert obj._next_rule(c, 2.0, settle=False) == 2
+    obj.cost = np.array([0.01, 0.001, 1.0])
+    assert obj._next_rule(c, 2.0, settle=False) == 1
+    assert obj._next_rule(c, 2.0, settle=True) is None
+    obj.known[2] = {0.0: 1.5, 1.0: 1.5}  # above c's bound, below the threshold: the zoom runs it
+    assert obj._next_rule(c, 2.0, settle=True) == 2
+    obj.known[1] = {0.0: 2.5, 1.0: 2.5}  # predicted to cut: first either way
+    assert obj._next_rule(c, 2.0, settle=False) == 1 and obj._next_rule(c, 2.0, settle=True) == 1
+
+
 def test_a_candidate_cut_on_a_tie_never_wins_unverified():
     """Branch and bound: t = 0 is cut by rule A at exactly the best value (found at
     t = 1), with rule B, which is 5 there, never run. Its bound must lose the tie,
