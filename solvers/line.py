@@ -465,7 +465,7 @@ class _BulyanKrum:
                 self.selections[key] = bulyan_select(self.rows.at(t), r.f, r.select, r.p)
         chosen = self.selections[key]
         if r.aggregate == "krum":
-            idx = torch.tensor(chosen)
+            idx = torch.tensor(chosen, device=self.inst.R.device)
             D2 = self.distances.matrix(r.p, t)
             sub = D2.index_select(0, idx).index_select(1, idx)
             pick = chosen[int(torch.argmin(scores_from_squared(sub, len(chosen) - r.f - 2)))]

@@ -79,10 +79,12 @@ def test_trainer_runs_on_cuda_with_mixtailor_and_the_tailored_attack(tmp_path):
 
 def test_line_search_on_cuda_matches_cpu():
     import solvers
-    from mixtailor_game.rules import Comed, Krum
+    from mixtailor_game.rules import Bulyan, Comed, Krum
 
     V = honest_rows(5, 10, 30, 1.0) * 0.1 + 0.05
-    pool = [Krum(f=2, p=2.0), Comed(f=2)]
+    # Krum and Bulyan with a Krum part read the distances shared along the line
+    pool = [Krum(f=2, p=2.0), Comed(f=2), Bulyan(f=1, select="krum", aggregate="krum", p=2.0),
+            Bulyan(f=1, select="average", aggregate="krum", p=3.0)]
     cpu = solvers.solve(solvers.P3(V, 2, pool), method="line")
     gpu = solvers.solve(solvers.P3(V.cuda(), 2, pool), method="line")
     assert gpu.status == cpu.status
