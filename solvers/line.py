@@ -60,7 +60,7 @@ import torch
 
 from mixtailor_game.rules import Bulyan, Comed, Geomed, Krum, Mean, TrimmedMean, bulyan_select, geomed_solve
 from mixtailor_game.rules._distances import squared_distances, squared_distances_from
-from mixtailor_game.rules.bulyan import bulyan_aggregate, krum_selection
+from mixtailor_game.rules.bulyan import bulyan_aggregate, krum_pick, krum_selection
 from mixtailor_game.rules.krum import scores_from_squared
 
 from .problems import Instance
@@ -99,8 +99,9 @@ def line_rows(inst: Instance, t) -> torch.Tensor:
 class _Rows:
     """``[B(t); R]`` in one buffer whose f Byzantine rows are rewritten per ``t``: a
     ``torch.cat`` per candidate copied all n rows (1.3 ms at 12 x 184,586, a
-    quarter of a warm-started geometric median). Callers use the rows before the
-    next ``at`` (the rules return new tensors, never views of their input)."""
+    quarter of a warm-started geometric median). One per search, shared by its
+    evaluators: callers use the rows before the next ``at`` (the rules return new
+    tensors, never views of their input)."""
 
     def __init__(self, inst: Instance):
         self.inst, self.G = inst, None
@@ -120,7 +121,7 @@ class _BlackBox:
     tier = 2
     piecewise_linear = False
 
-    def __init__(self, inst, rule, chunk_elems, selections=None):
+    def __init__(self, inst, rule, chunk_elems, selections=None, rows=None):
         self.inst, self.rule = inst, rule
         self.chunk = max(1, int(chunk_elems // (inst.n * inst.d)))
         # Bulyan: selections by (select, f, p, t), shared with the pool's other Bulyans
@@ -133,7 +134,7 @@ class _BlackBox:
         # A geometric median's outputs by t: the IRLS of a nearby t starts from them (warm)
         self.starts: dict[float, torch.Tensor] | None = {} if type(rule) is Geomed else None
         self.start_ts: list[float] = []  # the keys of starts, sorted
-        self.rows = _Rows(inst)
+        self.rows = _Rows(inst) if rows is None else rows
 
     def warm(self, t: float) -> tuple[float, bool]:
         """The value at one ``t`` and whether it is warm: a geometric median's IRLS
@@ -443,11 +444,11 @@ class _BulyanKrum:
     tier = 2
     piecewise_linear = False
 
-    def __init__(self, inst, rule, distances: _LineDistances, selections: dict):
+    def __init__(self, inst, rule, distances: _LineDistances, selections: dict, rows=None):
         self.inst, self.rule, self.distances, self.selections = inst, rule, distances, selections
         u, o = inst.u64, inst.offset64
         self.h_inner = ((inst.R.double() - o) @ u)
-        self.rows = _Rows(inst)
+        self.rows = _Rows(inst) if rows is None else rows
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
         return np.array([self._value(float(c)) for c in t])
@@ -455,21 +456,18 @@ class _BulyanKrum:
     def _value(self, t: float) -> float:
         inst, r = self.inst, self.rule
         r.check(inst.n)
+        D2 = self.distances.matrix(r.p, t) if "krum" in (r.select, r.aggregate) else None
         if r.select == "krum":
             key = ("krum-cached", r.f, r.p, t)  # not the rule's own selection: kept apart
             if key not in self.selections:
-                self.selections[key] = krum_selection(self.distances.matrix(r.p, t), r.f)
+                self.selections[key] = krum_selection(D2, r.f)
         else:
             key = (r.select, r.f, r.p, t)  # the rule's own, as _BlackBox keys it
             if key not in self.selections:
                 self.selections[key] = bulyan_select(self.rows.at(t), r.f, r.select, r.p)
         chosen = self.selections[key]
         if r.aggregate == "krum":
-            idx = torch.tensor(chosen, device=self.inst.R.device)
-            D2 = self.distances.matrix(r.p, t)
-            sub = D2.index_select(0, idx).index_select(1, idx)
-            pick = chosen[int(torch.argmin(scores_from_squared(sub, len(chosen) - r.f - 2)))]
-            return _row_value(inst, self.h_inner, t, pick)
+            return _row_value(inst, self.h_inner, t, krum_pick(D2, chosen, r.f))
         out = bulyan_aggregate(self.rows.at(t), chosen, r.f, r.aggregate, r.p)
         return float((out.double() - inst.offset64) @ inst.u64)
 
@@ -485,10 +483,12 @@ def _bulyan_geomed(e) -> bool:
     return type(r) is Bulyan and r.select == "geomed"
 
 
-def make_evaluator(inst: Instance, rule, chunk_elems: int, fast: bool = True, selections=None, distances=None):
+def make_evaluator(inst: Instance, rule, chunk_elems: int, fast: bool = True, selections=None, distances=None,
+                   rows=None):
     """The fastest exact evaluator of one rule along the line (identical rows only);
     ``selections``: a dict the pool's Bulyans share their selections in;
-    ``distances``: a :class:`_LineDistances` the pool's Krum-based rules share."""
+    ``distances``: a :class:`_LineDistances` the pool's Krum-based rules share;
+    ``rows``: a :class:`_Rows` buffer they share."""
     if fast and spread_vector(inst) is None and inst.objective != "lambda":
         selections = {} if selections is None else selections
         distances = _LineDistances(inst) if distances is None else distances
@@ -505,8 +505,8 @@ def make_evaluator(inst: Instance, rule, chunk_elems: int, fast: bool = True, se
         # not after a geomed selection: the solution would run it again at the answer
         # (~0.3 s), where a black box's memo hands it the rule's own output
         if type(rule) is Bulyan and (rule.select == "krum" or (rule.aggregate == "krum" and rule.select != "geomed")):
-            return _BulyanKrum(inst, rule, distances, selections)
-    return _BlackBox(inst, rule, chunk_elems, selections)
+            return _BulyanKrum(inst, rule, distances, selections, rows)
+    return _BlackBox(inst, rule, chunk_elems, selections, rows)
 
 
 class LineObjective:
@@ -517,7 +517,8 @@ class LineObjective:
         self.uniq, _, self.w = unique_rules(inst.rules, inst.weights)
         selections: dict = {}
         distances = _LineDistances(inst)
-        self.evals = [make_evaluator(inst, r, chunk_elems, fast, selections, distances) for r in self.uniq]
+        rows = _Rows(inst)  # one buffer for every evaluator: the rows at t are the same for all
+        self.evals = [make_evaluator(inst, r, chunk_elems, fast, selections, distances, rows) for r in self.uniq]
         self.tol = tol
         self.n_evals = 0
         self.cache: dict[float, float] = {}

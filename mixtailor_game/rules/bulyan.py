@@ -157,18 +157,25 @@ def bulyan_aggregate(G: torch.Tensor, chosen: list[int], f: int, aggregate: str,
     computing their distances again."""
     if aggregate == "trimmed":  # reads the chosen rows in place (no gathered copy)
         return closest_to_median_rows(G, len(chosen) - 2 * f, rows=chosen)
+    if aggregate == "krum" and D2 is not None:
+        return G[krum_pick(D2, chosen, f)].clone()
     S = G[chosen]
     if aggregate == "krum":
-        if D2 is None:
-            return krum(S, f, p)
-        idx = torch.tensor(chosen, device=D2.device)
-        sub = D2.index_select(0, idx).index_select(1, idx)
-        return S[int(torch.argmin(scores_from_squared(sub, len(chosen) - f - 2)))].clone()
+        return krum(S, f, p)
     if aggregate == "average":
         return S.mean(0)
     if aggregate == "geomed":
         return geomed(S, p)
     return comed(S)
+
+
+def krum_pick(D2: torch.Tensor, chosen: list[int], f: int) -> int:
+    """The row of ``G`` that Krum (eq. (3), ``len(chosen) - f - 2`` neighbours, ties to
+    the first) picks among the rows ``chosen``, from all rows' squared l_p
+    distances ``D2``: :func:`bulyan_aggregate`'s Krum aggregation."""
+    idx = torch.tensor(chosen, device=D2.device)
+    sub = D2.index_select(0, idx).index_select(1, idx)
+    return chosen[int(torch.argmin(scores_from_squared(sub, len(chosen) - f - 2)))]
 
 
 @dataclass(frozen=True)
