@@ -17,7 +17,7 @@ import scipy.optimize
 import torch
 
 from mixtailor_game.rules import (
-    bulyan, comed, geomed, geomed_solve, krum, krum_scores, multi_krum, pairwise_distances, trimmed_mean,
+    bulyan, bulyan_select, comed, geomed, geomed_solve, krum, krum_scores, multi_krum, pairwise_distances, trimmed_mean,
 )
 from mixtailor_game.rules import _network
 from mixtailor_game.rules._distances import squared_distances, squared_distances_from
@@ -371,6 +371,47 @@ def test_bulyan_matches_reference_with_ties(select, aggregate):
     G = make_input(11, 6, 4, ties=True)
     got = bulyan(G, 2, select, aggregate, 2.0).numpy()
     np.testing.assert_allclose(got, ref_bulyan(G.numpy(), 2, select, aggregate, 2.0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("select", ["average", "comed", "geomed"])
+@pytest.mark.parametrize("p", [2.0, 5.0])
+def test_nearest_selection_is_bulyan_select_with_each_rounds_target(select, p):
+    """nearest_selection: bulyan_select's rows, bitwise, and in each round the rule's
+    output on the rows left (average and comed exactly, the geomed to its tolerance);
+    a hint that starts a geomed round from the answer leaves the selection unchanged."""
+    from mixtailor_game.rules.bulyan import nearest_selection
+
+    G = make_input(11, 6, 7)
+    f = 2
+    chosen, targets = nearest_selection(G, f, select, p)
+    assert chosen == bulyan_select(G, f, select, p) and len(targets) == 11 - 2 * f
+    left = list(range(11))
+    for idx, target in zip(chosen, targets):
+        S = G[left]
+        if select == "average":
+            assert torch.equal(target, S.mean(0))
+        elif select == "comed":
+            assert torch.equal(target, comed(S))
+        else:
+            _, best = ref_geomed(S.numpy(), p)
+            assert ref_geomed_objective(target.numpy(), S.numpy(), p) <= best * (1 + 1e-6)
+        dist = [float(np.sum(np.abs(G[i].numpy() - target.numpy()) ** p) ** (1 / p)) for i in left]
+        assert idx == left[int(np.argmin(dist))]
+        left.remove(idx)
+    seen = []
+
+    def hint(k, rows_taken):
+        seen.append((k, list(rows_taken)))
+        return targets[k], 1
+
+    again, warm = nearest_selection(G, f, select, p, hint)
+    assert again == chosen
+    if select == "geomed":
+        assert seen == [(k, chosen[:k]) for k in range(len(chosen))]
+        for a, b in zip(warm, targets):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+    else:  # hints apply to the geomed's IRLS only
+        assert seen == [] and all(torch.equal(a, b) for a, b in zip(warm, targets))
 
 
 def test_bulyan_trimmed_ties_go_to_smaller_value():

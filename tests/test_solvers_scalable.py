@@ -276,19 +276,19 @@ def test_warm_geometric_medians_start_from_their_solved_neighbours():
     inst = solvers.P3(V, 2, [rule]).compile()
     box = _BlackBox(inst, rule, 2 ** 20)
     assert box.warm(0.5)[1] is False and box.warm(1.0)[1] is False  # nothing / one point solved
-    z05, z10 = box.starts[0.5], box.starts[1.0]
-    assert box.start_ts == [0.5, 1.0] and 0.5 in box.memo and 1.0 in box.memo
-    start, between = box._start(0.75)
+    z05, z10 = box.starts.data[0.5], box.starts.data[1.0]
+    assert box.starts.ts == [0.5, 1.0] and 0.5 in box.memo and 1.0 in box.memo
+    start, between = box.starts.start(0.75)
     assert between and torch.allclose(start, (z05 + z10) / 2, rtol=1e-12, atol=0)
-    start, between = box._start(2.5)  # 3 spacings out on the right
+    start, between = box.starts.start(2.5)  # 3 spacings out on the right
     assert not between and torch.allclose(start, 4 * z10 - 3 * z05, rtol=1e-12, atol=1e-12)
-    start, between = box._start(0.0)  # one spacing out on the left
+    start, between = box.starts.start(0.0)  # one spacing out on the left
     assert not between and torch.allclose(start, 2 * z05 - z10, rtol=1e-12, atol=1e-12)
-    assert box._start(3.5) == (None, False)  # 5 spacings out: no start
+    assert box.starts.start(3.5) == (None, False)  # 5 spacings out: no start
     G = torch.cat([line_rows(inst, [0.75])[0], inst.R])
     cold = float((rule(G).double() - inst.offset.double()) @ inst.u.double())
     value, warm = box.warm(0.75)
-    assert warm and 0.75 not in box.memo and box.start_ts == [0.5, 0.75, 1.0]
+    assert warm and 0.75 not in box.memo and box.starts.ts == [0.5, 0.75, 1.0]
     assert value == pytest.approx(cold, rel=1e-6)
     assert box.warm(3.5)[1] is False and 3.5 in box.memo  # ran cold
     # the rows buffer: rewritten in place per t, equal to the concatenation
@@ -298,9 +298,112 @@ def test_warm_geometric_medians_start_from_their_solved_neighbours():
     assert torch.equal(again, torch.cat([line_rows(inst, [0.7])[0], inst.R]))
 
 
+def test_starts_store_keeps_the_points_nearest_the_newest():
+    """The warm-start store holds at most ``cap`` points, dropping the one farthest from
+    the point just kept; ``match`` restricts the neighbours to matching values."""
+    from solvers.line import _Starts
+
+    store = _Starts(cap=3)
+    for t in (0.0, 1.0, 2.0, 3.0):
+        store.keep(t, torch.tensor([t]))
+    assert store.ts == [1.0, 2.0, 3.0] and set(store.data) == {1.0, 2.0, 3.0}
+    store.keep(-1.0, torch.tensor([-1.0]))  # 3.0 is now the farthest
+    assert store.ts == [-1.0, 1.0, 2.0]
+    start, between = store.start(1.5)
+    assert between and float(start) == 1.5
+    start, between = store.start(1.5, match=lambda v: float(v) != 2.0)  # neighbours -1 and 1
+    assert not between and float(start) == 1.5  # extrapolated through -1 and 1
+    assert float(store.start(9.0, match=lambda v: float(v) != 2.0)[0]) == 9.0  # four spacings out: kept
+    assert store.start(9.5, match=lambda v: float(v) != 2.0) == (None, False)  # beyond: none
+
+
+def test_warm_bulyan_selection_starts_its_rounds_from_solved_neighbours(monkeypatch):
+    """Bulyan(select=geomed) in the line search: cold at the first points (the rule's own
+    selection, memoized); between two solved points each round starts from the same
+    round's targets there (one IRLS step), the value flagged warm and equal to the
+    rule's to its tolerance; the pool's other Bulyan of the same p reuses that warm
+    selection; a cold call afterwards is bitwise the rule's."""
+    from mixtailor_game.rules import Bulyan
+    from solvers import line
+
+    V = honest(10, 6, 35, mu=0.3)
+    rules = [Bulyan(f=2, select="geomed", aggregate="average", p=5.0),
+             Bulyan(f=2, select="geomed", aggregate="krum", p=5.0)]
+    inst = solvers.P3(V, 2, rules).compile()
+    selections = {}
+    box, sibling = (line._BlackBox(inst, r, 2 ** 20, selections) for r in rules)
+    hints = []
+    real = line.nearest_selection
+
+    def spy(G, f, select, p, start_for=None):
+        if start_for is None:
+            return real(G, f, select, p)
+
+        def recorded(k, taken):
+            h = start_for(k, taken)
+            hints.append(None if h is None else h[1])
+            return h
+
+        return real(G, f, select, p, recorded)
+
+    monkeypatch.setattr(line, "nearest_selection", spy)
+    assert box.warm(0.5)[1] is False and 0.5 in box.memo  # nothing solved: cold, the rule's own
+    assert box.warm(1.0)[1] is False and 1.0 in box.memo  # one point solved: no start either
+    assert hints == [None] * 16  # two points, 8 rounds each
+    hints.clear()
+    value, warm = box.warm(0.75)
+    assert warm and 0.75 not in box.memo and ("geomed-warm", 2, 5.0, 0.75) in selections
+    assert 1 in hints  # rounds whose rows left match both neighbours: one step
+    G = torch.cat([line_rows(inst, [0.75])[0], inst.R])
+    u = inst.u.double()
+
+    def cold(rule):
+        return float((rule(G).double() - inst.offset.double()) @ u)
+
+    assert value == pytest.approx(cold(rules[0]), rel=1e-6)
+    hints.clear()
+    value, warm = sibling.warm(0.75)
+    assert warm and hints == [] and value == pytest.approx(cold(rules[1]), rel=1e-6)  # the shared selection
+    out = box.outputs(np.array([0.75]))[0]  # cold: bitwise the rule's
+    assert torch.equal(out, rules[0](G).double() - inst.offset.double()) and 0.75 in box.memo
+
+
+def test_expected_value_warm_search_answers_with_the_rules_own_values():
+    """ExpectedValue with IRLS rules: every rule runs at every candidate, warm-started
+    from solved neighbours; the answer's warm values run again cold (certify_expected),
+    so its value is the rules' own, and it is the minimum over all candidates of the
+    expectation with every rule run cold (to the warm values' tolerance)."""
+    from mixtailor_game.rules import Bulyan
+    from solvers.line import solve_line
+
+    V = honest(10, 6, 52, mu=0.3)
+    pool = [Comed(f=2), Krum(f=2, p=3.0), Geomed(f=2, p=2.0), Geomed(f=2, p=5.0),
+            Bulyan(f=2, select="geomed", aggregate="average", p=3.0),
+            Bulyan(f=2, select="average", aggregate="geomed", p=3.0)]
+    probs = [0.1, 0.2, 0.2, 0.2, 0.2, 0.1]
+    inst = solvers.ExpectedValue(V, 2, pool, probs).compile()
+    t_best, score, info = solve_line(inst)
+    obj = info["obj"]
+    assert not obj.warm_ran[t_best].any()
+    assert sum(int(w.sum()) for w in obj.warm_ran.values()) > len(obj.cache)  # most ran warm
+    u = inst.u.double()
+
+    def expectation(c):
+        G = torch.cat([line_rows(inst, [c])[0], inst.R])
+        return sum(q * float((r(G).double() - inst.offset.double()) @ u) for q, r in zip(probs, pool))
+
+    assert score == pytest.approx(expectation(t_best), rel=1e-9, abs=1e-12)
+    cands = sorted(obj.cache)
+    assert len(cands) > 50
+    assert score <= min(expectation(c) for c in cands) + 1e-5 * abs(score)
+    sol = solvers.solve(solvers.ExpectedValue(V, 2, pool, probs))
+    assert sol.value == pytest.approx(score, rel=1e-9)
+
+
 def test_pool_bulyans_share_one_selection_per_point_and_match_the_rule(monkeypatch):
     """Two Bulyans with the same (select, f, p) select once per candidate in the line
-    search; the outputs are bitwise those of the rules themselves."""
+    search (cold, and warm-started where the search ran them warm); the outputs are
+    bitwise those of the rules themselves."""
     from mixtailor_game.rules import Bulyan
     from solvers import line
 
@@ -309,8 +412,13 @@ def test_pool_bulyans_share_one_selection_per_point_and_match_the_rule(monkeypat
             Bulyan(f=2, select="geomed", aggregate="comed", p=3.0)]
     pool = pair + [Comed(f=2), Krum(f=2, p=3.0), Bulyan(f=2, select="geomed", aggregate="average", p=8.0)]
     calls = []
-    real = line.bulyan_select
-    monkeypatch.setattr(line, "bulyan_select", lambda G, f, s, p: calls.append((G.sum().item(), p)) or real(G, f, s, p))
+    real = line.nearest_selection
+
+    def counted(G, f, s, p, start_for=None):
+        calls.append((G.sum().item(), p, start_for is None))
+        return real(G, f, s, p, start_for)
+
+    monkeypatch.setattr(line, "nearest_selection", counted)
     sol = solvers.solve(solvers.P3(V, 2, pool))
     assert calls and len(calls) == len(set(calls))  # one selection per (rows, p): the pair shares
     G = torch.cat([sol.byzantine, V])

@@ -43,10 +43,12 @@ def _pick_krum(D2: torch.Tensor, remaining: list[int], f: int) -> int:
     return remaining[best]
 
 
-def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float, start, finite: torch.Tensor):
+def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float, start, finite: torch.Tensor,
+                  patience: int = 3):
     """The remaining row nearest (l_p) to rule ``select``'s output on the rows left,
     and that output (a geomed warm-starts the next round's from it). ``finite``:
-    ``finite_rows(G)``, computed once per call (a full pass over G)."""
+    ``finite_rows(G)``, computed once per call (a full pass over G); ``patience``:
+    :func:`geomed_solve`'s."""
     rows = G[remaining]
     ok = finite[remaining]
     pool = rows if bool(ok.all()) else rows[ok]
@@ -55,7 +57,7 @@ def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float, 
     elif select == "comed":
         target = comed(pool)
     else:
-        target = geomed_solve(pool, p, start=start, objective=False).z
+        target = geomed_solve(pool, p, start=start, objective=False, patience=patience).z
     return remaining[nearest_row(rows, target, p, ok)], target
 
 
@@ -74,15 +76,33 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0)
     """
     if select == "krum":
         return krum_selection(squared_distances(G, p), f)
+    return nearest_selection(G, f, select, p)[0]
+
+
+def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=None) -> tuple[list, list]:
+    """:func:`bulyan_select` for a selection whose output is not a row (average, comed,
+    geomed), and that output in each round (the targets, ``theta`` d-vectors).
+
+    ``start_for(round, chosen)`` (optional, geomed only) may return ``(start,
+    patience)`` for the round's IRLS instead of the rule's own (the previous round's
+    target, ``patience=3``; the coordinate-wise median in round 0), or None to keep
+    it: the line search starts each round from the same round's targets at nearby
+    points of its line. With no hints the result is :func:`bulyan_select`'s, bitwise.
+    """
     finite = finite_rows(G)
     remaining = list(range(G.shape[0]))
-    chosen = []
+    chosen, targets = [], []
     target = None
-    for _ in range(G.shape[0] - 2 * f):
-        idx, target = _pick_nearest(G, remaining, select, p, target, finite)
+    for k in range(G.shape[0] - 2 * f):
+        start, patience = target, 3
+        hint = start_for(k, chosen) if start_for is not None and select == "geomed" else None
+        if hint is not None:
+            start, patience = hint
+        idx, target = _pick_nearest(G, remaining, select, p, start, finite, patience)
         chosen.append(idx)
+        targets.append(target)
         remaining.remove(idx)
-    return chosen
+    return chosen, targets
 
 
 def krum_selection(D2: torch.Tensor, f: int) -> list[int]:
