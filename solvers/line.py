@@ -33,10 +33,14 @@ rules are black boxes; the method:
    During the zoom a candidate whose remaining rules are all predicted below
    its bound is left there, and a geometric median between two candidates
    where it ran starts on the line between its outputs there (one IRLS step
-   reaches the float floor); at the end the search certifies: it completes the
-   candidate of lowest bound, its warm-started values run again cold, until
-   the lowest is complete (so the answer is the minimum over the candidates of
-   the max over every rule, the rules' own values);
+   reaches the float floor; each round of a Bulyan(select=geomed) selection
+   likewise, from the same round at neighbours with the same rows left); at
+   the end the search certifies: it completes the candidate of lowest bound,
+   its warm-started values run again cold, until the lowest is complete (so
+   the answer is the minimum over the candidates of the max over every rule,
+   the rules' own values). An expectation with a black box has no bound to
+   prune by: every rule runs at every candidate, warm-started the same way,
+   and the best candidate's warm values run again cold;
 3. zooms ``rounds`` times on the brackets of the ``keep`` best candidates.
 
 Status: ``optimal`` for the 1-D problem itself (structure ``"line"``) when every
@@ -178,7 +182,7 @@ class _BlackBox:
         # Bulyans of the same p): a nearby t starts its rounds from them
         self.rounds = None
         if self.selections is not None and rule.select == "geomed":
-            self.rounds = self.selections.setdefault(("geomed-rounds", rule.f, rule.p), _Starts())
+            self.rounds = self.selections.setdefault(("geomed-rounds", rule.f, rule.p), _Starts(cap=16))
         self.rows = _Rows(inst) if rows is None else rows
 
     def warm(self, t: float) -> tuple[float, bool]:
