@@ -211,8 +211,10 @@ class _BlackBox:
         """Bulyan(select=geomed) at ``t`` from a warm selection: each round's IRLS
         starts from that round's targets at solved neighbours whose rows left are the
         same (:class:`_Starts`, one step between two of them), else as the rule does.
-        Measured ~0.1 s against ~0.4-0.6 s cold at d = 184,586. When no round was
-        hinted the selection is the rule's own (bitwise) and the value cold."""
+        About half the cold time near the honest rows (profile: ~0.15 s against ~0.28 s
+        at p = 11, d = 184,586); far out on the line (|t| >= 26 s0) 2-6 s either way.
+        When no round was hinted the selection is the rule's own (bitwise) and the
+        value cold."""
         inst, r = self.inst, self.rule
         r.check(inst.n)
         key, wkey = (r.select, r.f, r.p, t), ("geomed-warm", r.f, r.p, t)
@@ -825,7 +827,7 @@ class LineObjective:
         (:meth:`_BlackBox.warm`): every other candidate of the sorted batch first, then
         the ones between them (one IRLS step each). Warm values are not the rules'
         own: :meth:`certify_expected` runs them again cold at the best candidate.
-        Paper pool at d = 184,586: ~0.9 s a candidate against ~2.6 s cold."""
+        Paper pool at d = 184,586: ~1.6 s a candidate against ~2.4 s cold."""
         order = list(range(0, len(t), 2)) + list(range(1, len(t), 2))
         for i in order:
             c = float(t[i])
