@@ -368,6 +368,62 @@ def test_warm_bulyan_selection_starts_its_rounds_from_solved_neighbours(monkeypa
     assert torch.equal(out, rules[0](G).double() - inst.offset.double()) and 0.75 in box.memo
 
 
+def test_warm_bulyan_rounds_start_only_from_neighbours_with_the_same_rows_left(monkeypatch):
+    """A round of a warm Bulyan(select=geomed) selection starts from a neighbour's
+    target for that round only when the neighbour had the same rows left: with one
+    neighbour's later rounds made to differ, those rounds get no start from it."""
+    from mixtailor_game.rules import Bulyan
+    from solvers import line
+
+    V = honest(10, 6, 36, mu=0.3)
+    rule = Bulyan(f=2, select="geomed", aggregate="average", p=3.0)
+    inst = solvers.P3(V, 2, [rule]).compile()
+    box = line._BlackBox(inst, rule, 2 ** 20, {})
+    real = line.nearest_selection
+    for t in (0.0, 1.0):
+        chosen, targets = real(torch.cat([line_rows(inst, [t])[0], inst.R]), 2, "geomed", 3.0)
+        if t == 1.0:  # from round 1 on, rows left that no search at 0.5 has
+            chosen = [chosen[0]] + [12 + i for i in range(len(chosen) - 1)]
+        box.rounds.keep(t, (chosen, targets))
+    hints = []
+
+    def spy(G, f, select, p, start_for=None):
+        def recorded(k, taken):
+            h = start_for(k, taken)
+            hints.append(None if h is None else h[1])
+            return h
+
+        return real(G, f, select, p, recorded)
+
+    monkeypatch.setattr(line, "nearest_selection", spy)
+    value, warm = box.warm(0.5)
+    assert warm and hints[0] == 1  # round 0: every row left at both neighbours, one step
+    assert all(h is None for h in hints[1:])  # later rounds: only one neighbour matches
+
+
+def test_certify_expected_reruns_until_the_best_candidate_is_cold():
+    """certify_expected: the best candidate's warm values run cold; when that makes
+    another warm candidate the best, it runs there too, until the best is cold."""
+    from solvers.line import LineObjective
+
+    V = honest(10, 2, 37, mu=0.3)
+    inst = solvers.ExpectedValue(V, 2, [Geomed(f=2, p=3.0)]).compile()
+    obj = LineObjective(inst, 2 ** 20, True, 1e-6)
+    cold = {0.0: 5.0, 1.0: 0.5, 2.0: 2.0}
+
+    class Fake:
+        def __call__(self, t):
+            return np.array([cold[float(x)] for x in t])
+
+    obj.evals = [Fake()]
+    obj.w = np.array([1.0])
+    for c, v, warm in ((0.0, 0.0, True), (1.0, 0.1, True), (2.0, 2.0, False)):
+        obj.cache[c], obj.parts[c], obj.warm_ran[c] = v, np.array([v]), np.array([warm])
+    obj.certify_expected()
+    assert obj.cache == {0.0: 5.0, 1.0: 0.5, 2.0: 2.0}
+    assert not obj.warm_ran[1.0].any() and not obj.warm_ran[0.0].any()
+
+
 def test_expected_value_warm_search_answers_with_the_rules_own_values():
     """ExpectedValue with IRLS rules: every rule runs at every candidate, warm-started
     from solved neighbours; the answer's warm values run again cold (certify_expected),
