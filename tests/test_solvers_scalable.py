@@ -317,6 +317,24 @@ def test_starts_store_keeps_the_points_nearest_the_newest():
     assert store.start(9.5, match=lambda v: float(v) != 2.0) == (None, False)  # beyond: none
 
 
+def _hint_spy(real, hints):
+    """``nearest_selection`` that records, per round, the patience of the start the line
+    search hinted (None: no hint)."""
+
+    def spy(G, f, select, p, start_for=None):
+        if start_for is None:
+            return real(G, f, select, p)
+
+        def recorded(k, taken):
+            h = start_for(k, taken)
+            hints.append(None if h is None else h[1])
+            return h
+
+        return real(G, f, select, p, recorded)
+
+    return spy
+
+
 def test_warm_bulyan_selection_starts_its_rounds_from_solved_neighbours(monkeypatch):
     """Bulyan(select=geomed) in the line search: cold at the first points (the rule's own
     selection, memoized); between two solved points each round starts from the same
@@ -333,20 +351,7 @@ def test_warm_bulyan_selection_starts_its_rounds_from_solved_neighbours(monkeypa
     selections = {}
     box, sibling = (line._BlackBox(inst, r, 2 ** 20, selections) for r in rules)
     hints = []
-    real = line.nearest_selection
-
-    def spy(G, f, select, p, start_for=None):
-        if start_for is None:
-            return real(G, f, select, p)
-
-        def recorded(k, taken):
-            h = start_for(k, taken)
-            hints.append(None if h is None else h[1])
-            return h
-
-        return real(G, f, select, p, recorded)
-
-    monkeypatch.setattr(line, "nearest_selection", spy)
+    monkeypatch.setattr(line, "nearest_selection", _hint_spy(line.nearest_selection, hints))
     assert box.warm(0.5)[1] is False and 0.5 in box.memo  # nothing solved: cold, the rule's own
     assert box.warm(1.0)[1] is False and 1.0 in box.memo  # one point solved: no start either
     assert hints == [None] * 16  # two points, 8 rounds each
@@ -386,16 +391,7 @@ def test_warm_bulyan_rounds_start_only_from_neighbours_with_the_same_rows_left(m
             chosen = [chosen[0]] + [12 + i for i in range(len(chosen) - 1)]
         box.rounds.keep(t, (chosen, targets))
     hints = []
-
-    def spy(G, f, select, p, start_for=None):
-        def recorded(k, taken):
-            h = start_for(k, taken)
-            hints.append(None if h is None else h[1])
-            return h
-
-        return real(G, f, select, p, recorded)
-
-    monkeypatch.setattr(line, "nearest_selection", spy)
+    monkeypatch.setattr(line, "nearest_selection", _hint_spy(real, hints))
     value, warm = box.warm(0.5)
     assert warm and hints[0] == 1  # round 0: every row left at both neighbours, one step
     assert all(h is None for h in hints[1:])  # later rounds: only one neighbour matches
