@@ -223,10 +223,9 @@ def main(argv=None):
     d = 2000 if args.quick else args.d
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                        "torch": torch.__version__}}
-    if args.closed_forms_only:
+    if not args.miqcp_only:
         res["closed_forms"] = bench_closed_forms(d)
-    elif not args.miqcp_only:
-        res["closed_forms"] = bench_closed_forms(d)
+    if not args.miqcp_only and not args.closed_forms_only:
         res["line"] = bench_line(args.pool, d, seed=args.seed,
                                  problems=[x.strip() for x in args.problems.split(",") if x.strip()])
     if not args.line_only and not args.miqcp_only and not args.closed_forms_only:

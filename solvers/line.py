@@ -218,7 +218,8 @@ class _BlackBox:
         inst, r = self.inst, self.rule
         r.check(inst.n)
         key, wkey = (r.select, r.f, r.p, t), ("geomed-warm", r.f, r.p, t)
-        if key not in self.selections and wkey not in self.selections:
+        G = self.rows.at(t) if key not in self.selections else None
+        if G is not None and wkey not in self.selections:
             hinted = []
 
             def start_for(k, chosen):
@@ -230,12 +231,12 @@ class _BlackBox:
                 hinted.append(k)
                 return start, 1 if between else 3
 
-            chosen, targets = nearest_selection(self.rows.at(t), r.f, "geomed", r.p, start_for)
+            chosen, targets = nearest_selection(G, r.f, "geomed", r.p, start_for)
             self.rounds.keep(t, (chosen, targets))
             self.selections[key if not hinted else wkey] = chosen
         if key in self.selections:
             return float(self(np.array([t]))[0]), False
-        out = bulyan_aggregate(self.rows.at(t), self.selections[wkey], r.f, r.aggregate, r.p)
+        out = bulyan_aggregate(G, self.selections[wkey], r.f, r.aggregate, r.p)
         return float((out.double() - inst.offset64) @ inst.u64), True
 
     def outputs(self, t: np.ndarray) -> torch.Tensor:
