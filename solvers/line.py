@@ -144,20 +144,60 @@ class _Starts:
         """A start at ``t`` and whether ``t`` lies between two solved points: there the
         straight line between their outputs (3-100x closer than the nearest output);
         outside them the line through the two nearest on that side when ``t`` is no
-        farther out than four times their spacing; else None. ``get`` maps a kept
-        value to the output (default: itself); only kept values that ``match`` count."""
+        farther out than their spacing, else the nearest output: far out on the line
+        the medians saturate and a straight line overshoots (Bulyan(select=geomed)
+        at t = 9..227 s0, d = 184,586: 0.1 s from the nearest inner point's targets,
+        0.1-0.9 s extrapolated, 1-5 s cold). None when nothing is solved. ``get``
+        maps a kept value to the output (default: itself); only kept values that
+        ``match`` count."""
         ts = self.ts if match is None else [s for s in self.ts if match(self.data[s])]
         out = (lambda s: self.data[s]) if get is None else (lambda s: get(self.data[s]))
         i = bisect.bisect_left(ts, t)
         if 0 < i < len(ts):
             a, b = ts[i - 1], ts[i]
             return torch.lerp(out(a), out(b), (t - a) / (b - a)), True
-        if len(ts) < 2:
+        if not ts:
             return None, False
-        a, b = (ts[1], ts[0]) if i == 0 else (ts[-2], ts[-1])  # b: the nearest
-        if abs(t - b) > 4 * abs(b - a):
-            return None, False
+        b = ts[0] if i == 0 else ts[-1]  # the nearest
+        a = (ts[1] if i == 0 else ts[-2]) if len(ts) >= 2 else None
+        if a is None or abs(t - b) > abs(b - a):
+            return out(b), False
         return torch.lerp(out(a), out(b), (t - a) / (b - a)), False
+
+
+class _GeomedAggregate:
+    """Bulyan's geomed aggregation (of the ``theta`` rows chosen) along the line: its
+    outputs by ``t`` with the rows chosen there, so that a nearby ``t`` with the same
+    rows chosen starts its IRLS from them (:class:`_Starts`). Cold it ran from the
+    coordinate-wise median every time: 50-80 ms a candidate for each of the paper
+    pool's four Bulyan(., geomed) at d = 184,586, a fifth of an expectation's time."""
+
+    def __init__(self, rule):
+        self.rule = rule
+        self.starts = _Starts(cap=16)
+
+    def cold(self, G: torch.Tensor, chosen: list, t: float) -> torch.Tensor:
+        """The rule's own aggregation (:func:`bulyan_aggregate`), kept as a start."""
+        r = self.rule
+        out = bulyan_aggregate(G, chosen, r.f, r.aggregate, r.p)
+        self.starts.keep(t, (frozenset(chosen), out))
+        return out
+
+    def warm(self, G: torch.Tensor, chosen: list, t: float) -> tuple[torch.Tensor, bool]:
+        """The aggregation started from solved neighbours with the same rows chosen (one
+        IRLS step between two of them), and whether it was; else :meth:`cold`."""
+        rows = frozenset(chosen)
+        start, between = self.starts.start(t, get=lambda v: v[1], match=lambda v: v[0] == rows)
+        if start is None:
+            return self.cold(G, chosen, t), False
+        r = self.rule
+        z = geomed_solve(G[chosen], r.p, start=start, objective=False, patience=1 if between else 3).z
+        self.starts.keep(t, (rows, z))
+        return z, True
+
+
+def _geomed_aggregate(rule) -> _GeomedAggregate | None:
+    return _GeomedAggregate(rule) if type(rule) is Bulyan and rule.aggregate == "geomed" and rule.p > 1 else None
 
 
 class _BlackBox:
@@ -183,6 +223,7 @@ class _BlackBox:
         self.rounds = None
         if self.selections is not None and rule.select == "geomed":
             self.rounds = self.selections.setdefault(("geomed-rounds", rule.f, rule.p), _Starts(cap=16))
+        self.agg = _geomed_aggregate(rule)
         self.rows = _Rows(inst) if rows is None else rows
 
     def warm(self, t: float) -> tuple[float, bool]:
@@ -196,7 +237,7 @@ class _BlackBox:
         (measured within 4e-5 relative, as close as 3 steps got), not bitwise: kept
         out of ``memo``. With no start (nothing solved nearby) the rule runs cold,
         as in ``__call__``."""
-        if self.rounds is not None:
+        if self.rounds is not None or self.agg is not None:
             return self._warm_bulyan(t)
         start, between = self.starts.start(t) if self.starts is not None else (None, False)
         if start is None:
@@ -208,16 +249,20 @@ class _BlackBox:
         return float((z.double() - inst.offset64) @ inst.u64), True
 
     def _warm_bulyan(self, t: float) -> tuple[float, bool]:
-        """Bulyan(select=geomed) at ``t`` from a warm selection: each round's IRLS
-        starts from that round's targets at solved neighbours whose rows left are the
-        same (:class:`_Starts`, one step between two of them), else as the rule does.
-        About half the cold time near the honest rows (profile: ~0.15 s against ~0.28 s
-        at p = 11, d = 184,586); far out on the line (|t| >= 26 s0) 2-6 s either way.
-        When no round was hinted the selection is the rule's own (bitwise) and the
-        value cold."""
+        """Bulyan with a geomed selection or aggregation at ``t``, warm. A geomed
+        selection: each round's IRLS starts from that round's targets at solved
+        neighbours whose rows left are the same (:class:`_Starts`, one step between
+        two of them), else as the rule does: about half the cold time near the honest
+        rows (profile: ~0.15 s against ~0.28 s at p = 11, d = 184,586), and far out on
+        the line ~0.1 s from the inner neighbour against 1-5 s cold. A geomed
+        aggregation starts from its outputs at neighbours with the same rows chosen
+        (:class:`_GeomedAggregate`). When nothing started warm the value is the
+        rule's own (bitwise, memoized) and flagged cold."""
         inst, r = self.inst, self.rule
         r.check(inst.n)
         key, wkey = (r.select, r.f, r.p, t), ("geomed-warm", r.f, r.p, t)
+        if self.rounds is None and key not in self.selections:  # the rule's own selection, shared
+            self.selections[key] = bulyan_select(self.rows.at(t), r.f, r.select, r.p)
         G = self.rows.at(t) if key not in self.selections else None
         if G is not None and wkey not in self.selections:
             hinted = []
@@ -234,9 +279,19 @@ class _BlackBox:
             chosen, targets = nearest_selection(G, r.f, "geomed", r.p, start_for)
             self.rounds.keep(t, (chosen, targets))
             self.selections[key if not hinted else wkey] = chosen
-        if key in self.selections:
-            return float(self(np.array([t]))[0]), False
-        out = bulyan_aggregate(G, self.selections[wkey], r.f, r.aggregate, r.p)
+        cold_selection = key in self.selections
+        if self.agg is None:
+            if cold_selection:
+                return float(self(np.array([t]))[0]), False
+            out = bulyan_aggregate(self.rows.at(t), self.selections[wkey], r.f, r.aggregate, r.p)
+            return float((out.double() - inst.offset64) @ inst.u64), True
+        if cold_selection and t in self.memo:
+            return self.memo[t][0], False
+        out, warm = self.agg.warm(self.rows.at(t), self.selections[key if cold_selection else wkey], t)
+        if cold_selection and not warm:  # the rule's own output: as a cold call keeps it
+            a = out.double() - inst.offset64
+            self.memo[t] = (float(a @ inst.u64), float(a.norm()))
+            return self.memo[t][0], False
         return float((out.double() - inst.offset64) @ inst.u64), True
 
     def outputs(self, t: np.ndarray) -> torch.Tensor:
@@ -276,6 +331,8 @@ class _BlackBox:
                 chosen, targets = nearest_selection(G, r.f, r.select, r.p)
                 self.rounds.keep(t, (chosen, targets))
                 self.selections[key] = chosen
+        if self.agg is not None:  # the rule's own aggregation, kept as a start
+            return self.agg.cold(G, self.selections[key], t)
         return bulyan_aggregate(G, self.selections[key], r.f, r.aggregate, r.p)
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
@@ -516,26 +573,41 @@ class _BulyanKrum:
         u, o = inst.u64, inst.offset64
         self.h_inner = ((inst.R.double() - o) @ u)
         self.rows = _Rows(inst) if rows is None else rows
+        self.agg = _geomed_aggregate(rule)
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
         return np.array([self._value(float(c)) for c in t])
 
-    def _value(self, t: float) -> float:
+    def warm(self, t: float) -> tuple[float, bool]:
+        """The value at ``t`` with a geomed aggregation started from solved neighbours
+        (:class:`_GeomedAggregate`), and whether it was; cold otherwise."""
+        if self.agg is None:
+            return self._value(t), False
+        chosen = self._chosen(t, None)
+        out, warm = self.agg.warm(self.rows.at(t), chosen, t)
+        return float((out.double() - self.inst.offset64) @ self.inst.u64), warm
+
+    def _chosen(self, t: float, D2) -> list:
         inst, r = self.inst, self.rule
         r.check(inst.n)
-        D2 = self.distances.matrix(r.p, t) if "krum" in (r.select, r.aggregate) else None
         if r.select == "krum":
             key = ("krum-cached", r.f, r.p, t)  # not the rule's own selection: kept apart
             if key not in self.selections:
-                self.selections[key] = krum_selection(D2, r.f)
+                self.selections[key] = krum_selection(self.distances.matrix(r.p, t) if D2 is None else D2, r.f)
         else:
             key = (r.select, r.f, r.p, t)  # the rule's own, as _BlackBox keys it
             if key not in self.selections:
                 self.selections[key] = bulyan_select(self.rows.at(t), r.f, r.select, r.p)
-        chosen = self.selections[key]
+        return self.selections[key]
+
+    def _value(self, t: float) -> float:
+        inst, r = self.inst, self.rule
+        D2 = self.distances.matrix(r.p, t) if "krum" in (r.select, r.aggregate) else None
+        chosen = self._chosen(t, D2)
         if r.aggregate == "krum":
             return _row_value(inst, self.h_inner, t, krum_pick(D2, chosen, r.f))
-        out = bulyan_aggregate(self.rows.at(t), chosen, r.f, r.aggregate, r.p)
+        G = self.rows.at(t)
+        out = self.agg.cold(G, chosen, t) if self.agg is not None else bulyan_aggregate(G, chosen, r.f, r.aggregate, r.p)
         return float((out.double() - inst.offset64) @ inst.u64)
 
     def breakpoints(self):
@@ -829,7 +901,11 @@ class LineObjective:
         the ones between them (one IRLS step each). Warm values are not the rules'
         own: :meth:`certify_expected` runs them again cold at the best candidate.
         Paper pool at d = 184,586: ~1.6 s a candidate against ~2.4 s cold."""
-        order = list(range(0, len(t), 2)) + list(range(1, len(t), 2))
+        near = [i for i in range(len(t)) if abs(t[i]) <= 2 * self.near]
+        # far out, outward one side at a time: each starts from its inner neighbour's
+        # solution (the store drops the points farthest from the newest)
+        far = sorted((i for i in range(len(t)) if abs(t[i]) > 2 * self.near), key=lambda i: (t[i] > 0, abs(t[i])))
+        order = near[::2] + near[1::2] + far
         for i in order:
             c = float(t[i])
             warm = np.zeros(len(self.evals), dtype=bool)
@@ -924,7 +1000,11 @@ def candidates(inst: Instance, obj: LineObjective, opts: dict):
     # where distance-based rules (Krum, Bulyan, geomed) change their choices
     proj = np.sort(((inst.R.double() - inst.offset64) @ l / (ln * ln)).cpu().numpy())
     mids = (proj[1:] + proj[:-1]) / 2
-    t = np.concatenate([[0.0, lo, hi], geo, -geo, np.linspace(-2 * s0, 2 * s0, opts["n_lin"]), proj, mids])
+    grid = np.concatenate([[0.0, lo, hi], geo, -geo, np.linspace(-2 * s0, 2 * s0, opts["n_lin"])])
+    near_rows = np.sort(np.concatenate([proj, mids]))
+    if inst.kind == "expected":
+        near_rows = _thin(near_rows, grid, s0 / 64)
+    t = np.concatenate([grid, near_rows])
     bp = obj.breakpoints() if obj.piecewise_linear else None
     used_bp = False
     if bp is not None and len(bp) <= opts["max_breakpoints"]:
@@ -932,6 +1012,22 @@ def candidates(inst: Instance, obj: LineObjective, opts: dict):
         used_bp = True
     t = t[(t >= lo) & (t <= hi)]
     return np.unique(t), used_bp, (lo, hi)
+
+
+def _thin(points: np.ndarray, kept: np.ndarray, gap: float) -> np.ndarray:
+    """The sorted ``points`` that lie at least ``gap`` from every ``kept`` point and from
+    the points taken before them. In high dimension the honest rows project alike
+    (d = 184,586: the ten nearest points and their midpoints span 0.8% of s0): in an
+    expectation, where each candidate runs every rule (~1.5 s on the paper pool),
+    one of them stands for the cluster and the zoom refines where the best lies."""
+    taken: list[float] = []
+    kept = np.sort(kept)
+    for x in points:
+        i = np.searchsorted(kept, x)
+        near_kept = min((abs(x - kept[j]) for j in (i - 1, i) if 0 <= j < len(kept)), default=math.inf)
+        if near_kept >= gap and (not taken or x - taken[-1] >= gap):
+            taken.append(float(x))
+    return np.array(taken)
 
 
 def _zoom_candidates(t: np.ndarray, s: np.ndarray, opts: dict) -> np.ndarray:

@@ -265,32 +265,36 @@ def test_lazy_max_search_returns_the_minimum_over_its_candidates(seed):
 
 
 def test_warm_geometric_medians_start_from_their_solved_neighbours():
-    """The line search's warm geometric median: cold until two points are solved; between
-    two solved points the straight line between their outputs (one IRLS step); outside
-    them the line through the two nearest, up to four spacings out; cold beyond. Warm
-    values are flagged (certify() runs them again cold) and stay out of memo."""
+    """The line search's warm geometric median: cold at the first point; between two
+    solved points the straight line between their outputs (one IRLS step); outside
+    them the line through the two nearest, up to one spacing out; beyond, the nearest
+    output. Warm values are flagged (certify() runs them again cold) and stay out of
+    memo."""
     from solvers.line import _BlackBox
 
     V = honest(10, 6, 33, mu=0.3)
     rule = Geomed(f=2, p=5.0)
     inst = solvers.P3(V, 2, [rule]).compile()
     box = _BlackBox(inst, rule, 2 ** 20)
-    assert box.warm(0.5)[1] is False and box.warm(1.0)[1] is False  # nothing / one point solved
+    assert box.warm(0.5)[1] is False and 0.5 in box.memo  # nothing solved: cold
+    box.outputs(np.array([1.0]))  # a cold run keeps its output too
     z05, z10 = box.starts.data[0.5], box.starts.data[1.0]
-    assert box.starts.ts == [0.5, 1.0] and 0.5 in box.memo and 1.0 in box.memo
+    assert box.starts.ts == [0.5, 1.0] and 1.0 in box.memo
     start, between = box.starts.start(0.75)
     assert between and torch.allclose(start, (z05 + z10) / 2, rtol=1e-12, atol=0)
-    start, between = box.starts.start(2.5)  # 3 spacings out on the right
-    assert not between and torch.allclose(start, 4 * z10 - 3 * z05, rtol=1e-12, atol=1e-12)
-    start, between = box.starts.start(0.0)  # one spacing out on the left
-    assert not between and torch.allclose(start, 2 * z05 - z10, rtol=1e-12, atol=1e-12)
-    assert box.starts.start(3.5) == (None, False)  # 5 spacings out: no start
+    start, between = box.starts.start(1.5)  # one spacing out on the right
+    assert not between and torch.allclose(start, 2 * z10 - z05, rtol=1e-12, atol=1e-12)
+    start, between = box.starts.start(-0.5)  # two spacings out on the left: the nearest
+    assert not between and torch.equal(start, z05)
     G = torch.cat([line_rows(inst, [0.75])[0], inst.R])
     cold = float((rule(G).double() - inst.offset.double()) @ inst.u.double())
     value, warm = box.warm(0.75)
     assert warm and 0.75 not in box.memo and box.starts.ts == [0.5, 0.75, 1.0]
     assert value == pytest.approx(cold, rel=1e-6)
-    assert box.warm(3.5)[1] is False and 3.5 in box.memo  # ran cold
+    G = torch.cat([line_rows(inst, [30.0])[0], inst.R])
+    cold = float((rule(G).double() - inst.offset.double()) @ inst.u.double())
+    value, warm = box.warm(30.0)  # far out: from the nearest output
+    assert warm and 30.0 not in box.memo and value == pytest.approx(cold, rel=1e-5)
     # the rows buffer: rewritten in place per t, equal to the concatenation
     first = box.rows.at(0.3)
     again = box.rows.at(0.7)
@@ -313,8 +317,76 @@ def test_starts_store_keeps_the_points_nearest_the_newest():
     assert between and float(start) == 1.5
     start, between = store.start(1.5, match=lambda v: float(v) != 2.0)  # neighbours -1 and 1
     assert not between and float(start) == 1.5  # extrapolated through -1 and 1
-    assert float(store.start(9.0, match=lambda v: float(v) != 2.0)[0]) == 9.0  # four spacings out: kept
-    assert store.start(9.5, match=lambda v: float(v) != 2.0) == (None, False)  # beyond: none
+    assert float(store.start(3.0, match=lambda v: float(v) != 2.0)[0]) == 3.0  # one spacing out: extrapolated
+    start, between = store.start(3.5, match=lambda v: float(v) != 2.0)  # farther: the nearest's output
+    assert not between and float(start) == 1.0
+    assert float(store.start(-9.0)[0]) == -1.0
+    assert float(store.start(5.0, match=lambda v: float(v) == 2.0)[0]) == 2.0  # one point: its output
+    assert store.start(5.0, match=lambda v: False) == (None, False)  # none solved: none
+
+
+def test_expected_search_runs_far_candidates_outward_from_their_inner_neighbours(monkeypatch):
+    """In an expectation every rule runs at every candidate: the candidates within
+    2 s0 first (every other one, then those between), then the farther ones outward,
+    one side at a time, so that each far geometric median starts from its inner
+    neighbour's output (a straight line through two far points overshoots: the
+    median saturates)."""
+    from solvers import line
+
+    V = honest(10, 6, 41, mu=0.3)
+    inst = solvers.ExpectedValue(V, 2, [Comed(f=2), Geomed(f=2, p=4.0)]).compile()
+    obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
+    s0 = obj.near
+    near = np.array([-1.5, -0.5, 0.0, 0.5, 1.5]) * s0
+    far = np.array([-300.0, -30.0, -3.0, 3.0, 30.0, 300.0]) * s0
+    seen, starts = [], []
+    box = next(e for e in obj.evals if isinstance(e, line._BlackBox))
+    real_warm, real_start = box.warm, box.starts.start
+
+    def warm(t):
+        seen.append(t)
+        return real_warm(t)
+
+    def start(t, get=None, match=None):
+        out = real_start(t, get, match)
+        starts.append((t, None if out[0] is None else out[0].clone()))
+        return out
+
+    monkeypatch.setattr(box, "warm", warm)
+    monkeypatch.setattr(box.starts, "start", start)
+    obj.scores(np.concatenate([near, far]))
+    expected = [near[0], near[2], near[4], near[1], near[3], *far[:3][::-1], *far[3:]]
+    assert seen == pytest.approx(expected)
+    G = {t: box.starts.data.get(t) for t in box.starts.ts}
+    for t, s in starts:
+        if abs(t) > 2 * s0:
+            inner = max((x for x in seen if abs(x) < abs(t) and x * t > 0), key=abs)
+            assert s is not None and torch.equal(s, G[inner]) if inner in G else s is not None
+
+
+def test_expected_candidates_keep_one_of_the_near_row_cluster():
+    """The points of the line nearest to the honest rows (and their midpoints) cluster
+    in high dimension; an expectation keeps those at least s0 / 64 from a grid point
+    and from each other (every candidate costs every rule), a max problem keeps all."""
+    from solvers import line
+
+    V = honest(10, 400, 42, mu=0.3)
+    pool = [Comed(f=2), Geomed(f=2, p=3.0)]
+    opts = dict(t_max=1e3, n_geo=16, n_lin=17, max_breakpoints=0, t_range=None)
+    inst = solvers.ExpectedValue(V, 2, pool).compile()
+    obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
+    t_exp = line.candidates(inst, obj, opts)[0]
+    inst3 = solvers.P3(V, 2, pool).compile()
+    t_max = line.candidates(inst3, line.LineObjective(inst3, 2 ** 20, True, 1e-6), opts)[0]
+    l = inst.line64
+    proj = ((inst.R.double() - inst.offset64) @ l / float(l @ l)).numpy()
+    assert all(np.isin(proj, t_max))  # the max problem: every nearest point
+    extra = np.setdiff1d(t_exp, t_max)
+    assert len(extra) == 0 and 1 <= len(np.setdiff1d(t_max, t_exp)) < 19
+    s0 = obj.near
+    near_rows = np.intersect1d(t_exp, np.concatenate([proj, (np.sort(proj)[1:] + np.sort(proj)[:-1]) / 2]))
+    assert len(near_rows) >= 1
+    assert np.all(np.diff(np.sort(near_rows)) >= s0 / 64)
 
 
 def _hint_spy(real, hints):
@@ -353,8 +425,9 @@ def test_warm_bulyan_selection_starts_its_rounds_from_solved_neighbours(monkeypa
     hints = []
     monkeypatch.setattr(line, "nearest_selection", _hint_spy(line.nearest_selection, hints))
     assert box.warm(0.5)[1] is False and 0.5 in box.memo  # nothing solved: cold, the rule's own
-    assert box.warm(1.0)[1] is False and 1.0 in box.memo  # one point solved: no start either
-    assert hints == [None] * 16  # two points, 8 rounds each
+    assert hints == [None] * 8  # 8 rounds
+    box.outputs(np.array([1.0]))  # cold: the rule's own, kept as a start
+    assert 1.0 in box.memo and len(hints) == 8
     hints.clear()
     value, warm = box.warm(0.75)
     assert warm and 0.75 not in box.memo and ("geomed-warm", 2, 5.0, 0.75) in selections
@@ -376,7 +449,7 @@ def test_warm_bulyan_selection_starts_its_rounds_from_solved_neighbours(monkeypa
 def test_warm_bulyan_rounds_start_only_from_neighbours_with_the_same_rows_left(monkeypatch):
     """A round of a warm Bulyan(select=geomed) selection starts from a neighbour's
     target for that round only when the neighbour had the same rows left: with one
-    neighbour's later rounds made to differ, those rounds get no start from it."""
+    neighbour's later rounds made to differ, those rounds start from the other's only."""
     from mixtailor_game.rules import Bulyan
     from solvers import line
 
@@ -394,7 +467,8 @@ def test_warm_bulyan_rounds_start_only_from_neighbours_with_the_same_rows_left(m
     monkeypatch.setattr(line, "nearest_selection", _hint_spy(real, hints))
     value, warm = box.warm(0.5)
     assert warm and hints[0] == 1  # round 0: every row left at both neighbours, one step
-    assert all(h is None for h in hints[1:])  # later rounds: only one neighbour matches
+    # later rounds: only t = 0 can match, its target (not between), while the rows left agree
+    assert hints[1] == 3 and all(h in (None, 3) for h in hints[2:])
 
 
 def test_certify_expected_reruns_until_the_best_candidate_is_cold():
