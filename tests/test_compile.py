@@ -198,6 +198,50 @@ def test_nearest_row_near_ties_and_bad_rows_follow_the_float64_distances(p, monk
     assert len(exact_calls) == calls  # settled by the screen
 
 
+@pytest.mark.parametrize("p", [1.5, 2.0, 3.0, 7.0, 16.0])
+def test_geomed_distances_are_within_their_error_bound(p):
+    """GeomedResult.distances: the IRLS's own distances at the returned z, within the
+    2.2e-6 relative that nearest_row's KNOWN_GAP (45x that) relies on, for float32
+    rows over a wide range of magnitudes (d = 20,000, summed in blocks)."""
+    from mixtailor_game.rules._distances import KNOWN_GAP
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(9, 20000, generator=g) * torch.logspace(-6, 2, 20000)
+    X[0] = X[0] * 50 + 3.0  # a far row
+    res = geomed_solve(X, p, objective=False)
+    assert res.distances is not None and res.distances.dtype == torch.float64
+    ref = lp_distances_to(X, res.z, p)
+    assert float(((res.distances - ref).abs() / ref).max()) < KNOWN_GAP / 45
+    X[4, 5] = math.nan  # a dropped row: no distances (they would not index G's rows)
+    assert geomed_solve(X, p, objective=False).distances is None
+
+
+def test_nearest_row_keeps_known_distances_only_beyond_their_gap(monkeypatch):
+    """nearest_row(known=...): the known distances decide when the runner-up is farther
+    by more than KNOWN_GAP (relative), without a pass over X; closer than that, the
+    rows' own distances decide."""
+    from mixtailor_game.rules import _distances
+
+    nearest_row = _eager_screen(monkeypatch)
+    screened = []
+    real = _distances._FLOAT32_DISTANCES
+    monkeypatch.setattr(_distances, "_FLOAT32_DISTANCES", type("Spy", (), {
+        "wanted": staticmethod(lambda X: True),
+        "__call__": staticmethod(lambda *a: screened.append(1) or real(*a))})())
+    g = torch.Generator().manual_seed(4)
+    X = torch.randn(6, 400, generator=g)
+    z = X[2] + 0.01 * torch.randn(400, generator=g)
+    exact = lp_distances_to(X, z, 3.0)
+    assert nearest_row(X, z, 3.0, known=exact) == 2 and screened == []
+    allowed = torch.ones(6, dtype=torch.bool)
+    allowed[2] = False
+    want = int(torch.argmin(exact.masked_fill(~allowed, math.inf)))
+    assert nearest_row(X, z, 3.0, allowed, known=exact) == want and screened == []
+    lying = exact.clone()
+    lying[5] = lying[2] * (1 - 0.5 * _distances.KNOWN_GAP)  # "nearer", within the gap: X decides
+    assert nearest_row(X, z, 3.0, known=lying) == 2 and screened == [1]
+
+
 def test_compiled_rules_with_byzantine_rows_match_eager(monkeypatch):
     """NaN, Inf and huge rows through the compiled kernels (IRLS pair, nearest-row
     screen): finite outputs, the eager rules' answers (same p as the test above, so

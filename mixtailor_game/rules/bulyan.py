@@ -43,22 +43,23 @@ def _pick_krum(D2: torch.Tensor, remaining: list[int], f: int) -> int:
     return remaining[best]
 
 
-def _pick_nearest(G: torch.Tensor, remaining: list[int], select: str, p: float, start, finite: torch.Tensor,
-                  patience: int = 3):
-    """The remaining row nearest (l_p) to rule ``select``'s output on the rows left,
-    and that output (a geomed warm-starts the next round's from it). ``finite``:
-    ``finite_rows(G)``, computed once per call (a full pass over G); ``patience``:
+def _pick_nearest(rows: torch.Tensor, ok: torch.Tensor, select: str, p: float, start, patience: int = 3):
+    """The position among ``rows`` (the rows left) of the one nearest (l_p) to rule
+    ``select``'s output on them, and that output (a geomed warm-starts the next
+    round's from it). ``ok``: which of them are finite; ``patience``:
     :func:`geomed_solve`'s."""
-    rows = G[remaining]
-    ok = finite[remaining]
     pool = rows if bool(ok.all()) else rows[ok]
+    known = None
     if select == "average":
         target = pool.mean(0)
     elif select == "comed":
         target = comed(pool)
     else:
-        target = geomed_solve(pool, p, start=start, objective=False, patience=patience).z
-    return remaining[nearest_row(rows, target, p, ok)], target
+        res = geomed_solve(pool, p, start=start, objective=False, patience=patience)
+        target = res.z
+        if res.distances is not None and pool is rows:  # the IRLS's distances at target
+            known = res.distances
+    return nearest_row(rows, target, p, ok, known), target
 
 
 def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0) -> list[int]:
@@ -89,8 +90,12 @@ def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=
     it: the line search starts each round from the same round's targets at nearby
     points of its line. With no hints the result is :func:`bulyan_select`'s, bitwise.
     """
-    finite = finite_rows(G)
+    ok = finite_rows(G)
     remaining = list(range(G.shape[0]))
+    # The rows left, in G's order, in one buffer: the chosen row is taken out by moving
+    # the rows after it up (half the rows on average), where gathering the rows left
+    # every round copied them all (68 rows against ~40 for n = 12, f = 2).
+    rows = G.clone()
     chosen, targets = [], []
     target = None
     for k in range(G.shape[0] - 2 * f):
@@ -98,10 +103,12 @@ def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=
         hint = start_for(k, chosen) if start_for is not None and select == "geomed" else None
         if hint is not None:
             start, patience = hint
-        idx, target = _pick_nearest(G, remaining, select, p, start, finite, patience)
-        chosen.append(idx)
+        j, target = _pick_nearest(rows, ok, select, p, start, patience)
+        chosen.append(remaining.pop(j))
         targets.append(target)
-        remaining.remove(idx)
+        for i in range(j, rows.shape[0] - 1):
+            rows[i].copy_(rows[i + 1])
+        rows, ok = rows[:-1], torch.cat([ok[:j], ok[j + 1:]])
     return chosen, targets
 
 
