@@ -389,6 +389,18 @@ def test_expected_candidates_keep_one_of_the_near_row_cluster():
     assert np.all(np.diff(np.sort(near_rows)) >= s0 / 64)
 
 
+def test_zoom_drops_twins_of_candidates_a_few_ulps_apart():
+    """Two overlapping brackets give the same zoom point from two ends, a few ulps apart
+    (here 0.3 and 0.30000000000000004): one is scored, as are none of the points
+    already there (every candidate of an expectation runs every rule)."""
+    from solvers.line import _zoom_candidates
+
+    assert np.linspace(0, 0.4, 5)[3] != np.linspace(0.2, 0.6, 5)[1]
+    t = np.array([0.0, 0.2, 0.4, 0.6])
+    new = _zoom_candidates(t, np.array([5.0, 1.0, 2.0, 9.0]), dict(keep=2, zoom=3))
+    assert new.tolist() == pytest.approx([0.1, 0.3, 0.5], abs=1e-15)  # not 0.2, 0.4; one 0.3
+
+
 def _hint_spy(real, hints):
     """``nearest_selection`` that records, per round, the patience of the start the line
     search hinted (None: no hint)."""
