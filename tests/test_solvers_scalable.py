@@ -265,36 +265,40 @@ def test_lazy_max_search_returns_the_minimum_over_its_candidates(seed):
 
 
 def test_warm_geometric_medians_start_from_their_solved_neighbours():
-    """The line search's warm geometric median: cold at the first point; between two
-    solved points the straight line between their outputs (one IRLS step); outside
-    them the line through the two nearest, up to one spacing out; beyond, the nearest
-    output. Warm values are flagged (certify() runs them again cold) and stay out of
-    memo."""
+    """The line search's warm geometric median: cold until two points are solved; between
+    two solved points the straight line between their outputs (one IRLS step); outside
+    them the line through the two nearest, up to four spacings out; cold beyond (P3:
+    its answer's warm values run again cold). An expectation's starts far out from
+    the nearest output. Warm values are flagged (certify() runs them again cold) and
+    stay out of memo."""
     from solvers.line import _BlackBox
 
     V = honest(10, 6, 33, mu=0.3)
     rule = Geomed(f=2, p=5.0)
     inst = solvers.P3(V, 2, [rule]).compile()
     box = _BlackBox(inst, rule, 2 ** 20)
-    assert box.warm(0.5)[1] is False and 0.5 in box.memo  # nothing solved: cold
-    box.outputs(np.array([1.0]))  # a cold run keeps its output too
+    assert box.warm(0.5)[1] is False and box.warm(1.0)[1] is False  # nothing / one point solved
     z05, z10 = box.starts.data[0.5], box.starts.data[1.0]
-    assert box.starts.ts == [0.5, 1.0] and 1.0 in box.memo
+    assert box.starts.ts == [0.5, 1.0] and 0.5 in box.memo and 1.0 in box.memo
     start, between = box.starts.start(0.75)
     assert between and torch.allclose(start, (z05 + z10) / 2, rtol=1e-12, atol=0)
-    start, between = box.starts.start(1.5)  # one spacing out on the right
-    assert not between and torch.allclose(start, 2 * z10 - z05, rtol=1e-12, atol=1e-12)
-    start, between = box.starts.start(-0.5)  # two spacings out on the left: the nearest
-    assert not between and torch.equal(start, z05)
+    start, between = box.starts.start(2.5)  # 3 spacings out on the right
+    assert not between and torch.allclose(start, 4 * z10 - 3 * z05, rtol=1e-12, atol=1e-12)
+    start, between = box.starts.start(0.0)  # one spacing out on the left
+    assert not between and torch.allclose(start, 2 * z05 - z10, rtol=1e-12, atol=1e-12)
+    assert box.starts.start(3.5) == (None, False)  # 5 spacings out: no start
     G = torch.cat([line_rows(inst, [0.75])[0], inst.R])
     cold = float((rule(G).double() - inst.offset.double()) @ inst.u.double())
     value, warm = box.warm(0.75)
     assert warm and 0.75 not in box.memo and box.starts.ts == [0.5, 0.75, 1.0]
     assert value == pytest.approx(cold, rel=1e-6)
+    assert box.warm(3.5)[1] is False and 3.5 in box.memo  # ran cold
+    expectation = _BlackBox(solvers.ExpectedValue(V, 2, [rule]).compile(), rule, 2 ** 20)
+    assert expectation.warm(0.5)[1] is False  # nothing solved: cold
     G = torch.cat([line_rows(inst, [30.0])[0], inst.R])
     cold = float((rule(G).double() - inst.offset.double()) @ inst.u.double())
-    value, warm = box.warm(30.0)  # far out: from the nearest output
-    assert warm and 30.0 not in box.memo and value == pytest.approx(cold, rel=1e-5)
+    value, warm = expectation.warm(30.0)  # far out: from the nearest output
+    assert warm and 30.0 not in expectation.memo and value == pytest.approx(cold, rel=1e-5)
     # the rows buffer: rewritten in place per t, equal to the concatenation
     first = box.rows.at(0.3)
     again = box.rows.at(0.7)
@@ -317,7 +321,12 @@ def test_starts_store_keeps_the_points_nearest_the_newest():
     assert between and float(start) == 1.5
     start, between = store.start(1.5, match=lambda v: float(v) != 2.0)  # neighbours -1 and 1
     assert not between and float(start) == 1.5  # extrapolated through -1 and 1
-    assert float(store.start(3.0, match=lambda v: float(v) != 2.0)[0]) == 3.0  # one spacing out: extrapolated
+    assert float(store.start(9.0, match=lambda v: float(v) != 2.0)[0]) == 9.0  # four spacings out: kept
+    assert store.start(9.5, match=lambda v: float(v) != 2.0) == (None, False)  # beyond: none
+    assert store.start(5.0, match=lambda v: float(v) == 2.0) == (None, False)  # one point: none
+    # an expectation's store: one spacing out at most, else the nearest output
+    store.outward = True
+    assert float(store.start(3.0, match=lambda v: float(v) != 2.0)[0]) == 3.0  # one spacing out
     start, between = store.start(3.5, match=lambda v: float(v) != 2.0)  # farther: the nearest's output
     assert not between and float(start) == 1.0
     assert float(store.start(-9.0)[0]) == -1.0
@@ -461,7 +470,7 @@ def test_warm_bulyan_selection_starts_its_rounds_from_solved_neighbours(monkeypa
 def test_warm_bulyan_rounds_start_only_from_neighbours_with_the_same_rows_left(monkeypatch):
     """A round of a warm Bulyan(select=geomed) selection starts from a neighbour's
     target for that round only when the neighbour had the same rows left: with one
-    neighbour's later rounds made to differ, those rounds start from the other's only."""
+    neighbour's later rounds made to differ, those rounds get no start from it."""
     from mixtailor_game.rules import Bulyan
     from solvers import line
 
@@ -479,8 +488,7 @@ def test_warm_bulyan_rounds_start_only_from_neighbours_with_the_same_rows_left(m
     monkeypatch.setattr(line, "nearest_selection", _hint_spy(real, hints))
     value, warm = box.warm(0.5)
     assert warm and hints[0] == 1  # round 0: every row left at both neighbours, one step
-    # later rounds: only t = 0 can match, its target (not between), while the rows left agree
-    assert hints[1] == 3 and all(h in (None, 3) for h in hints[2:])
+    assert all(h is None for h in hints[1:])  # later rounds: only one neighbour matches
 
 
 def test_certify_expected_reruns_until_the_best_candidate_is_cold():
