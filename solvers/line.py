@@ -39,9 +39,13 @@ rules are black boxes; the method:
    its warm-started values run again cold, until the lowest is complete (so
    the answer is the minimum over the candidates of the max over every rule,
    the rules' own values). An expectation with a black box has no bound to
-   prune by: every rule runs at every candidate, warm-started the same way,
-   and the best candidate's warm values run again cold;
-3. zooms ``rounds`` times on the brackets of the ``keep`` best candidates.
+   prune by: every rule runs at every candidate, warm-started the same way
+   (also Bulyan's geomed aggregation, from neighbours with the same rows
+   chosen; far candidates last, outward from their inner neighbour), and the
+   best candidate's warm values run again cold; it keeps one of the cluster of
+   points nearest to the honest rows (those s0 / 64 apart);
+3. zooms ``rounds`` times on the brackets of the ``keep`` best candidates
+   (a point within 1e-12 of a candidate is not scored again).
 
 Status: ``optimal`` for the 1-D problem itself (structure ``"line"``) when every
 rule is piecewise linear in ``t`` with all breakpoints among the candidates and
@@ -617,7 +621,10 @@ class _BulyanKrum:
         if r.aggregate == "krum":
             return _row_value(inst, self.h_inner, t, krum_pick(D2, chosen, r.f))
         G = self.rows.at(t)
-        out = self.agg.cold(G, chosen, t) if self.agg is not None else bulyan_aggregate(G, chosen, r.f, r.aggregate, r.p)
+        if self.agg is not None:  # the rule's own aggregation, kept as a start
+            out = self.agg.cold(G, chosen, t)
+        else:
+            out = bulyan_aggregate(G, chosen, r.f, r.aggregate, r.p)
         return float((out.double() - inst.offset64) @ inst.u64)
 
     def breakpoints(self):
@@ -907,10 +914,12 @@ class LineObjective:
     def _expect_everywhere(self, t: np.ndarray, parts: np.ndarray, costly: list) -> np.ndarray:
         """Expectation with no bound to prune by: every rule at every candidate, one
         candidate at a time so that the IRLS rules start warm from solved neighbours
-        (:meth:`_BlackBox.warm`): every other candidate of the sorted batch first, then
-        the ones between them (one IRLS step each). Warm values are not the rules'
-        own: :meth:`certify_expected` runs them again cold at the best candidate.
-        Paper pool at d = 184,586: ~1.6 s a candidate against ~2.4 s cold."""
+        (:meth:`_BlackBox.warm`): of the candidates within 2 s0 every other one first,
+        then the ones between them (one IRLS step each); then the farther ones
+        outward, one side at a time, each from its inner neighbour's outputs. Warm
+        values are not the rules' own: :meth:`certify_expected` runs them again cold
+        at the best candidate. Paper pool at d = 184,586: ~0.7-1 s a candidate
+        against ~2.4 s cold."""
         near = [i for i in range(len(t)) if abs(t[i]) <= 2 * self.near]
         # far out, outward one side at a time: each starts from its inner neighbour's
         # solution (the store drops the points farthest from the newest)
@@ -1028,7 +1037,7 @@ def _thin(points: np.ndarray, kept: np.ndarray, gap: float) -> np.ndarray:
     """The sorted ``points`` that lie at least ``gap`` from every ``kept`` point and from
     the points taken before them. In high dimension the honest rows project alike
     (d = 184,586: the ten nearest points and their midpoints span 0.8% of s0): in an
-    expectation, where each candidate runs every rule (~1.5 s on the paper pool),
+    expectation, where each candidate runs every rule (~1 s on the paper pool),
     one of them stands for the cluster and the zoom refines where the best lies."""
     taken: list[float] = []
     kept = np.sort(kept)
