@@ -119,6 +119,16 @@ SCREEN_GAP = 1e-5
 KNOWN_GAP = 1e-4
 
 
+def _two_nearest(dist: torch.Tensor, allowed: torch.Tensor | None):
+    """``dist`` with the rows not ``allowed`` at inf, its two smallest values and the
+    index of the smallest (at least two rows)."""
+    if allowed is not None:
+        dist = dist.masked_fill(~allowed, math.inf)
+    two = torch.topk(dist, 2, largest=False, sorted=True)
+    best, second = (float(v) for v in two.values)
+    return dist, best, second, int(two.indices[0])
+
+
 def nearest_row(X: torch.Tensor, z: torch.Tensor, p: float, allowed: torch.Tensor | None = None,
                 known: torch.Tensor | None = None) -> int:
     """Index of the row of ``X`` nearest to ``z`` in l_p: the argmin of
@@ -132,21 +142,14 @@ def nearest_row(X: torch.Tensor, z: torch.Tensor, p: float, allowed: torch.Tenso
     than ``KNOWN_GAP``, which saves the pass over ``X``; the screen decides
     otherwise."""
     if known is not None and X.shape[0] >= 2:
-        dist = known.double()
-        if allowed is not None:
-            dist = dist.masked_fill(~allowed, math.inf)
-        two = torch.topk(dist, 2, largest=False, sorted=True)
-        best, second = (float(v) for v in two.values)
+        _, best, second, idx = _two_nearest(known.double(), allowed)
         if math.isfinite(best) and (math.isinf(second) or second - best > KNOWN_GAP * second):
-            return int(two.indices[0])
+            return idx
     if X.dtype == torch.float32 and not math.isinf(p) and X.shape[0] >= 2 and _FLOAT32_DISTANCES.wanted(X):
-        dist = _FLOAT32_DISTANCES(X, z, p, 2.0 ** ((math.log2(torch.finfo(X.dtype).tiny) + 8) / p))
-        if allowed is not None:
-            dist = dist.masked_fill(~allowed, math.inf)
-        two = torch.topk(dist, 2, largest=False, sorted=True)
-        best, second = (float(v) for v in two.values)
+        dist, best, second, idx = _two_nearest(
+            _FLOAT32_DISTANCES(X, z, p, 2.0 ** ((math.log2(torch.finfo(X.dtype).tiny) + 8) / p)), allowed)
         if math.isfinite(best) and (math.isinf(second) or second - best > SCREEN_GAP * second):
-            return int(two.indices[0])
+            return idx
         if math.isfinite(best):
             # Copies of one row (colluding Byzantine rows) tie exactly in float64 too:
             # when every row within the gap is a copy of the first, it is the argmin.
