@@ -492,6 +492,31 @@ def test_warm_bulyan_rounds_start_only_from_neighbours_with_the_same_rows_left(m
     assert all(h is None for h in hints[1:])  # later rounds: only one neighbour matches
 
 
+def test_warm_geomed_aggregation_starts_only_from_neighbours_with_the_same_rows_chosen():
+    """Bulyan's geomed aggregation in the line search: cold (the rule's own, memoized)
+    where nothing is solved; between two solved points with the same rows chosen it
+    starts from their outputs, flagged warm (certification reruns it cold), equal to
+    the rule's to its tolerance; a neighbour that chose other rows gives no start."""
+    from mixtailor_game.rules import Bulyan
+    from solvers import line
+
+    V = honest(10, 6, 43, mu=0.3)
+    rule = Bulyan(f=2, select="average", aggregate="geomed", p=3.0)
+    inst = solvers.ExpectedValue(V, 2, [rule]).compile()
+    box = line._BlackBox(inst, rule, 2 ** 20, {})
+    assert box.warm(0.5) == (box.memo[0.5][0], False)  # nothing solved: cold
+    box.outputs(np.array([0.52]))
+    G = torch.cat([line_rows(inst, [0.51])[0], inst.R])
+    cold = float((rule(G).double() - inst.offset.double()) @ inst.u.double())
+    chosen = {t: v[0] for t, v in box.agg.starts.data.items()}
+    assert chosen[0.5] == chosen[0.52]  # the same rows chosen at both neighbours
+    value, warm = box.warm(0.51)
+    assert warm and 0.51 not in box.memo and value == pytest.approx(cold, rel=1e-6)
+    for t in (0.5, 0.51, 0.52):  # now every neighbour chose other rows
+        box.agg.starts.data[t] = (frozenset({99}), box.agg.starts.data[t][1])
+    assert box.warm(0.515)[1] is False and 0.515 in box.memo
+
+
 def test_certify_expected_reruns_until_the_best_candidate_is_cold():
     """certify_expected: the best candidate's warm values run cold; when that makes
     another warm candidate the best, it runs there too, until the best is cold."""
