@@ -28,8 +28,9 @@ rules are black boxes; the method:
    rules run there) the next rule is the one predicted to lift that bound above
    the next candidate's (a rule's prediction is its larger value at the nearest
    candidates where it ran, on either side; a Bulyan(select=geomed) that never
-   ran is predicted by its siblings with the same aggregation) at the least run
-   time per cut.
+   ran is predicted by its siblings with the same aggregation) at the least
+   estimated cost per cut (fixed per rule, less the work other rules left
+   there: the search does not depend on the machine's timing).
    During the zoom a candidate whose remaining rules are all predicted below
    its bound is left there, and a geometric median between two candidates
    where it ran starts on the line between its outputs there (one IRLS step
@@ -144,6 +145,17 @@ class _Starts:
             far = max(self.ts, key=lambda s: abs(s - t))
             self.ts.remove(far)
             del self.data[far]
+
+    def reach(self, t: float) -> str:
+        """Where ``t`` lies for :meth:`start`, ignoring ``match``: ``"between"`` two
+        solved points, ``"near"`` (within the extrapolation reach) or ``"cold"``."""
+        i = bisect.bisect_left(self.ts, t)
+        if 0 < i < len(self.ts):
+            return "between"
+        if len(self.ts) < 2:
+            return "near" if self.ts and self.outward else "cold"
+        b, a = (self.ts[0], self.ts[1]) if i == 0 else (self.ts[-1], self.ts[-2])
+        return "near" if self.outward or abs(t - b) <= 4 * abs(b - a) else "cold"
 
     def start(self, t: float, get=None, match=None) -> tuple[torch.Tensor | None, bool]:
         """A start at ``t`` and whether ``t`` lies between two solved points: there the
@@ -352,6 +364,17 @@ class _BlackBox:
     def __call__(self, t: np.ndarray) -> np.ndarray:
         return (self.outputs(t) @ self.inst.u64).cpu().numpy()
 
+    def run_cost(self, t: float) -> float:
+        """Estimated cost of a run at ``t`` (:meth:`LineObjective._cost`)."""
+        r = self.rule
+        if type(r) is Geomed:
+            return _GEOMED_COST[self.starts.reach(t)] * _power_factor(r.p)
+        if self.selections is None:
+            return _OTHER_COST
+        keys = ((r.select, r.f, r.p, t), ("geomed-warm", r.f, r.p, t))
+        reach = self.rounds.reach(t) if self.rounds is not None else "cold"
+        return _bulyan_cost(r, any(k in self.selections for k in keys), reach)
+
     def breakpoints(self):
         return None
 
@@ -550,6 +573,11 @@ class _Krum:
     def __call__(self, t: np.ndarray) -> np.ndarray:
         return np.array([_row_value(self.inst, self.h_inner, float(c), self._pick(float(c))) for c in t])
 
+    def run_cost(self, t: float) -> float:
+        """Its distances from ``x(t)``, unless a Krum-based rule of the same p has them."""
+        p = self.rule.p
+        return 0.05 if (p, float(t)) in self.distances.to_line else _power_factor(p)
+
     def _pick(self, t: float) -> int:
         scores = scores_from_squared(self.distances.matrix(self.rule.p, t), self.nb)
         return int(torch.argmin(scores))  # ties: the lowest index, as krum()
@@ -627,6 +655,18 @@ class _BulyanKrum:
             out = bulyan_aggregate(G, chosen, r.f, r.aggregate, r.p)
         return float((out.double() - inst.offset64) @ inst.u64)
 
+    def run_cost(self, t: float) -> float:
+        """Estimated cost of a run at ``t``: its selection unless shared, the distances
+        from ``x(t)`` unless another Krum-based rule of the same p has them."""
+        r, t = self.rule, float(t)
+        if r.select == "krum":  # its rounds on the shared distances: next to nothing
+            cost = _bulyan_cost(r, True) + (0.0 if ("krum-cached", r.f, r.p, t) in self.selections else 0.1)
+        else:
+            cost = _bulyan_cost(r, (r.select, r.f, r.p, t) in self.selections)
+        if (r.p, t) not in self.distances.to_line:
+            cost += _power_factor(r.p)
+        return cost
+
     def breakpoints(self):
         return None
 
@@ -637,6 +677,35 @@ class _BulyanKrum:
 def _bulyan_geomed(e) -> bool:
     r = getattr(e, "rule", None)
     return type(r) is Bulyan and r.select == "geomed"
+
+
+def _power_factor(p: float) -> float:
+    """Cost of ``|x|^p`` per entry relative to an integer ``p`` (which the compiled
+    kernels turn into multiplications): ~4x for a fractional one (p = 7.5 against
+    7 at 12 x 184,586: 2.5-4.6x by kernel)."""
+    return 1.0 if math.isinf(p) or float(p).is_integer() else 4.0
+
+
+# Estimated costs of a rule's parts at one candidate, in passes of an l_p distance
+# kernel over the n rows (~8 ms at 12 x 184,586 on the 2-core CPU), from the
+# paper-pool P3 searches' run times (seeds 1 and 2): a Bulyan selection by
+# average / comed 40-60 ms; by geomed 0.6 s cold, ~0.1 s from its rounds' targets
+# at solved neighbours; a geometric median ~10 ms between two solved neighbours,
+# ~20 ms extrapolated, 60-140 ms cold.
+_SELECTION_COST = {"krum": 6.0, "average": 6.0, "comed": 6.0, "geomed": 75.0}
+_AGGREGATE_COST = {"krum": 0.1, "average": 0.5, "comed": 0.5, "trimmed": 0.5, "geomed": 5.0}
+_GEOMED_COST = {"between": 1.2, "near": 2.5, "cold": 10.0}
+_OTHER_COST = 6.0  # a rule the search knows nothing about: as a Bulyan selection
+
+
+def _bulyan_cost(rule, shared: bool, reach: str = "cold") -> float:
+    """A Bulyan run: its selection unless another pool entry left it at this ``t`` (a
+    geomed one warm where its rounds' targets are solved nearby)."""
+    pw = _power_factor(rule.p)
+    aggregate = _AGGREGATE_COST.get(rule.aggregate, 0.5) * (pw if rule.aggregate == "geomed" else 1.0)
+    select = _SELECTION_COST[rule.select] * (_GEOMED_COST[reach] / _GEOMED_COST["cold"] if rule.select == "geomed"
+                                            else 1.0)
+    return aggregate + (0.0 if shared else select * pw)
 
 
 def make_evaluator(inst: Instance, rule, chunk_elems: int, fast: bool = True, selections=None, distances=None,
@@ -689,7 +758,7 @@ class LineObjective:
         self.order = sorted((k for k, e in enumerate(self.evals) if e.tier != first), key=lambda k: self.evals[k].tier)
         # max objective (lazy best-first search): per candidate, the rules' values
         # (lower bounds until a rule ran) and which rules ran; per rule, its values so
-        # far (they predict its value at nearby candidates) and its measured cost
+        # far (they predict its value at nearby candidates); its cost at a candidate: _cost
         self.lazy = inst.kind == "max" and inst.objective != "lambda"
         self.costly = list(self.order)
         self.parts: dict[float, np.ndarray] = {}
@@ -709,8 +778,6 @@ class LineObjective:
                           if _bulyan_geomed(e) and type(getattr(o, "rule", None)) is Bulyan
                           and o.rule.select != "geomed" and o.rule.aggregate == e.rule.aggregate]
                          for e in self.evals]
-        self.cost = np.array([0.01 if e.tier <= 1 else 0.1 for e in self.evals])
-        self.runs = np.zeros(len(self.evals), dtype=int)
         self.tries = np.zeros(len(self.evals), dtype=int)
         self.cuts = np.zeros(len(self.evals), dtype=int)
 
@@ -770,18 +837,14 @@ class LineObjective:
 
     # ------------------------------------------------------------ max (P1-P3)
     def _run(self, c: float, k: int, warm: bool) -> float:
-        """Rule ``k`` at candidate ``c`` (timed: the cost steers the order of later runs);
-        ``warm``: a geometric median starts from its output at the nearest candidate."""
-        start = time.perf_counter()
+        """Rule ``k`` at candidate ``c``; ``warm``: a geometric median starts from its
+        output at the nearest candidate."""
         e = self.evals[k]
         if warm and hasattr(e, "warm"):
             v, self.warm_ran[c][k] = e.warm(c)
         else:
             v = float(e(np.array([c]))[0])
             self.warm_ran[c][k] = False
-        took = time.perf_counter() - start
-        self.cost[k] = took if self.runs[k] == 0 else 0.7 * self.cost[k] + 0.3 * took
-        self.runs[k] += 1
         self.parts[c][k] = v
         self.ran[c][k] = True
         self._refresh(c)
@@ -822,7 +885,7 @@ class LineObjective:
         """The rule to run next at ``c``, or None when ``c`` is settled.
 
         Rules predicted (:meth:`_predicted`) to lift ``c``'s bound to ``threshold``
-        (the next best bound) come first, the least run time
+        (the next best bound) come first, the least estimated cost (:meth:`_cost`)
         per cut first (a rule's cuts so far over its tries as a predicted cutter): one
         run usually cuts ``c``. Otherwise, during the zoom (``settle``), the rule
         predicted highest, and none when that one is predicted below ``c``'s bound
@@ -836,15 +899,24 @@ class LineObjective:
         if not todo:
             return None
         pred = {k: self._predicted(c, k) for k in todo}
+        cost = {k: self._cost(c, k) for k in todo}
         cutters = [k for k in todo if pred[k] >= threshold]
-        if cutters:  # the least expected cost of a cut: run time over the rule's cut rate so far
-            return min(cutters, key=lambda k: (self.cost[k] * (self.tries[k] + 2) / (self.cuts[k] + 1), k))
+        if cutters:  # the least expected cost of a cut: run cost over the rule's cut rate so far
+            return min(cutters, key=lambda k: (cost[k] * (self.tries[k] + 2) / (self.cuts[k] + 1), k))
         if not settle:
-            return min(todo, key=lambda k: (self.cost[k], -pred[k], k))
-        k = max(todo, key=lambda k: (pred[k], -self.cost[k]))
+            return min(todo, key=lambda k: (cost[k], -pred[k], k))
+        k = max(todo, key=lambda k: (pred[k], -cost[k]))
         if pred[k] < self._lower(c):
             return None
         return k
+
+    def _cost(self, c: float, k: int) -> float:
+        """Rule ``k``'s estimated cost at ``c`` (its evaluator's ``run_cost``: the work
+        left once shared selections and distances are counted out), never its measured
+        time: the search, and so its answer, is then a function of the rules' values
+        only. Steered by measured times, the same seed-1 paper-pool P3 came back at
+        1.6893 instead of 1.6865 when the clock was jittered (a different zoom)."""
+        return self.evals[k].run_cost(c)
 
     def _search(self, settle: bool) -> None:
         """Best first over the candidates: run one rule at the candidate of lowest bound

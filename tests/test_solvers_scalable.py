@@ -187,15 +187,88 @@ def test_certification_runs_the_cheapest_rule_first_when_no_cut_is_predicted():
     obj._refresh(c)
     for k, v in ((1, 0.5), (2, 0.3)):  # predictions: rule 1 at 0.5, rule 2 at 0.3, both below c's bound 1
         obj.known[k], obj.known_t[k] = {0.0: v, 1.0: v}, [0.0, 1.0]
-    obj.cost = np.array([0.01, 1.0, 0.001])  # rule 1 costly, rule 2 cheap
+    costs = [0.01, 1.0, 0.001]  # rule 1 costly, rule 2 cheap
+    obj._cost = lambda c, k: costs[k]
     assert obj._next_rule(c, 2.0, settle=False) == 2
-    obj.cost = np.array([0.01, 0.001, 1.0])
+    costs[1:] = [0.001, 1.0]
     assert obj._next_rule(c, 2.0, settle=False) == 1
     assert obj._next_rule(c, 2.0, settle=True) is None
     obj.known[2] = {0.0: 1.5, 1.0: 1.5}  # above c's bound, below the threshold: the zoom runs it
     assert obj._next_rule(c, 2.0, settle=True) == 2
     obj.known[1] = {0.0: 2.5, 1.0: 2.5}  # predicted to cut: first either way
     assert obj._next_rule(c, 2.0, settle=False) == 1 and obj._next_rule(c, 2.0, settle=True) == 1
+
+
+def test_the_p3_search_does_not_depend_on_the_clock(monkeypatch):
+    """The search orders its rule runs by estimated costs, never by measured times:
+    under two very different clocks it runs the same rules at the same candidates
+    (steered by measured times, the seed-1 paper-pool P3 came back at a different
+    answer when the clock was jittered)."""
+    import random
+    import time
+
+    from mixtailor_game.rules import Bulyan
+    from solvers.line import LineObjective
+
+    pool = [Comed(f=2), Krum(f=2, p=1.0), Krum(f=2, p=3.0), Geomed(f=2, p=2.0), Geomed(f=2, p=4.0),
+            Bulyan(f=2, select="average", aggregate="krum", p=2.0), Bulyan(f=2, select="geomed", p=3.0),
+            Bulyan(f=2, select="comed", aggregate="average", p=2.0)]
+    prob = solvers.P3(honest(9, 40, 5, mu=0.3), 2, pool)
+    real_run = LineObjective._run
+    runs = []
+
+    def logged(self, c, k, warm):
+        runs[-1].append((c, k))
+        return real_run(self, c, k, warm)
+
+    monkeypatch.setattr(LineObjective, "_run", logged)
+    answers = []
+    for seed in (0, 1):
+        rng, now = random.Random(seed), [0.0]
+
+        def clock():  # every call a random 0-1 s later: some rules look 100x costlier than others
+            now[0] += rng.random()
+            return now[0]
+
+        monkeypatch.setattr(time, "perf_counter", clock)
+        runs.append([])
+        sol = solvers.solve(prob, method="line")
+        answers.append((sol.info["t"], sol.value))
+    monkeypatch.undo()
+    assert len(runs[0]) > len(pool)  # the search had choices to make
+    assert runs[0] == runs[1]
+    assert answers[0] == answers[1]
+
+
+def test_run_costs_count_out_shared_selections_distances_and_warm_starts():
+    """A rule's estimated cost drops once another pool entry left its selection or
+    l_p distances at that point, and a geometric median's with a start nearby."""
+    from mixtailor_game.rules import Bulyan
+    from solvers.line import LineObjective
+
+    pool = [Comed(f=2), Krum(f=2, p=3.0), Geomed(f=2, p=3.0), Geomed(f=2, p=7.5),
+            Bulyan(f=2, select="average", aggregate="krum", p=3.0),
+            Bulyan(f=2, select="average", aggregate="comed", p=3.0), Bulyan(f=2, select="geomed", p=3.0)]
+    inst = solvers.P3(honest(9, 30, 2), 2, pool).compile()
+    obj = LineObjective(inst, 2 ** 20, True, 1e-6)
+    k = {repr(r): i for i, r in enumerate(obj.uniq)}
+    krum, geo3, geo75 = k[repr(pool[1])], k[repr(pool[2])], k[repr(pool[3])]
+    bk, bb, bg = k[repr(pool[4])], k[repr(pool[5])], k[repr(pool[6])]
+    c = 0.3
+    cold = {j: obj._cost(c, j) for j in (krum, geo3, geo75, bk, bb, bg)}
+    assert cold[krum] < cold[geo3] < cold[geo75] < cold[bg]  # a fractional p costs more
+    assert cold[bb] > cold[krum]  # its selection: theta nearest-row rounds
+    obj.evals[bb].warm(c)  # leaves the average selection at c for the Bulyan(average, krum)
+    assert obj._cost(c, bk) < cold[bk] / 2
+    obj.evals[bk](np.array([0.35]))  # and the other way round
+    assert obj._cost(0.35, bb) < cold[bb] / 2
+    obj.evals[krum](np.array([c]))  # leaves the p = 3 distances from x(c)
+    assert obj._cost(c, krum) < cold[krum] / 2
+    for x in (0.2, 0.4):
+        obj.evals[geo3].warm(x)
+        obj.evals[bg].warm(x)
+    assert obj._cost(c, geo3) < obj._cost(0.41, geo3) < obj._cost(5.0, geo3) == cold[geo3]
+    assert obj._cost(c, bg) < cold[bg] / 4
 
 
 def test_a_candidate_cut_on_a_tie_never_wins_unverified():
