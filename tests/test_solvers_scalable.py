@@ -240,6 +240,40 @@ def test_the_p3_search_does_not_depend_on_the_clock(monkeypatch):
     assert answers[0] == answers[1]
 
 
+def test_exact_rounds_centre_the_zoom_on_a_completed_candidate(monkeypatch):
+    """``exact_rounds=k``: before each of the first k zoom rounds of a P3 the best
+    candidate has every rule run (by default the zoom centres on the lowest bound,
+    where rules predicted below it are left); bad values raise one clear error."""
+    import solvers.line as line
+    from mixtailor_game.rules import Bulyan
+
+    pool = [Comed(f=2), Krum(f=2, p=1.0), Krum(f=2, p=3.0), Geomed(f=2, p=2.0), Geomed(f=2, p=4.0),
+            Bulyan(f=2, select="average", aggregate="krum", p=2.0), Bulyan(f=2, select="geomed", p=3.0)]
+    prob = solvers.P3(honest(9, 40, 0, mu=0.3), 2, pool)
+    objectives, completed = [], []
+    init, zoom = line.LineObjective.__init__, line._zoom_candidates
+
+    def keep(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        objectives.append(self)
+
+    def centred(t, s, opts):
+        completed[-1].append(objectives[-1].done[float(t[int(np.argmin(s))])])
+        return zoom(t, s, opts)
+
+    monkeypatch.setattr(line.LineObjective, "__init__", keep)
+    monkeypatch.setattr(line, "_zoom_candidates", centred)
+    values = []
+    for k in (0, 2):
+        completed.append([])
+        values.append(solvers.solve(prob, method="line", rounds=3, exact_rounds=k).value)
+    assert completed[0][0] is False  # the default zooms on a bound here
+    assert completed[1][:2] == [True, True]
+    assert values[1] <= values[0]
+    with pytest.raises(ValueError, match=r"solvers.line: exact_rounds must be >= 0, got -1"):
+        solvers.solve(prob, method="line", exact_rounds=-1)
+
+
 def test_run_costs_count_out_shared_selections_distances_and_warm_starts():
     """A rule's estimated cost drops once another pool entry left its selection or
     l_p distances at that point, and a geometric median's with a start nearby."""
