@@ -695,7 +695,7 @@ def _power_factor(p: float) -> float:
 # average / comed 40-60 ms; by geomed 0.6 s cold, ~0.1 s from its rounds' targets
 # at solved neighbours; a geometric median ~10 ms between two solved neighbours,
 # ~20 ms extrapolated, 60-140 ms cold.
-_SELECTION_COST = {"krum": 6.0, "average": 6.0, "comed": 6.0, "geomed": 75.0}
+_SELECTION_COST = {"krum": 6.0, "average": 6.0, "comed": 6.0, "geomed": 75.0}  # krum: a black box's own matrix
 _AGGREGATE_COST = {"krum": 0.1, "average": 0.5, "comed": 0.5, "trimmed": 0.5, "geomed": 5.0}
 _GEOMED_COST = {"between": 1.2, "near": 2.5, "cold": 10.0}
 _OTHER_COST = 6.0  # a rule the search knows nothing about: as a Bulyan selection
@@ -706,9 +706,10 @@ def _bulyan_cost(rule, shared: bool, reach: str = "cold") -> float:
     geomed one warm where its rounds' targets are solved nearby)."""
     pw = _power_factor(rule.p)
     aggregate = _AGGREGATE_COST.get(rule.aggregate, 0.5) * (pw if rule.aggregate == "geomed" else 1.0)
-    select = _SELECTION_COST[rule.select] * (_GEOMED_COST[reach] / _GEOMED_COST["cold"] if rule.select == "geomed"
-                                            else 1.0)
-    return aggregate + (0.0 if shared else select * pw)
+    if shared:
+        return aggregate
+    warm = _GEOMED_COST[reach] / _GEOMED_COST["cold"] if rule.select == "geomed" else 1.0
+    return aggregate + _SELECTION_COST[rule.select] * warm * pw
 
 
 def make_evaluator(inst: Instance, rule, chunk_elems: int, fast: bool = True, selections=None, distances=None,
