@@ -274,6 +274,39 @@ def test_exact_rounds_centre_the_zoom_on_a_completed_candidate(monkeypatch):
         solvers.solve(prob, method="line", exact_rounds=-1)
 
 
+def test_the_zoom_centres_on_candidates_with_their_cheap_rules_run(monkeypatch):
+    """Before each zoom round of a P3 the ``keep`` candidates of lowest bound have every
+    rule of estimated cost up to ``CHEAP_RULE`` run (Krum jumps where its neighbours
+    predicted it low); no costlier rule is run for that."""
+    import solvers.line as line
+    from mixtailor_game.rules import Bulyan
+
+    pool = [Comed(f=2), Krum(f=2, p=1.0), Krum(f=2, p=3.0), Geomed(f=2, p=2.0), Geomed(f=2, p=4.0),
+            Bulyan(f=2, select="average", aggregate="krum", p=2.0), Bulyan(f=2, select="geomed", p=3.0)]
+    objectives, left = [], []
+    init, zoom = line.LineObjective.__init__, line._zoom_candidates
+
+    def keep(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        objectives.append(self)
+
+    def centred(t, s, opts):
+        obj = objectives[-1]
+        for i in np.argsort(s, kind="stable")[: opts["keep"]]:
+            c = float(t[i])
+            left.append([k for k in np.flatnonzero(~obj.ran[c]) if obj._cost(c, int(k)) <= line.CHEAP_RULE])
+        return zoom(t, s, opts)
+
+    monkeypatch.setattr(line.LineObjective, "__init__", keep)
+    monkeypatch.setattr(line, "_zoom_candidates", centred)
+    for seed in (0, 1, 2):
+        solvers.solve(solvers.P3(honest(9, 40, seed, mu=0.3), 2, pool), method="line", rounds=3)
+    assert len(left) == 18 and all(k == [] for k in left)
+    obj = objectives[-1]
+    costly = [k for k, e in enumerate(obj.evals) if type(getattr(e, "rule", None)) is Geomed]
+    assert all(line.CHEAP_RULE < obj._cost(c, k) for k in costly for c in (0.0, 1e3))
+
+
 def test_run_costs_count_out_shared_selections_distances_and_warm_starts():
     """A rule's estimated cost drops once another pool entry left its selection or
     l_p distances at that point, and a geometric median's with a start nearby."""
