@@ -46,9 +46,11 @@ rules are black boxes; the method:
    best candidate's warm values run again cold; it keeps one of the cluster of
    points nearest to the honest rows (those s0 / 64 apart);
 3. zooms ``rounds`` times on the brackets of the ``keep`` best candidates
-   (a point within 1e-12 of a candidate is not scored again); for P1-P3 the
-   first ``exact_rounds`` (default 0) first complete the best candidate, so
-   that the zoom centres on an exact value rather than a bound.
+   (a point within 1e-12 of a candidate is not scored again); for P1-P3 those
+   candidates first run their cheap rules (Krum, Bulyan with a Krum selection:
+   they jump where their neighbours predicted them low), and before the first
+   ``exact_rounds`` (default 0) the best one runs every rule, so that the zoom
+   centres on an exact value rather than a bound.
 
 Status: ``optimal`` for the 1-D problem itself (structure ``"line"``) when every
 rule is piecewise linear in ``t`` with all breakpoints among the candidates and
