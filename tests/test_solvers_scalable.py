@@ -240,29 +240,40 @@ def test_the_p3_search_does_not_depend_on_the_clock(monkeypatch):
     assert answers[0] == answers[1]
 
 
-def test_exact_rounds_centre_the_zoom_on_a_completed_candidate(monkeypatch):
-    """``exact_rounds=k``: before each of the first k zoom rounds of a P3 the best
-    candidate has every rule run (by default the zoom centres on the lowest bound,
-    where rules predicted below it are left); bad values raise one clear error."""
-    import solvers.line as line
+def _zoom_pool():
     from mixtailor_game.rules import Bulyan
 
-    pool = [Comed(f=2), Krum(f=2, p=1.0), Krum(f=2, p=3.0), Geomed(f=2, p=2.0), Geomed(f=2, p=4.0),
+    return [Comed(f=2), Krum(f=2, p=1.0), Krum(f=2, p=3.0), Geomed(f=2, p=2.0), Geomed(f=2, p=4.0),
             Bulyan(f=2, select="average", aggregate="krum", p=2.0), Bulyan(f=2, select="geomed", p=3.0)]
-    prob = solvers.P3(honest(9, 40, 0, mu=0.3), 2, pool)
-    objectives, completed = [], []
+
+
+def _watch_zoom(monkeypatch, check):
+    """Call ``check(objective, t, s, opts)`` at every zoom round of the line searches."""
+    import solvers.line as line
+
+    objectives = []
     init, zoom = line.LineObjective.__init__, line._zoom_candidates
 
     def keep(self, *args, **kwargs):
         init(self, *args, **kwargs)
         objectives.append(self)
 
-    def centred(t, s, opts):
-        completed[-1].append(objectives[-1].done[float(t[int(np.argmin(s))])])
+    def watched(t, s, opts):
+        check(objectives[-1], t, s, opts)
         return zoom(t, s, opts)
 
     monkeypatch.setattr(line.LineObjective, "__init__", keep)
-    monkeypatch.setattr(line, "_zoom_candidates", centred)
+    monkeypatch.setattr(line, "_zoom_candidates", watched)
+    return objectives
+
+
+def test_exact_rounds_centre_the_zoom_on_a_completed_candidate(monkeypatch):
+    """``exact_rounds=k``: before each of the first k zoom rounds of a P3 the best
+    candidate has every rule run (by default the zoom centres on the lowest bound,
+    where rules predicted below it are left); bad values raise one clear error."""
+    prob = solvers.P3(honest(9, 40, 0, mu=0.3), 2, _zoom_pool())
+    completed = []
+    _watch_zoom(monkeypatch, lambda obj, t, s, opts: completed[-1].append(obj.done[float(t[int(np.argmin(s))])]))
     values = []
     for k in (0, 2):
         completed.append([])
@@ -277,30 +288,19 @@ def test_exact_rounds_centre_the_zoom_on_a_completed_candidate(monkeypatch):
 def test_the_zoom_centres_on_candidates_with_their_cheap_rules_run(monkeypatch):
     """Before each zoom round of a P3 the ``keep`` candidates of lowest bound have every
     rule of estimated cost up to ``CHEAP_RULE`` run (Krum jumps where its neighbours
-    predicted it low); no costlier rule is run for that."""
+    predicted it low); a geometric median is never among them."""
     import solvers.line as line
-    from mixtailor_game.rules import Bulyan
 
-    pool = [Comed(f=2), Krum(f=2, p=1.0), Krum(f=2, p=3.0), Geomed(f=2, p=2.0), Geomed(f=2, p=4.0),
-            Bulyan(f=2, select="average", aggregate="krum", p=2.0), Bulyan(f=2, select="geomed", p=3.0)]
-    objectives, left = [], []
-    init, zoom = line.LineObjective.__init__, line._zoom_candidates
+    left = []
 
-    def keep(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        objectives.append(self)
-
-    def centred(t, s, opts):
-        obj = objectives[-1]
+    def cheap_left(obj, t, s, opts):
         for i in np.argsort(s, kind="stable")[: opts["keep"]]:
             c = float(t[i])
             left.append([k for k in np.flatnonzero(~obj.ran[c]) if obj._cost(c, int(k)) <= line.CHEAP_RULE])
-        return zoom(t, s, opts)
 
-    monkeypatch.setattr(line.LineObjective, "__init__", keep)
-    monkeypatch.setattr(line, "_zoom_candidates", centred)
+    objectives = _watch_zoom(monkeypatch, cheap_left)
     for seed in (0, 1, 2):
-        solvers.solve(solvers.P3(honest(9, 40, seed, mu=0.3), 2, pool), method="line", rounds=3)
+        solvers.solve(solvers.P3(honest(9, 40, seed, mu=0.3), 2, _zoom_pool()), method="line", rounds=3)
     assert len(left) == 18 and all(k == [] for k in left)
     obj = objectives[-1]
     costly = [k for k, e in enumerate(obj.evals) if type(getattr(e, "rule", None)) is Geomed]
