@@ -414,6 +414,51 @@ def test_nearest_selection_is_bulyan_select_with_each_rounds_target(select, p):
         assert seen == [] and all(torch.equal(a, b) for a, b in zip(warm, targets))
 
 
+@pytest.mark.parametrize("select", ["average", "comed"])
+@pytest.mark.parametrize("p", [1.0, 3.0, math.inf])
+def test_nearest_selection_memo_looks_up_the_rounds_of_fixed_rows_bitwise(select, p):
+    """nearest_selection's memo: with the rows from ``fixed_from`` on the same in every
+    call (honest rows; the f Byzantine rows move along a line), the rounds left once only
+    fixed rows remain are looked up (targets None) and the selection is bulyan_select's,
+    bitwise, at every point."""
+    from mixtailor_game.rules.bulyan import nearest_selection
+
+    f = 2
+    R = make_input(9, 5, 11)
+    memo, looked_up = {}, 0
+    for t in np.linspace(-1.5, 1.5, 31):
+        B = (float(t) * R.sum(0)).expand(f, -1)
+        G = torch.cat([B, R])
+        chosen, targets = nearest_selection(G, f, select, p, memo=memo, fixed_from=f)
+        assert chosen == bulyan_select(G, f, select, p)
+        assert chosen == bulyan_select(G, f, select, p, memo=memo, fixed_from=f)
+        nones = sum(x is None for x in targets)
+        assert all(x is None for x in targets[len(targets) - nones:])  # a suffix of the rounds
+        looked_up += nones
+    assert memo and looked_up > 0
+    # without the promise (fixed_from) the memo is not touched
+    before = dict(memo)
+    nearest_selection(torch.cat([R[:f], R]), f, select, p, memo=memo)
+    assert memo == before
+
+
+def test_nearest_selection_memo_is_for_warm_geomed_callers_only():
+    """A geomed selection uses the memo only with start_for (its rounds' IRLS start from
+    another call's targets: the rule's up to its tolerance, for warm callers)."""
+    from mixtailor_game.rules.bulyan import nearest_selection
+
+    f = 2
+    R = make_input(9, 5, 12)
+    G = torch.cat([R.mean(0).expand(f, -1), R])  # the Byzantine rows central: chosen first
+    memo = {}
+    cold = nearest_selection(G, f, "geomed", 3.0, memo=memo, fixed_from=f)
+    assert memo == {} and None not in cold[1]
+    first = nearest_selection(G, f, "geomed", 3.0, lambda k, taken: None, memo=memo, fixed_from=f)
+    assert memo and first[0] == cold[0] and None not in first[1]  # the first call runs them
+    again = nearest_selection(G, f, "geomed", 3.0, lambda k, taken: None, memo=memo, fixed_from=f)
+    assert again[0] == cold[0] and None in again[1]  # looked up
+
+
 def test_bulyan_trimmed_ties_go_to_smaller_value():
     """Column [0, 1, 2, 3, 4, 5, 6] of 7 rows, f = 1 after selecting 5: the hand-made
     check of the pinned tie-break on a single column."""

@@ -555,16 +555,16 @@ def _hint_spy(real, hints):
     """``nearest_selection`` that records, per round, the patience of the start the line
     search hinted (None: no hint)."""
 
-    def spy(G, f, select, p, start_for=None):
+    def spy(G, f, select, p, start_for=None, **memo):
         if start_for is None:
-            return real(G, f, select, p)
+            return real(G, f, select, p, **memo)
 
         def recorded(k, taken):
             h = start_for(k, taken)
             hints.append(None if h is None else h[1])
             return h
 
-        return real(G, f, select, p, recorded)
+        return real(G, f, select, p, recorded, **memo)
 
     return spy
 
@@ -606,6 +606,61 @@ def test_warm_bulyan_selection_starts_its_rounds_from_solved_neighbours(monkeypa
     assert warm and hints == [] and value == pytest.approx(cold(rules[1]), rel=1e-6)  # the shared selection
     out = box.outputs(np.array([0.75]))[0]  # cold: bitwise the rule's
     assert torch.equal(out, rules[0](G).double() - inst.offset.double()) and 0.75 in box.memo
+
+
+def test_line_bulyans_look_up_the_rounds_of_honest_rows_left_and_match_the_rule():
+    """Bulyan with an average / comed selection in the line search: once only honest
+    rows are left (the Byzantine rows chosen first, near the honest rows) the rounds
+    are looked up from an earlier candidate (per (select, f, p)); the outputs stay
+    bitwise the rules' own, also where the Byzantine rows are chosen late or never."""
+    from mixtailor_game.rules import Bulyan
+    from solvers import line
+
+    V = honest(10, 6, 36, mu=0.3)
+    rules = [Bulyan(f=2, select="average", aggregate="average", p=3.0),
+             Bulyan(f=2, select="comed", aggregate="comed", p=3.0),
+             Bulyan(f=2, select="comed", aggregate="krum", p=3.0)]
+    inst = solvers.P3(V, 2, rules).compile()
+    obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
+    for t in np.linspace(-3.0, 3.0, 25):
+        G = torch.cat([line_rows(inst, [t])[0], inst.R])
+        for e, r in zip(obj.evals, obj.uniq):
+            ref = float((r(G).double() - inst.offset64) @ inst.u64)
+            if isinstance(e, line._BlackBox):
+                assert torch.equal(e.outputs(np.array([t]))[0], r(G).double() - inst.offset64)
+            else:  # Krum's part from the shared distances: to their rounding
+                assert float(e(np.array([t]))[0]) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    for select in ("average", "comed"):
+        memo = obj.evals[0].selections[("rounds-left", select, 2, 3.0)]
+        assert memo and all(min(k) >= inst.f for k in memo)  # keyed by honest rows left only
+
+
+def test_warm_bulyan_selection_looks_up_rounds_of_honest_rows_left():
+    """A warm Bulyan(select=geomed) looks up the rounds left once only honest rows remain
+    (from an earlier warm candidate): flagged warm, kept out of the memo of the rule's
+    own outputs, equal to the rule's value to its tolerance."""
+    from mixtailor_game.rules import Bulyan
+    from solvers import line
+
+    V = honest(10, 6, 37, mu=0.3)
+    rule = Bulyan(f=2, select="geomed", aggregate="average", p=4.0)
+    inst = solvers.P3(V, 2, [rule]).compile()
+    box = line._BlackBox(inst, rule, 2 ** 20, {})
+    memo = box.selections.setdefault(("rounds-left-warm", "geomed", 2, 4.0), {})
+    box.outputs(np.array([-0.1]))  # cold (x(-0.1) is the honest mean), kept as starts
+    box.outputs(np.array([-0.09]))
+    assert not memo  # cold calls: the rule's own rounds, no memo
+    value, warm = box.warm(-0.095)
+    assert warm and memo and None not in box.rounds.data[-0.095][1]  # ran its rounds, kept the honest ones
+    box.warm(-0.2)  # Byzantine rows chosen late: more honest rows left to keep
+    assert box.rounds.reach(0.0) == "cold"  # no start from neighbours at 0 ...
+    value, warm = box.warm(0.0)
+    kept = box.rounds.data[0.0]
+    assert kept[1][-1] is None  # ... but its last round is looked up: warm, not the rule's own
+    assert warm and 0.0 not in box.memo
+    G = torch.cat([line_rows(inst, [0.0])[0], inst.R])
+    assert value == pytest.approx(float((rule(G).double() - inst.offset64) @ inst.u64), rel=1e-6)
+    assert kept[0] == line.bulyan_select(G, 2, "geomed", 4.0)
 
 
 def test_warm_bulyan_rounds_start_only_from_neighbours_with_the_same_rows_left(monkeypatch):
@@ -726,9 +781,9 @@ def test_pool_bulyans_share_one_selection_per_point_and_match_the_rule(monkeypat
     calls = []
     real = line.nearest_selection
 
-    def counted(G, f, s, p, start_for=None):
+    def counted(G, f, s, p, start_for=None, **memo):
         calls.append((G.sum().item(), p, start_for is None))
-        return real(G, f, s, p, start_for)
+        return real(G, f, s, p, start_for, **memo)
 
     monkeypatch.setattr(line, "nearest_selection", counted)
     sol = solvers.solve(solvers.P3(V, 2, pool))

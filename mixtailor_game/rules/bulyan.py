@@ -62,7 +62,8 @@ def _pick_nearest(rows: torch.Tensor, ok: torch.Tensor, select: str, p: float, s
     return nearest_row(rows, target, p, ok, known), target
 
 
-def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0) -> list[int]:
+def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0, memo: dict | None = None,
+                  fixed_from: int | None = None) -> list[int]:
     """Indices of the ``theta = n - 2f`` rows Bulyan's selection phase keeps, in order.
 
     Each round applies rule ``select`` to the rows left: Krum picks a row
@@ -74,13 +75,16 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0)
     ``f`` colluding identical rows cannot score 0 in the last rounds). Krum ties (two rows of the closest pair always tie
     when one neighbour is left) go to the row with the lower sum of squared
     distances to all rows left, then to the lower index.
+
+    ``memo`` / ``fixed_from``: see :func:`nearest_selection` (average and comed only).
     """
     if select == "krum":
         return krum_selection(squared_distances(G, p), f)
-    return nearest_selection(G, f, select, p)[0]
+    return nearest_selection(G, f, select, p, memo=memo, fixed_from=fixed_from)[0]
 
 
-def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=None) -> tuple[list, list]:
+def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=None, memo: dict | None = None,
+                      fixed_from: int | None = None) -> tuple[list, list]:
     """:func:`bulyan_select` for a selection whose output is not a row (average, comed,
     geomed), and that output in each round (the targets, ``theta`` d-vectors).
 
@@ -89,7 +93,19 @@ def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=
     target, ``patience=3``; the coordinate-wise median in round 0), or None to keep
     it: the line search starts each round from the same round's targets at nearby
     points of its line. With no hints the result is :func:`bulyan_select`'s, bitwise.
+
+    ``memo`` (a dict kept by the caller across calls with the same ``f``, ``select``,
+    ``p`` and ``n``) with ``fixed_from``: the caller promises that the rows from index
+    ``fixed_from`` on are the same in every such call (the honest rows of a line
+    search, whose Byzantine rows move). An average or comed selection is then a
+    function of the rows left once all of them are fixed: the rest of the selection
+    is looked up (as the first call that left those rows ran it, bitwise the same) and
+    its targets are ``None``. A geomed selection uses the memo only with
+    ``start_for`` (a warm caller, whose results are the rule's up to the IRLS's
+    tolerance anyway): the looked-up rounds started from another call's targets.
     """
+    use_memo = (memo is not None and fixed_from is not None
+                and (select in ("average", "comed") or (select == "geomed" and start_for is not None)))
     ok = finite_rows(G)
     remaining = list(range(G.shape[0]))
     # The rows left, in G's order, in one buffer: the chosen row is taken out by moving
@@ -98,7 +114,16 @@ def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=
     rows = G.clone()
     chosen, targets = [], []
     target = None
-    for k in range(G.shape[0] - 2 * f):
+    theta = G.shape[0] - 2 * f
+    fixed = None  # (round, rows left) where only fixed rows were first left
+    for k in range(theta):
+        if use_memo and remaining[0] >= fixed_from:  # every row left is fixed
+            key = tuple(remaining)
+            if key in memo:  # their rounds ran in an earlier call
+                chosen += memo[key]
+                targets += [None] * (theta - k)
+                return chosen, targets
+            fixed = (k, key) if fixed is None else fixed
         start, patience = target, 3
         hint = start_for(k, chosen) if start_for is not None and select == "geomed" else None
         if hint is not None:
@@ -109,6 +134,8 @@ def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=
         for i in range(j, rows.shape[0] - 1):
             rows[i].copy_(rows[i + 1])
         rows, ok = rows[:-1], torch.cat([ok[:j], ok[j + 1:]])
+    if fixed is not None:
+        memo[fixed[1]] = chosen[fixed[0]:]
     return chosen, targets
 
 
