@@ -42,11 +42,22 @@ rules are black boxes; the method:
    its warm-started values run again cold, until the lowest is complete (so
    the answer is the minimum over the candidates of the max over every rule,
    the rules' own values). An expectation with a black box has no bound to
-   prune by: every rule runs at every candidate, warm-started the same way
-   (also Bulyan's geomed aggregation, from neighbours with the same rows
-   chosen; far candidates last, outward from their inner neighbour), and the
-   best candidate's warm values run again cold; it keeps one of the cluster of
-   points nearest to the honest rows (those s0 / 64 apart);
+   prune by: on the first grid every rule runs at every candidate, warm-started
+   the same way (also Bulyan's geomed aggregation, from neighbours with the
+   same rows chosen; far candidates last, outward from their inner neighbour);
+   it keeps one of the cluster of points nearest to the honest rows (those
+   s0 / 64 apart). Its zoom (``expect_zoom="lazy"``, the default) runs at each
+   new candidate the rules that are cheap there or pick rows (Krum, Bulyan
+   with a Krum selection or aggregation: they jump) and predicts the others on
+   the straight line between the nearest candidates where they ran, with the
+   difference of those two values as the spread; best first by prediction less
+   spread, it runs the costly rule of largest weighted spread per estimated
+   cost at the lowest candidate until that candidate's spreads sum to at most
+   ``expect_tol`` (1e-5 of ``<u, u>``): exact over the candidates if each rule
+   is monotone between adjacent candidates where it ran. ``"exhaustive"`` runs
+   every rule at every zoom candidate too. At the end the candidate predicted
+   lowest is completed, its warm values run again cold, until the lowest is
+   complete;
 3. zooms ``rounds`` times on the brackets of the ``keep`` best candidates
    (a point within 1e-12 of a candidate is not scored again); for P1-P3 those
    candidates first run their cheap rules (Krum, Bulyan with a Krum selection:
@@ -73,7 +84,7 @@ import time
 import numpy as np
 import torch
 
-from mixtailor_game._checks import check_int
+from mixtailor_game._checks import check_int, check_real, fail
 from mixtailor_game.rules import Bulyan, Comed, Geomed, Krum, Mean, TrimmedMean, bulyan_select, geomed_solve
 from mixtailor_game.rules._distances import squared_distances, squared_distances_from
 from mixtailor_game.rules.bulyan import bulyan_aggregate, krum_pick, krum_selection, nearest_selection
@@ -87,7 +98,7 @@ from .solution import make_solution, unique_rules
 EXACT_BREAKPOINTS = 10_000_000
 
 OPTIONS = ("t_max", "n_geo", "n_lin", "max_breakpoints", "exact_breakpoints", "rounds", "exact_rounds", "zoom", "keep",
-           "chunk_elems", "fast", "tol", "t_range")
+           "chunk_elems", "fast", "tol", "t_range", "expect_zoom", "expect_tol")
 
 
 def spread_vector(inst: Instance) -> torch.Tensor | None:
@@ -764,7 +775,8 @@ def make_evaluator(inst: Instance, rule, chunk_elems: int, fast: bool = True, se
 class LineObjective:
     """Scores (to minimize) of the instance's objective along the line, with evaluation counts."""
 
-    def __init__(self, inst: Instance, chunk_elems: int, fast: bool, tol: float):
+    def __init__(self, inst: Instance, chunk_elems: int, fast: bool, tol: float, expect_zoom: str = "lazy",
+                 expect_tol: float = 1e-5):
         self.inst = inst
         self.uniq, _, self.w = unique_rules(inst.rules, inst.weights)
         selections: dict = {}
@@ -807,6 +819,13 @@ class LineObjective:
                          for e in self.evals]
         self.tries = np.zeros(len(self.evals), dtype=int)
         self.cuts = np.zeros(len(self.evals), dtype=int)
+        # expectation with black boxes (no bound): the first grid runs every rule at every
+        # candidate; with expect_zoom="lazy" the zoom's candidates predict the costly ones
+        # between their neighbours (_zoom_add)
+        self.expect_zoom = expect_zoom
+        scale = float(inst.u64 @ inst.u64)
+        self.expect_tol = expect_tol * (scale if scale > 0 else 1.0)
+        self.zooming = False  # set once the first grid is scored (lazy zoom only)
 
     def known_outputs(self, t: float) -> dict:
         """``{position: (<a, u>, ||a||)}`` of the rules run at ``t`` (for :func:`make_solution`)."""
@@ -835,6 +854,13 @@ class LineObjective:
 
     def scores(self, t: np.ndarray) -> np.ndarray:
         t = np.unique(np.asarray(t, dtype=np.float64))
+        if self.zooming:
+            new = np.array([x for x in t if float(x) not in self.parts])
+            if len(new):
+                self.n_evals += len(new)
+                self._zoom_add(new)
+            self._zoom_settle()
+            return t, self._expect_table(t)[0]
         if self.lazy:  # values of earlier candidates change as the search runs rules there
             new = np.array([x for x in t if float(x) not in self.parts])
             if len(new):
@@ -1053,7 +1079,107 @@ class LineObjective:
                 else:
                     parts[i, k] = float(e(np.array([c]))[0])
             self.parts[c], self.warm_ran[c] = parts[i].copy(), warm
+            self.ran[c] = np.ones(len(self.evals), dtype=bool)
+            for k in costly:
+                if c not in self.known[k]:
+                    bisect.insort(self.known_t[k], c)
+                self.known[k][c] = float(parts[i, k])
+        if self.expect_zoom == "lazy":
+            self.zooming = True
         return np.array([self._combine(r) for r in parts])
+
+    # ------------------------------------------ expectation, lazy zoom
+    def _zoom_add(self, t: np.ndarray) -> None:
+        """Zoom candidates of an expectation (``expect_zoom="lazy"``): the cheapest tier
+        in one call and every rule of estimated cost at most ``CHEAP_RULE`` (Krum,
+        Bulyan with a Krum selection: they jump) run at each; the costlier ones are
+        predicted between the neighbours where they ran (:meth:`_predict`)."""
+        first = min(e.tier for e in self.evals)
+        cheap = [k for k, e in enumerate(self.evals) if e.tier == first]
+        parts = np.zeros((len(t), len(self.evals)))
+        for k in cheap:
+            parts[:, k] = self.evals[k](t)
+        for i, c in enumerate(t):
+            c = float(c)
+            self.parts[c] = parts[i]
+            self.ran[c] = np.array([k in cheap for k in range(len(self.evals))])
+            self.warm_ran[c] = np.zeros(len(self.evals), dtype=bool)
+            self._refresh(c)
+            for k in range(len(self.evals)):
+                rule = getattr(self.evals[k], "rule", None)
+                jumps = type(rule) is Bulyan and "krum" in (rule.select, rule.aggregate)  # picks rows: jumps
+                if not self.ran[c][k] and self.w[k] > 0 and (jumps or self._cost(c, k) <= CHEAP_RULE):
+                    self._run(c, k, warm=True)
+
+    def _predict(self, k: int, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rule ``k`` at ``ts`` on the straight line between the nearest candidates where
+        it ran on either side, and its spread there (their difference: the error if
+        the rule is monotone between them); outside them the nearest value, spread
+        infinite."""
+        xs = np.asarray(self.known_t[k])
+        if not len(xs):
+            return np.zeros(len(ts)), np.full(len(ts), np.inf)
+        vs = np.array([self.known[k][x] for x in xs])
+        i = np.searchsorted(xs, ts)
+        inside = (i > 0) & (i < len(xs))
+        a, b = np.clip(i - 1, 0, len(xs) - 1), np.clip(i, 0, len(xs) - 1)
+        frac = np.where(inside, (ts - xs[a]) / np.where(inside, xs[b] - xs[a], 1.0), 0.0)
+        value = np.where(inside, vs[a] + frac * (vs[b] - vs[a]), np.where(i == 0, vs[0], vs[-1]))
+        return value, np.where(inside, np.abs(vs[b] - vs[a]), np.inf)
+
+    def _expect_table(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per candidate: the expectation with the rules not run there predicted, and the
+        weighted sum of their spreads."""
+        ts = np.asarray(ts, dtype=np.float64)
+        P = np.array([self.parts[float(c)] for c in ts])
+        R = np.array([self.ran[float(c)] for c in ts])
+        mid, unc = np.zeros(len(ts)), np.zeros(len(ts))
+        for k in range(len(self.evals)):
+            w = float(self.w[k])
+            if w <= 0:
+                continue
+            if R[:, k].all():
+                mid += w * P[:, k]
+                continue
+            value, spread = self._predict(k, ts)
+            mid += w * np.where(R[:, k], P[:, k], value)
+            unc += np.where(R[:, k], 0.0, w * spread)
+        return mid, unc
+
+    def _zoom_settle(self) -> None:
+        """Best first on the lowest value the spreads allow (prediction less spread): at
+        that candidate run the costly rule of largest weighted spread per estimated
+        cost, until its spreads sum to at most ``expect_tol`` (relative to
+        ``<u, u>``): then no candidate can be lower by more, if each rule is
+        monotone between adjacent candidates where it ran."""
+        while True:
+            ts = np.array(sorted(self.parts))
+            mid, unc = self._expect_table(ts)
+            i = int(np.argmin(mid - unc))
+            if unc[i] <= self.expect_tol:
+                return
+            c = float(ts[i])
+            todo = [k for k in range(len(self.evals)) if self.w[k] > 0 and not self.ran[c][k]]
+            spread = [float(self._predict(k, np.array([c]))[1][0]) for k in todo]
+            j = max(range(len(todo)), key=lambda j: (self.w[todo[j]] * spread[j] / self._cost(c, todo[j]), -todo[j]))
+            self._run(c, todo[j], warm=True)
+
+    def certify_zoom(self) -> None:
+        """The candidate predicted lowest completed (every rule run, warm values run
+        again cold) until the lowest is complete: the answer's value is the rules'."""
+        while True:
+            ts = np.array(sorted(self.parts))
+            c = float(ts[int(np.argmin(self._expect_table(ts)[0]))])
+            todo = [k for k in range(len(self.evals)) if self.w[k] > 0 and not self.ran[c][k]]
+            for k in todo:
+                self._run(c, k, warm=True)
+            if todo:
+                continue
+            warm = np.flatnonzero(self.warm_ran[c] & (self.w > 0))
+            if not len(warm):
+                return
+            for k in warm:
+                self._run(c, int(k), warm=False)
 
     def certify_expected(self) -> None:
         """Run the warm-started values of the best candidate again cold until the best
@@ -1191,12 +1317,16 @@ def _zoom_candidates(t: np.ndarray, s: np.ndarray, opts: dict) -> np.ndarray:
 def solve_line(inst: Instance, **options) -> tuple:
     """Run the search; returns ``(t_best, score, info)``."""
     opts = dict(t_max=1e3, n_geo=16, n_lin=17, max_breakpoints=20000, exact_breakpoints=EXACT_BREAKPOINTS, rounds=5,
-                exact_rounds=0, zoom=7, keep=2, chunk_elems=2 ** 23, fast=True, tol=1e-6, t_range=None)
+                exact_rounds=0, zoom=7, keep=2, chunk_elems=2 ** 23, fast=True, tol=1e-6, t_range=None,
+                expect_zoom="lazy", expect_tol=1e-5)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError(f"solvers.line: options must be among {sorted(OPTIONS)}, got unknown {unknown}")
     opts.update(options)
     exact_rounds = check_int("solvers.line", "exact_rounds", opts["exact_rounds"], low=0)
+    if opts["expect_zoom"] not in ("lazy", "exhaustive"):
+        raise fail("solvers.line", "expect_zoom", "'lazy' or 'exhaustive'", opts["expect_zoom"])
+    check_real("solvers.line", "expect_tol", opts["expect_tol"], low=0.0)
     if float(inst.line.norm()) == 0.0:
         obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"])
         t, s = obj.scores(np.array([0.0]))
@@ -1204,7 +1334,7 @@ def solve_line(inst: Instance, **options) -> tuple:
             obj.certify()
             t, s = obj.scores(t)
         return 0.0, float(s[0]), dict(evaluations=obj.n_evals, exact=True, domain=(0.0, 0.0), obj=obj)
-    obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"])
+    obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"], opts["expect_zoom"], opts["expect_tol"])
     exact_form = bool(obj.piecewise_linear and inst.structure == "line" and inst.objective != "lambda"
                       and (inst.kind != "max" or len(obj.uniq) == 1))
     if exact_form:
@@ -1232,6 +1362,9 @@ def solve_line(inst: Instance, **options) -> tuple:
         t, s = obj.scores(np.concatenate([t, _zoom_candidates(t, s, opts)]))
     if obj.lazy:  # the zoom rounds ran the rules predicted to matter; now prove the best
         obj.certify()
+        t, s = obj.scores(t)
+    elif obj.zooming:
+        obj.certify_zoom()
         t, s = obj.scores(t)
     elif inst.kind == "expected":  # the best candidate's warm-started values, cold
         obj.certify_expected()
