@@ -474,17 +474,18 @@ def test_starts_store_keeps_the_points_nearest_the_newest():
     assert store.start(5.0, match=lambda v: False) == (None, False)  # none solved: none
 
 
-def test_expected_search_runs_far_candidates_outward_from_their_inner_neighbours(monkeypatch):
-    """In an expectation every rule runs at every candidate: the candidates within
-    2 s0 first (every other one, then those between), then the farther ones outward,
-    one side at a time, so that each far geometric median starts from its inner
-    neighbour's output (a straight line through two far points overshoots: the
-    median saturates)."""
+@pytest.mark.parametrize("search", ["exhaustive", "lazy"])
+def test_expected_search_runs_far_candidates_outward_from_their_inner_neighbours(monkeypatch, search):
+    """In an expectation the rules run at the candidates within 2 s0 first (every other
+    one, then those between; lazy: those between after the far ones, where a costly
+    rule may be predicted instead), then the farther ones outward, one side at a time,
+    so that each far geometric median starts from its inner neighbour's output (a
+    straight line through two far points overshoots: the median saturates)."""
     from solvers import line
 
     V = honest(10, 6, 41, mu=0.3)
     inst = solvers.ExpectedValue(V, 2, [Comed(f=2), Geomed(f=2, p=4.0)]).compile()
-    obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
+    obj = line.LineObjective(inst, 2 ** 20, True, 1e-6, search)
     s0 = obj.near
     near = np.array([-1.5, -0.5, 0.0, 0.5, 1.5]) * s0
     far = np.array([-300.0, -30.0, -3.0, 3.0, 30.0, 300.0]) * s0
@@ -504,11 +505,15 @@ def test_expected_search_runs_far_candidates_outward_from_their_inner_neighbours
     monkeypatch.setattr(box, "warm", warm)
     monkeypatch.setattr(box.starts, "start", start)
     obj.scores(np.concatenate([near, far]))
-    expected = [near[0], near[2], near[4], near[1], near[3], *far[:3][::-1], *far[3:]]
+    between = [near[1], near[3]]
+    outward = [*far[:3][::-1], *far[3:]]
+    expected = [near[0], near[2], near[4]] + (between + outward if search == "exhaustive" else outward + between)
     assert seen == pytest.approx(expected)
     solved = box.starts.data  # 11 points: none dropped (cap 32)
     far_starts = [(t, s) for t, s in starts if abs(t) > 2 * s0]
     assert len(far_starts) == len(far)
+    if search == "lazy":  # -0.5 s0 and 0.5 s0 not solved yet: +-3 s0 is one spacing out (_Starts)
+        far_starts = [(t, s) for t, s in far_starts if abs(t) > 10 * s0]
     for t, s in far_starts:  # from the inner neighbour's output, not a straight line
         inner = max((x for x in seen if abs(x) < abs(t) and x * t > 0), key=abs)
         assert s is not None and torch.equal(s, solved[inner])
@@ -845,17 +850,18 @@ def _expectation_pool():
 
 @pytest.mark.parametrize("seed", [40, 43, 47])
 def test_expected_lazy_zoom_finds_the_exhaustive_answer_running_fewer_rules(seed):
-    """ExpectedValue with black boxes: the first grid runs every rule everywhere; the zoom
-    (expect_zoom="lazy", the default) predicts the costly rules between neighbours and
-    runs them best first where the spreads matter. Same answer as running every rule
-    at every zoom candidate (``"exhaustive"``), with fewer runs of the costly rules."""
+    """ExpectedValue with black boxes: every rule runs at every other candidate of the
+    first grid (and far out); between them and in the zoom (expect_search="lazy", the
+    default) the costly rules are predicted between neighbours and run best first where
+    the spreads matter. Same answer as running every rule at every candidate
+    (``"exhaustive"``), with fewer runs of the costly rules."""
     from solvers import line
 
     V = honest(10, 8, seed, mu=0.3)
     inst = solvers.ExpectedValue(V, 2, _expectation_pool()).compile()
     t_lazy, s_lazy, info = line.solve_line(inst)
     lazy = info["obj"]
-    t_all, s_all, info = line.solve_line(inst, expect_zoom="exhaustive")
+    t_all, s_all, info = line.solve_line(inst, expect_search="exhaustive")
     every = info["obj"]
     assert (t_lazy, s_lazy) == (t_all, pytest.approx(s_all, rel=1e-12, abs=1e-15))
     assert all(len(k) == len(every.parts) for k in every.known[1:])  # every rule at every candidate
@@ -900,7 +906,10 @@ def test_expected_lazy_zoom_predictions_and_settling():
     obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
     t0, _, _ = line.candidates(inst, obj, dict(t_max=1e3, n_geo=16, n_lin=17, t_range=None, max_breakpoints=0))
     t, s = obj.scores(t0)
-    assert obj.zooming and all(obj.ran[float(c)].all() for c in t0)  # the first grid: every rule
+    near = [float(c) for c in t0 if abs(c) <= 2 * obj.near]
+    solved = near[::2] + [float(c) for c in t0 if abs(c) > 2 * obj.near]
+    assert obj.zooming and all(obj.ran[c].all() for c in solved)  # every rule there
+    assert not all(obj.ran[c].all() for c in near[1::2])  # between them: predicted
     order = np.argsort(s)
     zoom = np.linspace(t[order[0]], t[min(order[0] + 1, len(t) - 1)], 6)[1:-1]
     t, s = obj.scores(np.concatenate([t, zoom]))
@@ -910,7 +919,7 @@ def test_expected_lazy_zoom_predictions_and_settling():
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("expect_zoom", "some", r"expect_zoom must be 'lazy' or 'exhaustive'"),
+    ("expect_search", "some", r"expect_search must be 'lazy' or 'exhaustive'"),
     ("expect_tol", -1.0, r"expect_tol"),
 ])
 def test_expected_zoom_options_are_checked(option, value, message):
