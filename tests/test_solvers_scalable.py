@@ -874,11 +874,10 @@ def test_expected_lazy_zoom_finds_the_exhaustive_answer_running_fewer_rules(seed
 
 
 def test_expected_lazy_zoom_runs_rules_that_pick_rows_everywhere():
-    """Rules whose output or selection picks rows (Krum, Bulyan with a Krum selection or
-    aggregation) jump between candidates where the others move smoothly: the lazy zoom
-    runs them at every candidate (a Bulyan(krum, geomed) predicted between two equal
-    neighbours missed a dip of the paper pool's expectation, seed 1: -0.6382 against
-    -0.6403)."""
+    """Rules that pick rows from Krum's distances (Krum, Bulyan with a Krum selection)
+    jump between candidates where the others move smoothly: the lazy search runs them
+    at every candidate (a Bulyan(krum, geomed) predicted between two equal neighbours
+    missed a dip of the paper pool's expectation, seed 1: -0.6382 against -0.6403)."""
     from solvers import line
 
     V = honest(10, 8, 41, mu=0.3)
