@@ -1066,7 +1066,7 @@ class LineObjective:
         outward, one side at a time, each from its inner neighbour's outputs. Lazy:
         the ones between those within 2 s0, and every other one beyond (the
         outermost run), are predicted from their neighbours (:meth:`_zoom_add`;
-        paper pool: ~20% fewer IRLS steps, the same answers on ten draws). Warm
+        paper pool: ~20% fewer IRLS steps, the same answers on eleven draws). Warm
         values are not the rules' own: the certification runs them again cold at
         the best candidate. Paper pool at d = 184,586: ~0.4 s a candidate against
         ~1.5 s cold."""
@@ -1111,7 +1111,7 @@ class LineObjective:
         ones: the closed forms in one call, and the rules that pick rows from Krum's
         distances (Krum, :class:`_BulyanKrum`: they jump, and cost little) at each;
         the others are predicted between the neighbours where they ran
-        (:meth:`_predict`). Paper pool (ten draws, the same answers): the geometric
+        (:meth:`_predict`). Paper pool (eleven draws, the same answers): the geometric
         medians predicted, not run where they cost least (between solved
         neighbours), 15-25% fewer IRLS steps; a Bulyan with a geomed selection and
         a Krum aggregation predicted too (run everywhere, its selection took 6.5 s
