@@ -1016,14 +1016,19 @@ class LineObjective:
             parts[:, k] = self.evals[k](t)
         for k in self.costly:
             parts[:, k] = self.evals[k].lower_bound(t)
+        self._register(t, parts, cheap)
+        self._search(settle=True)
+        return np.array([self._score(float(c)) for c in t])
+
+    def _register(self, t: np.ndarray, parts: np.ndarray, ran: list) -> None:
+        """New candidates ``t`` with their rows of ``parts`` (values, or bounds where a
+        rule has not run), the rules in ``ran`` run there."""
         for i, c in enumerate(t):
             c = float(c)
             self.parts[c] = parts[i]
-            self.ran[c] = np.array([k in cheap for k in range(len(self.evals))])
+            self.ran[c] = np.array([k in ran for k in range(len(self.evals))])
             self.warm_ran[c] = np.zeros(len(self.evals), dtype=bool)
             self._refresh(c)
-        self._search(settle=True)
-        return np.array([self._score(float(c)) for c in t])
 
     def run_cheap_rules(self, keep: int) -> None:
         """Run, at the ``keep`` candidates of lowest bound, each rule not run there whose
@@ -1121,15 +1126,11 @@ class LineObjective:
         parts = np.zeros((len(t), len(self.evals)))
         for k in cheap:
             parts[:, k] = self.evals[k](t)
-        for i, c in enumerate(t):
-            c = float(c)
-            self.parts[c] = parts[i]
-            self.ran[c] = np.array([k in cheap for k in range(len(self.evals))])
-            self.warm_ran[c] = np.zeros(len(self.evals), dtype=bool)
-            self._refresh(c)
+        self._register(t, parts, cheap)
+        for c in t:
             for k in range(len(self.evals)):
-                if not self.ran[c][k] and self.w[k] > 0 and isinstance(self.evals[k], (_Krum, _BulyanKrum)):
-                    self._run(c, k, warm=True)
+                if not self.ran[float(c)][k] and self.w[k] > 0 and isinstance(self.evals[k], (_Krum, _BulyanKrum)):
+                    self._run(float(c), k, warm=True)
 
     def _predict(self, k: int, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rule ``k`` at ``ts`` on the straight line between the nearest candidates where
