@@ -824,11 +824,11 @@ class LineObjective:
         self.cuts = np.zeros(len(self.evals), dtype=int)
         # expectation with black boxes (no bound): expect_search="exhaustive" runs every
         # rule at every candidate; "lazy" only at every other one of the first grid within
-        # 2 s0 and the ones beyond, predicting the costly ones elsewhere (_zoom_add)
+        # 2 s0 and the ones beyond, predicting the costly ones elsewhere (_add_predicted)
         self.expect_search = expect_search
         scale = float(inst.u64 @ inst.u64)
         self.expect_tol = expect_tol * (scale if scale > 0 else 1.0)
-        self.zooming = False  # set once the first grid is scored (lazy only)
+        self.predicting = False  # set once the first grid is scored (lazy only)
 
     def known_outputs(self, t: float) -> dict:
         """``{position: (<a, u>, ||a||)}`` of the rules run at ``t`` (for :func:`make_solution`)."""
@@ -857,12 +857,12 @@ class LineObjective:
 
     def scores(self, t: np.ndarray) -> np.ndarray:
         t = np.unique(np.asarray(t, dtype=np.float64))
-        if self.zooming:
+        if self.predicting:
             new = np.array([x for x in t if float(x) not in self.parts])
             if len(new):
                 self.n_evals += len(new)
-                self._zoom_add(new)
-            self._zoom_settle()
+                self._add_predicted(new)
+            self._settle_predicted()
             return t, self._expect_table(t)[0]
         if self.lazy:  # values of earlier candidates change as the search runs rules there
             new = np.array([x for x in t if float(x) not in self.parts])
@@ -1070,7 +1070,7 @@ class LineObjective:
         then the ones between them (one IRLS step each); then the farther ones
         outward, one side at a time, each from its inner neighbour's outputs. Lazy:
         the ones between those within 2 s0, and every other one beyond (the
-        outermost run), are predicted from their neighbours (:meth:`_zoom_add`;
+        outermost run), are predicted from their neighbours (:meth:`_add_predicted`;
         paper pool: ~20% fewer IRLS steps, the same answers on eleven draws). Warm
         values are not the rules' own: the certification runs them again cold at
         the best candidate. Paper pool at d = 184,586: ~0.4 s a candidate against
@@ -1103,20 +1103,20 @@ class LineObjective:
                     bisect.insort(self.known_t[k], c)
                 self.known[k][c] = float(parts[i, k])
         if self.expect_search == "lazy":
-            self.zooming = True
+            self.predicting = True
         if between:
-            self._zoom_add(t[between])
-            self._zoom_settle()
+            self._add_predicted(t[between])
+            self._settle_predicted()
             return self._expect_table(t)[0]
         return np.array([self._combine(r) for r in parts])
 
-    # ------------------------------------------ expectation, lazy zoom
-    def _zoom_add(self, t: np.ndarray) -> None:
+    # ------------------------------------------ expectation, lazy (predicted rules)
+    def _add_predicted(self, t: np.ndarray) -> None:
         """Candidates of a lazy expectation (``expect_search="lazy"``) between solved
         ones: the closed forms in one call, and the rules that pick rows from Krum's
         distances (Krum, :class:`_BulyanKrum`: they jump, and cost little) at each;
         the others are predicted between the neighbours where they ran
-        (:meth:`_predict`). Paper pool (eleven draws, the same answers): the geometric
+        (:meth:`_interpolate`). Paper pool (eleven draws, the same answers): the geometric
         medians predicted, not run where they cost least (between solved
         neighbours), 15-25% fewer IRLS steps; a Bulyan with a geomed selection and
         a Krum aggregation predicted too (run everywhere, its selection took 6.5 s
@@ -1132,7 +1132,7 @@ class LineObjective:
                 if not self.ran[float(c)][k] and self.w[k] > 0 and isinstance(self.evals[k], (_Krum, _BulyanKrum)):
                     self._run(float(c), k, warm=True)
 
-    def _predict(self, k: int, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _interpolate(self, k: int, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rule ``k`` at ``ts`` on the straight line between the nearest candidates where
         it ran on either side, and its spread there (their difference: the error if
         the rule is monotone between them); outside them the nearest value, spread
@@ -1162,12 +1162,12 @@ class LineObjective:
             if R[:, k].all():
                 mid += w * P[:, k]
                 continue
-            value, spread = self._predict(k, ts)
+            value, spread = self._interpolate(k, ts)
             mid += w * np.where(R[:, k], P[:, k], value)
             unc += np.where(R[:, k], 0.0, w * spread)
         return mid, unc
 
-    def _zoom_settle(self) -> None:
+    def _settle_predicted(self) -> None:
         """Best first on the lowest value the spreads allow (prediction less spread): at
         that candidate run the costly rule of largest weighted spread per estimated
         cost, until its spreads sum to at most ``expect_tol`` (relative to
@@ -1181,11 +1181,11 @@ class LineObjective:
                 return
             c = float(ts[i])
             todo = [k for k in range(len(self.evals)) if self.w[k] > 0 and not self.ran[c][k]]
-            spread = [float(self._predict(k, np.array([c]))[1][0]) for k in todo]
+            spread = [float(self._interpolate(k, np.array([c]))[1][0]) for k in todo]
             j = max(range(len(todo)), key=lambda j: (self.w[todo[j]] * spread[j] / self._cost(c, todo[j]), -todo[j]))
             self._run(c, todo[j], warm=True)
 
-    def certify_zoom(self) -> None:
+    def certify_predicted(self) -> None:
         """The candidate predicted lowest completed (every rule run, warm values run
         again cold) until the lowest is complete: the answer's value is the rules'."""
         while True:
@@ -1384,8 +1384,8 @@ def solve_line(inst: Instance, **options) -> tuple:
     if obj.lazy:  # the zoom rounds ran the rules predicted to matter; now prove the best
         obj.certify()
         t, s = obj.scores(t)
-    elif obj.zooming:
-        obj.certify_zoom()
+    elif obj.predicting:
+        obj.certify_predicted()
         t, s = obj.scores(t)
     elif inst.kind == "expected":  # the best candidate's warm-started values, cold
         obj.certify_expected()

@@ -854,7 +854,7 @@ def _expectation_pool():
 
 
 @pytest.mark.parametrize("seed", [40, 43, 47])
-def test_expected_lazy_zoom_finds_the_exhaustive_answer_running_fewer_rules(seed):
+def test_expected_lazy_search_finds_the_exhaustive_answer_running_fewer_rules(seed):
     """ExpectedValue with black boxes: every rule runs at every other candidate of the
     first grid (and far out); between them and in the zoom (expect_search="lazy", the
     default) the costly rules are predicted between neighbours and run best first where
@@ -878,7 +878,7 @@ def test_expected_lazy_zoom_finds_the_exhaustive_answer_running_fewer_rules(seed
     assert s_lazy == pytest.approx(lazy._combine(lazy.parts[t_lazy]), rel=1e-12)
 
 
-def test_expected_lazy_zoom_runs_rules_that_pick_rows_everywhere():
+def test_expected_lazy_search_runs_rules_that_pick_rows_everywhere():
     """Rules that pick rows from Krum's distances (Krum, Bulyan with a Krum selection)
     jump between candidates where the others move smoothly: the lazy search runs them
     at every candidate (a Bulyan(krum, geomed) predicted between two equal neighbours
@@ -894,8 +894,8 @@ def test_expected_lazy_zoom_runs_rules_that_pick_rows_everywhere():
             assert len(obj.known[k]) == len(obj.parts)
 
 
-def test_expected_lazy_zoom_predictions_and_settling():
-    """_predict: on the straight line between the nearest runs, their difference as the
+def test_expected_lazy_search_predictions_and_settling():
+    """_interpolate: on the straight line between the nearest runs, their difference as the
     spread, the nearest value and an infinite spread outside them. After a zoom's scores
     the candidate lowest by prediction less spread has spreads within expect_tol."""
     from solvers import line
@@ -905,7 +905,7 @@ def test_expected_lazy_zoom_predictions_and_settling():
     obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
     obj.known[3] = {0.0: 1.0, 2.0: 3.0}
     obj.known_t[3] = [0.0, 2.0]
-    value, spread = obj._predict(3, np.array([-1.0, 0.5, 1.5, 3.0]))
+    value, spread = obj._interpolate(3, np.array([-1.0, 0.5, 1.5, 3.0]))
     assert value.tolist() == [1.0, 1.5, 2.5, 3.0] and spread.tolist() == [math.inf, 2.0, 2.0, math.inf]
     obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
     t0, _, _ = line.candidates(inst, obj, dict(t_max=1e3, n_geo=16, n_lin=17, t_range=None, max_breakpoints=0))
@@ -914,7 +914,7 @@ def test_expected_lazy_zoom_predictions_and_settling():
     solved = near[::2]
     for side in ([float(c) for c in t0 if c < -2 * obj.near][::-1], [float(c) for c in t0 if c > 2 * obj.near]):
         solved += side[::-1][::2]  # outward; every other one from the outermost
-    assert obj.zooming and all(obj.ran[c].all() for c in solved)  # every rule there
+    assert obj.predicting and all(obj.ran[c].all() for c in solved)  # every rule there
     assert not all(obj.ran[c].all() for c in near[1::2])  # between them: predicted
     order = np.argsort(s)
     zoom = np.linspace(t[order[0]], t[min(order[0] + 1, len(t) - 1)], 6)[1:-1]
@@ -928,7 +928,7 @@ def test_expected_lazy_zoom_predictions_and_settling():
     ("expect_search", "some", r"expect_search must be 'lazy' or 'exhaustive'"),
     ("expect_tol", -1.0, r"expect_tol"),
 ])
-def test_expected_zoom_options_are_checked(option, value, message):
+def test_expected_search_options_are_checked(option, value, message):
     V = honest(10, 4, 44, mu=0.3)
     with pytest.raises(ValueError, match=message):
         solvers.solve(solvers.ExpectedValue(V, 2, _expectation_pool()[:2]), method="line", **{option: value})
