@@ -17,10 +17,11 @@ import scipy.optimize
 import torch
 
 from mixtailor_game.rules import (
-    bulyan, bulyan_select, comed, geomed, geomed_solve, krum, krum_scores, multi_krum, pairwise_distances, trimmed_mean,
+    Bulyan, Comed, Krum, Mean, TrimmedMean, bulyan, bulyan_select, comed, geomed, geomed_solve, krum, krum_scores,
+    multi_krum, pairwise_distances, trimmed_mean,
 )
 from mixtailor_game.rules import _network
-from mixtailor_game.rules._distances import squared_distances, squared_distances_from
+from mixtailor_game.rules._distances import lp_norm_rows, squared_distances, squared_distances_from
 
 # ----------------------------------------------------------------- references
 
@@ -201,6 +202,8 @@ def with_bad_rows(G, k, kind):
             G[r, 1::2] = -float("inf")
         elif kind == "big":
             G[r] = 1e30 * (-1) ** r
+        elif kind == "huge":  # finite, but its squares overflow even in float64 (float64 rows)
+            G[r] = torch.finfo(G.dtype).max ** 0.6 * (-1) ** r
     return G
 
 
@@ -336,6 +339,15 @@ def test_distances_across_column_chunks_and_overflow(p):
     G[5] = 1e30
     got = pairwise_distances(G, p).numpy()
     np.testing.assert_allclose(got, ref_distances(G.numpy(), p), rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e19), (torch.float64, 1e160)])
+def test_l2_norms_of_finite_rows_whose_squares_overflow_stay_finite(dtype, scale):
+    X = torch.randn(4, 9, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    X[0] = float("inf")
+    got = lp_norm_rows((scale * X).to(dtype), 2.0)
+    assert math.isinf(float(got[0]))
+    np.testing.assert_allclose(got[1:].double().numpy() / scale, X[1:].norm(dim=1).numpy(), rtol=1e-6)
 
 
 def test_distances_float32_huge_rows_stay_finite():
@@ -664,7 +676,7 @@ for _s, _a in itertools.product(["krum", "average", "geomed", "comed"], ["trimme
 
 
 @pytest.mark.parametrize("name", sorted(RULES))
-@pytest.mark.parametrize("kind", ["nan", "inf", "mixed", "big"])
+@pytest.mark.parametrize("kind", ["nan", "inf", "mixed", "big", "huge"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_byzantine_rows_give_finite_output(name, kind, dtype):
     n, f = 11, 2
@@ -674,7 +686,7 @@ def test_byzantine_rows_give_finite_output(name, kind, dtype):
     assert out.dtype == dtype and out.shape == (8,)
     assert torch.isfinite(out).all(), (name, kind, out)
     assert torch.equal(G.nan_to_num(1.0), G0.nan_to_num(1.0))  # not mutated
-    if kind != "big":  # the honest rows' range bounds the coordinate-wise rules
+    if kind not in ("big", "huge"):  # the honest rows' range bounds the coordinate-wise rules
         honest = G[f:]
         if name in ("comed", "trimmed"):
             assert (out >= honest.min(0).values).all() and (out <= honest.max(0).values).all()
@@ -709,3 +721,53 @@ def test_bulyan_last_rounds_do_not_pick_colluding_duplicates(aggregate):
     out = bulyan(G, 3, "krum", aggregate, 2.0)
     H = G[:12]
     assert ((out >= H.min(0).values) & (out <= H.max(0).values)).all()
+
+
+# ----------------------------------------------------------------- audit regressions
+
+
+@pytest.mark.parametrize("p", [9.0, 12.0, 16.0])
+def test_geomed_steps_off_a_data_row_at_large_p_in_float32(p):
+    # the start (comed) is row 6; next to its weight the others' underflowed in float32
+    X = torch.tensor([[-1., -1.], [-2., 1.], [1., 0.], [2., 2.], [-1., 1.], [1., -1.], [-1., 0.]])
+    ref = scipy.optimize.minimize(lambda z: np.linalg.norm(z - X.double().numpy(), ord=p, axis=1).sum(),
+                                  np.zeros(2), method="Nelder-Mead", options=dict(xatol=1e-10, fatol=1e-12))
+    got = geomed_solve(X, p)
+    assert got.objective == pytest.approx(ref.fun, rel=1e-6)
+
+
+def test_geomed_refuses_p_inf():
+    with pytest.raises(ValueError, match=r"geomed: p must be finite for a geometric median \(1 <= p < inf\), got inf"):
+        geomed(make_input(5, 3, 0), math.inf)
+    with pytest.raises(ValueError, match="bulyan: p must be finite for a geometric median"):
+        Bulyan(f=1, select="krum", aggregate="geomed", p=math.inf)
+    assert Bulyan(f=1, select="krum", p=math.inf).p == math.inf
+
+
+@pytest.mark.parametrize("p", [2.0, 3.0, 1.5])
+def test_squared_distances_are_exactly_symmetric_so_bulyan_ties_follow_the_pinned_rule(p):
+    # BLAS Gram products and vectorized pow rounded (i, j) and (j, i) differently
+    rev = torch.arange(9, -1, -1)
+    for seed in range(60):
+        G = torch.randn(10, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        D2 = squared_distances(G, p)
+        assert torch.equal(D2, D2.T)
+        torch.testing.assert_close(bulyan(G, 1, "krum", "trimmed", p), bulyan(G[rev], 1, "krum", "trimmed", p),
+                                   rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, big", [(torch.float32, 3e38), (torch.float64, -1.7e308)])
+def test_bulyan_average_selection_when_the_mean_overflows(dtype, big):
+    G = torch.cat([torch.full((2, 4), big, dtype=torch.float64), make_input(9, 4, 0)]).to(dtype)
+    assert not set(bulyan_select(G, 2, "average")) & {0, 1}
+    out = bulyan(G, 2, "average", "average")
+    assert torch.isfinite(out).all() and out.abs().max() < 10
+
+
+@pytest.mark.parametrize("rule", [Krum(f=1), Comed(f=1), Mean(), TrimmedMean(b=1)], ids=lambda r: r.family)
+def test_vectorized_batched_checks_its_input(rule):
+    with pytest.raises(ValueError, match=f"{rule.family}: Gb must be a 3-D tensor"):
+        rule.batched(torch.randn(7, 10))
+    with pytest.raises(TypeError, match="must have a floating dtype"):
+        rule.batched(torch.ones(2, 7, 3, dtype=torch.long))
+    assert rule.batched(torch.randn(2, 7, 3)).shape == (2, 3)

@@ -32,6 +32,12 @@ def lp_norm_rows(X: torch.Tensor, p: float) -> torch.Tensor:
         out = A.sum(-1)
     elif p == 2:
         out = torch.linalg.vector_norm(A, 2, dim=-1)
+        # unscaled squares overflow for finite rows past ~1e19 (float32): those rows
+        # again, scaled by their largest entry
+        big = torch.isinf(out) & torch.isfinite(A).all(-1)
+        if bool(big.any()):
+            scale = A[big].amax(-1, keepdim=True)
+            out[big] = torch.linalg.vector_norm(A[big] / scale, 2, dim=-1) * scale.squeeze(-1)
     elif math.isinf(p):
         out = A.amax(-1)
     else:
@@ -164,13 +170,24 @@ def nearest_row(X: torch.Tensor, z: torch.Tensor, p: float, allowed: torch.Tenso
 
 def _pair_squared_direct(x: torch.Tensor, y: torch.Tensor, p: float) -> float:
     """``||x - y||_p^2`` in float64 from the differences (exact sum of squares for p = 2
-    when it neither overflows nor underflows, else the scaled norm)."""
+    when it neither overflows nor underflows, else the scaled norm squared: inf past
+    float64's range, where ``**`` would raise OverflowError)."""
     diff = x.double() - y.double()
     if p == 2:
         s = float(diff.square().sum())
         if math.isfinite(s) and (s == 0.0 or s > 1e-280):
             return s
-    return float(lp_norm_rows(diff.unsqueeze(0), p)[0]) ** 2
+    r = float(lp_norm_rows(diff.unsqueeze(0), p)[0])
+    return r * r
+
+
+def _pair_distance_direct(x: torch.Tensor, y: torch.Tensor, p: float) -> float:
+    """``||x - y||_p`` in float64 (finite for finite rows whose squared distance
+    overflows)."""
+    s = _pair_squared_direct(x, y, p)
+    if math.isfinite(s):
+        return math.sqrt(s)
+    return float(lp_norm_rows((x.double() - y.double()).unsqueeze(0), p)[0])
 
 
 def _squared_l2_gram(X: torch.Tensor) -> torch.Tensor:
@@ -265,7 +282,7 @@ def _distances_lp_cdist(X: torch.Tensor, p: float) -> torch.Tensor:
         redo = ~torch.isfinite(D) | (D < tiny)
         redo.fill_diagonal_(False)
         for i, j in redo.triu().nonzero().tolist():
-            D[i, j] = D[j, i] = math.sqrt(_pair_squared_direct(X[i], X[j], p))
+            D[i, j] = D[j, i] = _pair_distance_direct(X[i], X[j], p)
         D.fill_diagonal_(0.0)
         return D
 
@@ -282,7 +299,7 @@ def _distances_lp_cdist(X: torch.Tensor, p: float) -> torch.Tensor:
         redo = ~torch.isfinite(D) | (D < tiny) | ~torch.isfinite(P).all(-1)
     redo.fill_diagonal_(False)
     for i, j in redo.triu().nonzero().tolist():
-        D[i, j] = D[j, i] = math.sqrt(_pair_squared_direct(X[i], X[j], p))
+        D[i, j] = D[j, i] = _pair_distance_direct(X[i], X[j], p)
     D.fill_diagonal_(0.0)
     return D
 
@@ -313,7 +330,11 @@ def squared_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
             D2 = sub
         else:
             D2[idx.unsqueeze(1), idx.unsqueeze(0)] = sub
-    D2.fill_diagonal_(0.0)
+    # exactly symmetric: the Gram matrix's BLAS products and the vectorized pow round
+    # (i, j) and (j, i) differently, and a tie the rules break by pinned rules (the
+    # two rows of a closest pair) must stay a tie
+    D2 = torch.triu(D2, 1)
+    D2 = D2 + D2.T
     return D2
 
 
@@ -338,7 +359,7 @@ def squared_distances_from(G: torch.Tensor, k: int, p: float = 2.0) -> torch.Ten
         # puts non-finite rows at distance inf as squared_distances does
         redo = ~torch.isfinite(D) | (D < 1e-280 ** (1.0 / p))
         for m in redo.nonzero().flatten().tolist():
-            D[m] = math.sqrt(_pair_squared_direct(G[k], G[int(others[m])], p))
+            D[m] = _pair_distance_direct(G[k], G[int(others[m])], p)
         out = torch.zeros(n, dtype=torch.float64, device=G.device)
         out[others] = D.square()
         return out
@@ -355,4 +376,13 @@ def pairwise_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     ``(B, n, d) -> (B, n, n)``. Rows with a non-finite entry are at distance
     ``inf`` from every other row.
     """
-    return squared_distances(G, p).sqrt().to(G.dtype)
+    D = squared_distances(G, p).sqrt()
+    if bool(torch.isinf(D).any()):
+        # finite rows whose squared distance passes float64's range (~1e154 apart):
+        # from the scaled norm, as the distance itself is finite
+        ok = finite_rows(G)
+        redo = torch.isinf(D) & ok.unsqueeze(-1) & ok.unsqueeze(-2)
+        for *b, i, j in redo.nonzero().tolist():
+            rows = G[tuple(b)] if b else G
+            D[(*b, i, j)] = _pair_distance_direct(rows[i], rows[j], p)
+    return D.to(G.dtype)

@@ -66,10 +66,19 @@ class Rule:
 
         The default loops over the batch; rules with a vectorized form override it.
         """
-        if not isinstance(Gb, torch.Tensor) or Gb.dim() != 3:
-            shape = tuple(Gb.shape) if isinstance(Gb, torch.Tensor) else type(Gb).__name__
-            raise ValueError(f"{self.family}: Gb must be a 3-D tensor (B, n, d), got {shape}")
+        check_batch(Gb, self.family)
         return torch.stack([self(G) for G in Gb.unbind(0)])
+
+
+def check_batch(Gb, where: str) -> torch.Tensor:
+    """Validate a batch ``Tensor[B, n, d]`` (floating, B, n, d >= 1) for ``batched``."""
+    if not isinstance(Gb, torch.Tensor) or Gb.dim() != 3:
+        shape = tuple(Gb.shape) if isinstance(Gb, torch.Tensor) else type(Gb).__name__
+        raise ValueError(f"{where}: Gb must be a 3-D tensor (B, n, d), got {shape}")
+    if Gb.shape[0] < 1:
+        raise ValueError(f"{where}: Gb must be a non-empty batch (B >= 1), got {tuple(Gb.shape)}")
+    as_gradients(Gb[0], where)  # dtype and sizes
+    return Gb
 
 
 def finite_rows(G: torch.Tensor) -> torch.Tensor:

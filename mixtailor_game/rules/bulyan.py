@@ -12,7 +12,7 @@ from .._checks import check_int, check_regime, fail
 from ._distances import check_p, nearest_row, squared_distances
 from ._network import closest_to_median_rows
 from .base import Rule, check_gradients, finite_rows, name_field
-from .geomed import geomed, geomed_solve
+from .geomed import check_geomed_p, geomed, geomed_solve
 from .krum import krum, scores_from_squared
 from .median import comed
 
@@ -52,6 +52,8 @@ def _pick_nearest(rows: torch.Tensor, ok: torch.Tensor, select: str, p: float, s
     known = None
     if select == "average":
         target = pool.mean(0)
+        if not bool(torch.isfinite(target).all()):  # finite rows whose sum overflows
+            target = (pool / pool.shape[0]).sum(0)
     elif select == "comed":
         target = comed(pool)
     else:
@@ -191,6 +193,8 @@ def bulyan(
         raise fail("bulyan", "select", f"one of {SELECTIONS}", select)
     if aggregate not in AGGREGATIONS:
         raise fail("bulyan", "aggregate", f"one of {AGGREGATIONS}", aggregate)
+    if "geomed" in (select, aggregate):
+        check_geomed_p("bulyan", p)
     n = G.shape[0]
     check_bulyan_regime(n, f)
     # Krum selecting and Krum aggregating use the same distances: computed once
@@ -249,6 +253,8 @@ class Bulyan(Rule):
             raise fail("bulyan", "select", f"one of {SELECTIONS}", self.select)
         if self.aggregate not in AGGREGATIONS:
             raise fail("bulyan", "aggregate", f"one of {AGGREGATIONS}", self.aggregate)
+        if "geomed" in (self.select, self.aggregate):
+            check_geomed_p("bulyan", self.p)
 
     def check(self, n: int) -> None:
         check_bulyan_regime(n, self.f)

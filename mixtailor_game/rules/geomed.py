@@ -30,6 +30,16 @@ class GeomedResult(NamedTuple):
     distances: torch.Tensor | None = None
 
 
+def check_geomed_p(where: str, p) -> float:
+    """A geometric median's ``p``: :func:`check_p`'s, and finite (at p = inf the
+    damped IRLS step, ``1 / (p - 1)`` of the average's, is 0: it would return its
+    start; the l_inf median is a linear program this module does not solve)."""
+    p = check_p(where, p)
+    if math.isinf(p):
+        raise fail(where, "p", "finite for a geometric median (1 <= p < inf)", p)
+    return p
+
+
 def geomed_objective(z: torch.Tensor, X: torch.Tensor, p: float) -> torch.Tensor:
     """``sum_i ||z - x_i||_p`` in float64, over column chunks (extra memory: one
     float64 chunk, not a copy of ``X``)."""
@@ -345,7 +355,7 @@ def _solve_normal_equations(gram: list[list[float]], rhs: list[float]) -> list[f
     return gamma if all(math.isfinite(v) for v in gamma) else None
 
 
-def _leave_data_point(z, X, p, r, W, on_row):
+def _leave_data_point(z, X, p, r, nu, on_row):
     """The start ``z`` sits on ``m`` rows (distance <= nu), where smoothed IRLS gives
     those rows weight ``1 / nu`` and crawls away in steps of about ``nu``.
     Vardi and Zhang (2000): ``z`` is optimal iff the gradient ``g`` of the other
@@ -368,9 +378,10 @@ def _leave_data_point(z, X, p, r, W, on_row):
     m = int(on_row.sum())
     if gnorm <= m:
         return z, True
-    W = W.clone()
-    W[on_row] = 0.0
-    T = _weighted_average(W, X, z)
+    # the other rows' weights on their own: next to the on-row weight (~nu^(1-p)) they
+    # underflow in the common scaling for large p (float32, p >= 9), leaving z in place
+    _, _, W = _distances_and_weights(z, X[others], p, nu)
+    T = _weighted_average(W, X[others], z)
     return z + (1.0 - m / gnorm) * (T - z), False
 
 
@@ -408,7 +419,7 @@ def geomed_solve(
     gains nothing from the next two such steps: there ``patience=1``.
     """
     G = check_gradients(G, "geomed")
-    p = check_p("geomed", p)
+    p = check_geomed_p("geomed", p)
     nu = check_real("geomed", "nu", nu, low=0.0, low_open=True)
     max_iter = check_int("geomed", "max_iter", max_iter, low=1)
     tol = check_real("geomed", "tol", tol, low=0.0)
@@ -435,11 +446,9 @@ def geomed_solve(
     r, spread, target = _irls_step(z, X, p, nu)
     on_row = r <= nu
     if bool(on_row.any()) and not math.isinf(p):
-        _, _, W = _distances_and_weights(z, X, p, nu)
-        z, done = _leave_data_point(z, X, p, r, W, on_row)
+        z, done = _leave_data_point(z, X, p, r, nu, on_row)
         if done:
             return result(z, True, 0, distances=r)
-        W = None
         r, spread, target = _irls_step(z, X, p, nu)
     obj, noise = _objective_from(r, spread, X.dtype)
     # For p > 2 the IRLS map is not a majorize-minimize step: its step is about
@@ -540,7 +549,10 @@ class Geomed(Rule):
 
     def __post_init__(self):
         check_int("geomed", "f", self.f, low=0)
-        object.__setattr__(self, "p", check_p("geomed", self.p))
+        object.__setattr__(self, "p", check_geomed_p("geomed", self.p))
+        check_real("geomed", "nu", self.nu, low=0.0, low_open=True)
+        check_int("geomed", "max_iter", self.max_iter, low=1)
+        check_real("geomed", "tol", self.tol, low=0.0)
 
     def check(self, n: int) -> None:
         check_regime("geomed", n > 2 * self.f, "n > 2f", n, self.f)

@@ -10,7 +10,7 @@ import torch
 
 from .._checks import check_int, check_regime
 from ._distances import check_p, squared_distances
-from .base import Rule, check_gradients, name_field
+from .base import Rule, check_batch, check_gradients, name_field
 
 
 def check_krum_regime(where: str, n: int, f: int) -> None:
@@ -104,7 +104,7 @@ class Krum(Rule):
         return krum(G, self.f, self.p)
 
     def batched(self, Gb):
-        n = Gb.shape[-2]
+        n = check_batch(Gb, self.family).shape[-2]
         self.check(n)
         scores = scores_from_squared(squared_distances(Gb, self.p), n - self.f - 2)
         idx = torch.argmin(scores, dim=-1)

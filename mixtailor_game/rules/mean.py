@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_int
-from .base import Rule, check_gradients
+from .base import Rule, check_batch, check_gradients
 
 
 def mean(G: torch.Tensor) -> torch.Tensor:
@@ -38,4 +38,4 @@ class Mean(Rule):
         return mean(G)
 
     def batched(self, Gb):
-        return Gb.mean(dim=-2)
+        return check_batch(Gb, self.family).mean(dim=-2)

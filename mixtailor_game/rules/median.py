@@ -9,7 +9,7 @@ import torch
 
 from .._checks import check_int, check_regime
 from ._network import median_rows
-from .base import Rule, check_gradients
+from .base import Rule, check_batch, check_gradients
 
 
 def sorted_columns(G: torch.Tensor) -> torch.Tensor:
@@ -70,5 +70,5 @@ class Comed(Rule):
         return comed(G)
 
     def batched(self, Gb):
-        self.check(Gb.shape[-2])
+        self.check(check_batch(Gb, self.family).shape[-2])
         return median_rows(Gb)

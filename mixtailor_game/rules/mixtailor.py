@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int, fail
-from .base import Rule, check_gradients
+from .base import Rule, check_batch, check_gradients
 from .bulyan import Bulyan
 from .krum import Krum
 from .geomed import Geomed
@@ -171,7 +171,7 @@ class MixTailor(Rule):
 
     def batched(self, Gb: torch.Tensor) -> torch.Tensor:
         """One independent draw per batch element."""
-        return torch.stack([self(G) for G in Gb.unbind(0)])
+        return torch.stack([self(G) for G in check_batch(Gb, "mixtailor").unbind(0)])
 
 
 def paper_pool(f: int, rng=None) -> list:

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_int, check_regime
-from .base import Rule, check_gradients
+from .base import Rule, check_batch, check_gradients
 from ._network import trimmed_rows
 
 
@@ -51,5 +51,5 @@ class TrimmedMean(Rule):
         return trimmed_mean(G, self.b)
 
     def batched(self, Gb):
-        self.check(Gb.shape[-2])
+        self.check(check_batch(Gb, self.family).shape[-2])
         return trimmed_rows(Gb, self.b)
