@@ -38,6 +38,7 @@ def check_real(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    high_open: bool = False,
     allow_inf: bool = False,
 ) -> float:
     """Return ``value`` as a ``float`` after checking it is finite and in range."""
@@ -51,8 +52,11 @@ def check_real(
             raise fail(where, param, f"> {low:g}", value)
         if not low_open and value < low:
             raise fail(where, param, f">= {low:g}", value)
-    if high is not None and value > high:
-        raise fail(where, param, f"<= {high:g}", value)
+    if high is not None:
+        if high_open and not value < high:
+            raise fail(where, param, f"< {high:g}", value)
+        if not high_open and value > high:
+            raise fail(where, param, f"<= {high:g}", value)
     return value
 
 

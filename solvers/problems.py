@@ -16,9 +16,10 @@ of a pool, ``mu = mean(V)``.
 
 Common keyword-only fields (paper A.1.2-A.1.5, footnote 6 for P1-P3):
 ``knowledge`` = ``"full"`` or ``("partial", k)``: the first ``k`` honest rows are
-seen, the ``n - f - k`` unseen ones are replaced by their mean (A.1.2; we count
-``k`` in honest rows, the paper counts worker indices including the ``f``
-Byzantine ones); ``space`` = ``"gradient"`` or ``"model"`` (rows are models,
+seen, the ``n - f - k`` unseen ones are replaced by the mean of the rows the
+adversary has, ``own`` and the seen ones (A.1.2's ``g_bar``; the seen ones alone
+when ``own`` is None; we count ``k`` in honest rows, the paper counts worker
+indices including the ``f`` Byzantine ones); ``space`` = ``"gradient"`` or ``"model"`` (rows are models,
 ``model = w_0``, the target direction is ``s = AGG(no attack) - w_0`` and
 ``w' = w_0 - lambda s``, A.1.3); ``n`` (default ``f + len(honest)``); ``own``:
 the Byzantine workers' own honest rows ``Tensor[f, d]`` (the rows ``g_1..g_f``
@@ -200,7 +201,9 @@ class _Problem:
             seen = honest
         else:
             seen = honest[: self.knowledge[1]]
-        mbar = seen.mean(0, keepdim=True)
+        # A.1.2's g_bar averages the rows g_1..g_k the adversary has: its own and the seen ones
+        mine = seen if self.own is None else torch.cat([self.own.to(seen), seen], 0)
+        mbar = mine.mean(0, keepdim=True)
         fill = mbar.expand(n - f - seen.shape[0], -1)
         R = torch.cat([seen, fill], 0)
         own = mbar.expand(f, -1) if self.own is None else self.own.to(R)

@@ -10,6 +10,7 @@ from mixtailor_game.attacks import (
     ALIE, FangKrum, FangTrim, IPM, MinMax, MinSum, RandomEps, alie_z, attack_names, fang_trim_bounds,
     make_attack, make_view,
 )
+from mixtailor_game.attacks.fang_krum import fang_krum
 from mixtailor_game.rules import comed, krum, trimmed_mean
 
 
@@ -287,3 +288,49 @@ def test_fang_krum_simulation_is_the_servers_krum_under_full_knowledge(seed, f, 
     assert 0 <= res.lam <= res.lam_max
     picked_byzantine = any(torch.equal(krum(torch.cat([res.byzantine, H]), f=f), b) for b in res.byzantine)
     assert picked_byzantine == res.selected
+
+
+@pytest.mark.parametrize("bad", ["inf", "nan", "row_nan"])
+def test_fang_krum_drops_non_finite_visible_rows(bad):
+    # an infinite bound on lambda never halved below lam_min: the attack looped forever
+    H = gaussian_honest(3, k=10, d=5)
+    Hb = H.clone()
+    if bad == "row_nan":
+        Hb[3] = float("nan")
+    else:
+        Hb[3, 0] = float(bad)
+    got = FangKrum().solve(make_view(Hb, n=12, f=2))
+    ref = fang_krum(torch.cat([H[:3], H[4:]]), 12, 2)  # the finite rows only
+    assert torch.isfinite(got.byzantine).all()
+    assert (got.lam, got.lam_max, got.halvings) == (ref.lam, ref.lam_max, ref.halvings)
+    with pytest.raises(ValueError, match="fang_krum: needs at least one finite visible row, got none"):
+        FangKrum().solve(make_view(torch.full((10, 5), float("nan")), n=12, f=2))
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e19), (torch.float64, 1e160)])
+def test_fang_krum_on_huge_finite_rows_sends_finite_rows(dtype, scale):
+    H = (scale * gaussian_honest(4, k=10, d=5)).to(dtype)
+    got = FangKrum().solve(make_view(H, n=12, f=2))
+    assert torch.isfinite(got.byzantine).all() and math.isfinite(got.lam) and math.isfinite(got.lam_max)
+
+
+def test_mimic_never_copies_a_non_finite_row():
+    H = gaussian_honest(9, k=10, d=30)
+    H[6] += 5.0 * torch.linspace(-1, 1, 30, dtype=H.dtype)  # the outlier along the top direction
+    for bad in (0, 3):
+        Hb = H.clone()
+        Hb[bad, 1] = float("nan")
+        B = make_attack("mimic")(make_view(Hb, n=12, f=2))
+        assert torch.equal(B[0], H[6])
+    with pytest.raises(ValueError, match="mimic: needs at least one finite visible row, got none"):
+        make_attack("mimic")(make_view(torch.full((10, 3), float("inf")), n=12, f=2))
+
+
+@pytest.mark.parametrize("cls", [MinMax, MinSum])
+def test_gamma_search_is_exact_for_many_rows_sharing_a_large_mean(cls):
+    # past 25 rows torch.cdist's default multiplies matrices, which cancels here
+    H = gaussian_honest(11, k=30, d=50, mean=0.0)
+    shifted = H + 1e7
+    a = cls(perturbation="std").solve(make_view(H, n=32, f=2)).gamma  # std: shift-invariant
+    b = cls(perturbation="std").solve(make_view(shifted, n=32, f=2)).gamma
+    assert b == pytest.approx(a, rel=1e-5)

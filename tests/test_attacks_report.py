@@ -1,5 +1,6 @@
 """The (attack, rule) cosine report and the lazy 'adaptive' registry entry."""
 
+import dataclasses
 import json
 import sys
 import types
@@ -55,9 +56,13 @@ def test_report_command_prints_markdown_and_writes_json(small, tmp_path, capsys)
 def test_adaptive_is_imported_lazily_with_the_params(monkeypatch):
     calls = {}
 
-    class FakeAdaptive:
-        def __init__(self, **params):
-            calls.update(params)
+    @dataclasses.dataclass
+    class FakeAdaptive:  # make_attack checks the names against its fields
+        problem: str = "expected"
+        method: str | None = None
+
+        def __post_init__(self):
+            calls.update(problem=self.problem, method=self.method)
 
     fake = types.ModuleType("mixtailor_game.attacks.adaptive")
     fake.AdaptiveAttack = FakeAdaptive

@@ -65,6 +65,27 @@ def test_mixtailor_defense_is_reduced_to_its_public_pool():
     assert make_view(H, n=12, f=2, defense=Krum(f=2)).defense == Krum(f=2)
 
 
+@pytest.mark.parametrize("wrapper", ["bucketing", "centered_clipping", "nnm"])
+def test_mixtailor_inside_a_wrapper_is_reduced_to_its_public_pool(wrapper):
+    from mixtailor_game.rules import make_rule
+
+    mt = MixTailor(paper_pool(2, 0), rng=torch.Generator().manual_seed(0))
+    v = make_view(H, n=12, f=2, defense=make_rule(wrapper, base=mt))
+    assert isinstance(v.defense, RulePool) and v.defense.rules == mt.pool
+
+
+@pytest.mark.parametrize("knowledge", ["full", "partial:2", "own"])
+def test_view_rows_are_copies_of_the_callers(knowledge):
+    # a slice would keep every honest row reachable through its storage, and an
+    # attack writing into its view would change the rows the server aggregates
+    Hc, own = H.clone(), torch.ones(2, 3)
+    v = make_view(Hc, n=12, f=2, knowledge=knowledge, own=own)
+    assert v.honest.untyped_storage().nbytes() == v.honest.numel() * v.honest.element_size()
+    v.honest.mul_(0.0)
+    v.own.mul_(0.0)
+    assert torch.equal(Hc, H) and torch.equal(own, torch.ones(2, 3))
+
+
 def test_default_generator_is_deterministic_per_step_and_rng_is_used_when_given():
     a = make_view(H, n=12, f=2, step=3).generator()
     b = make_view(H, n=12, f=2, step=3).generator()
@@ -85,6 +106,9 @@ def test_registry_names_and_errors():
     with pytest.raises(ValueError, match=re.escape("make_attack: ipm takes parameters ['space', 'eps'], got unknown ['epsilon']")):
         make_attack("ipm", epsilon=0.1)
     assert attack_params("alie") == ["space", "z"]
+    assert "problem" in attack_params("adaptive")
+    with pytest.raises(ValueError, match=re.escape("make_attack: adaptive takes parameters [") + ".*got unknown \\['bogus'\\]"):
+        make_attack("adaptive", bogus=1)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +131,9 @@ def test_registry_names_and_errors():
         ("min_max", dict(perturbation="l1"), "min_max: perturbation must be one of ('unit', 'sign', 'std')"),
         ("min_sum", dict(search="golden"), "min_sum: search must be one of ('binary', 'paper')"),
         ("min_max", dict(gamma_init=0.0), "min_max: gamma_init must be > 0"),
-        ("min_max", dict(tol=2.0), "min_max: tol must be <= 1"),
+        ("min_max", dict(tol=2.0), "min_max: tol must be < 1"),
+        ("min_sum", dict(tol=1.0), "min_sum: tol must be < 1, got 1.0"),
+        ("random_eps", dict(probs=0.5), "random_eps: probs must be None or a sequence of numbers (one per eps)"),
         ("mimic", dict(target="first"), "mimic: target must be 'auto' or an integer >= 0"),
         ("mimic", dict(target=-1), "mimic: target must be >= 0, got -1"),
         ("gaussian", dict(sigma=-1.0), "gaussian: sigma must be >= 0"),

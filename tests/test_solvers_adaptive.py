@@ -100,3 +100,13 @@ def test_linear_models_match_finite_differences_of_the_real_rules(rule):
     diff = rule(G + h * D) - rule(G)
     tol = 1e-4 if rule.family == "geomed" or "geomed" in rule.name else 1e-9
     np.testing.assert_allclose(diff.numpy(), pred.numpy(), atol=tol * h * 10 + 1e-15, rtol=tol)
+
+
+def test_adaptive_problem_uses_the_views_own_rows():
+    # the paper's g_1..g_f (A.1.2): in the no-attack reference and in the partial fill
+    g = torch.Generator().manual_seed(1)
+    H, own = torch.randn(10, 3, generator=g), torch.randn(2, 3, generator=g)
+    view = make_view(H, n=12, f=2, knowledge="partial:3", own=own, defense=Comed(f=2))
+    prob = AdaptiveAttack(problem="p3").build_problem(view)
+    assert torch.equal(prob.own, own)
+    assert AdaptiveAttack(problem="p3").build_problem(make_view(H, n=12, f=2, defense=Comed(f=2))).own is None

@@ -114,3 +114,14 @@ def test_pools_from_rulepool_and_mixtailor_keep_probabilities():
     inst = solvers.ExpectedValue(V(), f=1, pool=rules, probs=[1.0, 0.0]).compile()
     assert inst.weights == (1.0, 0.0)
     assert solvers.P3(V(), f=1, pool=Comed(f=1)).compile().rules == (Comed(f=1),)
+
+
+def test_partial_knowledge_fills_unseen_rows_with_the_mean_of_what_the_adversary_has():
+    # A.1.2: g_bar = sum_{i <= k} g_i / k over the Byzantines' own rows and the seen ones
+    g = torch.Generator().manual_seed(2)
+    V, own = torch.randn(10, 4, generator=g, dtype=torch.float64), torch.randn(2, 4, generator=g, dtype=torch.float64)
+    inst = solvers.P3(V, 2, [Comed(f=2)], knowledge=("partial", 3), own=own).compile()
+    gbar = torch.cat([own, V[:3]]).mean(0)
+    assert torch.allclose(inst.R[:3], V[:3]) and torch.allclose(inst.R[3:], gbar.expand(7, -1))
+    plain = solvers.P3(V, 2, [Comed(f=2)], knowledge=("partial", 3)).compile()
+    assert torch.allclose(plain.R[3:], V[:3].mean(0).expand(7, -1))

@@ -12,8 +12,9 @@ visible, ``n``, ``f`` and the known defense) and returns the solver's rows:
 - ``"tailored"``: :class:`solvers.TailoredAttack` against one rule (the view's
   defense must be a single rule), objective ``"inner"`` by default.
 
-Under partial knowledge the unseen honest rows are the mean of the seen ones
-(paper A.1.2). Model space is handled by :class:`Attack` (the attack runs on
+Under partial knowledge the unseen honest rows are the mean of the rows the
+adversary has, ``view.own`` and the seen ones (paper A.1.2); ``view.own`` is
+also the Byzantines' ``g_1..g_f`` of the no-attack aggregate. Model space is handled by :class:`Attack` (the attack runs on
 ``w_0 - w_i`` and sends ``w_0 - B``). The latest solution is kept in
 ``attack.last_solution`` for logging. Not in the paper as an attack (the paper
 leaves P1-P3 open); compare IPM / ALIE, which fix the direction and the scale.
@@ -102,6 +103,8 @@ class AdaptiveAttack(Attack):
         if hasattr(defense, "public"):
             defense = defense.public
         common = dict(knowledge=knowledge, n=n)
+        if getattr(view, "own", None) is not None:  # the paper's g_1..g_f (A.1.2)
+            common["own"] = view.own
         if self.problem == "tailored":
             if hasattr(defense, "rules"):
                 if len(defense.rules) != 1:

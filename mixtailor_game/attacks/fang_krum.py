@@ -10,6 +10,7 @@ import torch
 
 from .._checks import check_real, check_regime
 from ..rules import lp_norm_rows, pairwise_distances
+from ..rules.base import finite_rows
 from .base import Attack, check_choice, normal
 from .view import AdversaryView
 
@@ -30,7 +31,7 @@ class FangKrumResult(NamedTuple):
 def krum_index(S: torch.Tensor, neighbours: int, p: float) -> int:
     """Index Krum (paper eq. (3)) selects in ``S`` with ``neighbours`` neighbours;
     ties go to the lowest index."""
-    D2 = pairwise_distances(S, p).square()
+    D2 = pairwise_distances(S, p).double().square()  # float64: float32 squares of huge rows overflow
     D2.fill_diagonal_(math.inf)
     scores = torch.topk(D2, neighbours, dim=1, largest=False).values.sum(dim=1)
     return int(torch.argmin(scores))
@@ -87,8 +88,15 @@ def fang_krum(
        neighbours; if it selects a Byzantine row stop, else halve ``lam`` and
        repeat while ``lam >= lam_min``.
     With full knowledge (``k = n - f``) the simulation is the server's Krum.
+    Visible rows with a NaN or Inf entry are dropped (the rules put them
+    infinitely far); ``lam`` is capped at the dtype's largest finite value.
     """
     check_regime("fang_krum", n > 2 * f + 2, "n > 2f + 2", n, f)
+    V = V[finite_rows(V)]
+    if V.shape[0] == 0:
+        raise ValueError("fang_krum: needs at least one finite visible row, got none")
+    if extra is not None:
+        extra = extra[finite_rows(extra)]
     R = V if extra is None else torch.cat([V, extra.to(V.dtype)])
     s = fang_direction(R, n, f, p, direction)
     lam_max = fang_lambda_max(V, s, n, f, p)
@@ -98,7 +106,8 @@ def fang_krum(
         z = normal((f - 1, V.shape[1]), gen, V)
         offsets[1:] = support_radius * z / lp_norm_rows(z, p).clamp_min(1e-300).unsqueeze(1)
     q = min(n - f - 2, f + V.shape[0] - 1)
-    lam, halvings = lam_max, 0
+    # an infinite bound (distances past the dtype's range) would never halve below lam_min
+    lam, halvings = min(lam_max, float(torch.finfo(V.dtype).max)), 0
     while True:
         B = -lam * s + offsets
         selected = krum_index(torch.cat([B, V]), q, p) < f

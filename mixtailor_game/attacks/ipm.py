@@ -34,8 +34,9 @@ class IPM(Attack):
     Knowledge: the visible honest rows (full, partial or own). Source: Xie,
     Koyejo, Gupta, "Fall of empires", UAI 2020; Fang et al. 2020. Differences
     from published code: none in the formula; under partial knowledge the mean
-    is over the visible rows only (paper A.1.2 fills unseen rows with that mean,
-    which leaves the mean unchanged).
+    is over the visible honest rows only, as under full knowledge (paper A.1.2's
+    ``g_bar``, for its tailored attack, also averages the Byzantines' own rows:
+    ``solvers`` and the adaptive attack use that one).
 
     Parameters: ``eps`` finite, ``>= 0``. Errors: ``ValueError`` for a
     non-finite or negative ``eps``.
@@ -97,6 +98,8 @@ class RandomEps(Attack):
         if self.probs is None:
             probs = tuple([1.0 / len(eps_set)] * len(eps_set))
         else:
+            if isinstance(self.probs, (str, bytes)) or not hasattr(self.probs, "__iter__"):
+                raise fail(w, "probs", "None or a sequence of numbers (one per eps)", self.probs)
             probs = tuple(check_real(w, "probs entry", p, low=0.0) for p in self.probs)
             if len(probs) != len(eps_set):
                 raise fail(w, "probs", f"{len(eps_set)} numbers (one per eps)", self.probs)

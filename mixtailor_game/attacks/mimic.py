@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_int, fail
+from ..rules.base import finite_rows
 from .base import Attack, repeat_row
 from .view import AdversaryView
 
@@ -15,9 +16,17 @@ from .view import AdversaryView
 def mimic_target(V: torch.Tensor) -> int:
     """Index of the row that deviates most from the mean along the top principal
     direction: ``argmax_i |<V_i - mu, z>|``, ``z`` the top right singular vector
-    of the centred rows (ties: lowest index)."""
-    C = (V - V.mean(dim=0)).double()
-    if V.shape[0] < 2 or not bool((C != 0).any()):
+    of the centred rows (ties: lowest index). Rows with a NaN or Inf entry are
+    never picked (nor enter the mean) while a finite row is left."""
+    ok = finite_rows(V)
+    if not bool(ok.all()):
+        if not bool(ok.any()):
+            raise ValueError("mimic: needs at least one finite visible row, got none")
+        keep = ok.nonzero().flatten()
+        return int(keep[mimic_target(V[keep])])
+    C = V.double()
+    C = C - C.mean(dim=0)  # float64: the mean of huge float32 rows would overflow
+    if V.shape[0] < 2 or not bool((C != 0).any()) or not bool(torch.isfinite(C).all()):
         return 0
     z = torch.linalg.svd(C, full_matrices=False).Vh[0]
     return int(torch.argmax((C @ z).abs()))

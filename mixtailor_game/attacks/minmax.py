@@ -37,15 +37,21 @@ def perturbation(V: torch.Tensor, kind: str) -> torch.Tensor:
     return -mean_std(V, "min_max")[1]
 
 
+def _pair_distances(V: torch.Tensor) -> torch.Tensor:
+    """l_2 distances between the rows, from their differences: cdist's matrix-product
+    path (taken past 25 rows) cancels when the rows share a large mean."""
+    return torch.cdist(V, V, compute_mode="donot_use_mm_for_euclid_dist")
+
+
 def min_max_condition(V: torch.Tensor, mu: torch.Tensor, p: torch.Tensor) -> Callable[[float], bool]:
     """``ok(g)``: ``max_i ||mu + g p - V_i|| <= max_{i,j} ||V_i - V_j||`` (l_2)."""
-    R = torch.cdist(V, V).max()
+    R = _pair_distances(V).max()
     return lambda g: bool(torch.linalg.vector_norm(mu + g * p - V, dim=1).max() <= R)
 
 
 def min_sum_condition(V: torch.Tensor, mu: torch.Tensor, p: torch.Tensor) -> Callable[[float], bool]:
     """``ok(g)``: ``sum_i ||mu + g p - V_i||^2 <= max_i sum_j ||V_i - V_j||^2``."""
-    S = torch.cdist(V, V).square().sum(dim=1).max()
+    S = _pair_distances(V).square().sum(dim=1).max()
     return lambda g: bool(torch.linalg.vector_norm(mu + g * p - V, dim=1).square().sum() <= S)
 
 
@@ -136,7 +142,8 @@ class MinMax(Attack):
         check_choice(w, "perturbation", self.perturbation, PERTURBATIONS)
         check_choice(w, "search", self.search, SEARCHES)
         object.__setattr__(self, "gamma_init", check_real(w, "gamma_init", self.gamma_init, low=0.0, low_open=True))
-        object.__setattr__(self, "tol", check_real(w, "tol", self.tol, low=0.0, high=1.0, low_open=True))
+        object.__setattr__(self, "tol", check_real(w, "tol", self.tol, low=0.0, high=1.0, low_open=True,
+                                                           high_open=True))
 
     def solve(self, view: AdversaryView) -> GammaResult:
         V = view.visible(self.family)

@@ -26,11 +26,19 @@ def attack_names() -> list[str]:
     return sorted([*_REGISTRY, *_LAZY])
 
 
-def attack_params(name: str) -> list[str]:
-    """The parameters attack ``name`` takes (not for the lazily imported ``adaptive``)."""
+def _attack_class(name: str):
+    if name == "adaptive":  # imported on first use: it calls the solvers
+        from .adaptive import AdaptiveAttack
+
+        return AdaptiveAttack
     if name not in _REGISTRY:
         raise ValueError(f"make_attack: name must be one of {attack_names()}, got {name!r}")
-    return [f.name for f in dataclasses.fields(_REGISTRY[name]) if f.init]
+    return _REGISTRY[name]
+
+
+def attack_params(name: str) -> list[str]:
+    """The parameters attack ``name`` takes."""
+    return [f.name for f in dataclasses.fields(_attack_class(name)) if f.init]
 
 
 def make_attack(name: str, **params):
@@ -38,17 +46,13 @@ def make_attack(name: str, **params):
 
     Unknown names or parameters raise ``ValueError`` listing the valid ones.
     ``"adaptive"`` is imported on first use from
-    :mod:`mixtailor_game.attacks.adaptive` (it validates its own parameters).
+    :mod:`mixtailor_game.attacks.adaptive`.
 
     >>> make_attack("ipm", eps=10.0).name
     'ipm[eps=10]'
     """
-    if name == "adaptive":
-        from .adaptive import AdaptiveAttack
-
-        return AdaptiveAttack(**params)
     valid = attack_params(name)
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(f"make_attack: {name} takes parameters {valid}, got unknown {unknown}")
-    return _REGISTRY[name](**params)
+    return _attack_class(name)(**params)

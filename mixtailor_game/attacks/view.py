@@ -88,9 +88,7 @@ class AdversaryView:
                 raise TypeError(f"{w}: model must be a torch.Tensor of shape (d,), got {type(self.model).__name__}")
             if tuple(self.model.shape) != (d,):
                 raise fail(w, "model", f"of shape ({d},)", tuple(self.model.shape))
-        defense = self.defense
-        if isinstance(defense, MixTailor):
-            defense = defense.public
+        defense = _public(self.defense)
         if defense is not None and not (isinstance(defense, RulePool) or callable(defense)):
             raise TypeError(f"{w}: defense must be None, a rule or a RulePool, got {type(defense).__name__}")
         object.__setattr__(self, "defense", defense)
@@ -135,6 +133,19 @@ class AdversaryView:
         return dataclasses.replace(self, **changes)
 
 
+def _public(defense):
+    """What the adversary may know of ``defense``: a MixTailor, also one inside a
+    wrapper (bucketing, clipping, NNM: their ``base``), becomes its pool of rules
+    and probabilities, as the trainer passes it; its generator stays hidden."""
+    rule, seen = defense, set()
+    while rule is not None and id(rule) not in seen:
+        if isinstance(rule, MixTailor):
+            return rule.public
+        seen.add(id(rule))
+        rule = getattr(rule, "base", None)
+    return defense
+
+
 def parse_knowledge(knowledge, m: int) -> int:
     """Number of honest rows a knowledge spec keeps out of ``m = n - f``."""
     w = "make_view"
@@ -171,4 +182,7 @@ def make_view(honest_all, *, n, f, knowledge="full", defense=None, model=None, s
     f = check_int("make_view", "f", f, low=1, high=n - 1)
     _check_rows("make_view", "honest_all", honest_all, n - f, None)
     K = parse_knowledge(knowledge, n - f)
-    return AdversaryView(honest_all[:K], n, f, defense=defense, model=model, step=step, rng=rng, own=own)
+    # copies: a slice would keep every honest row reachable through its storage, and an
+    # attack writing into its view would change the rows the server aggregates
+    own = own.clone() if isinstance(own, torch.Tensor) else own
+    return AdversaryView(honest_all[:K].clone(), n, f, defense=defense, model=model, step=step, rng=rng, own=own)
