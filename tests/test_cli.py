@@ -110,6 +110,8 @@ def test_plot_any_run_directories(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["plot", str(tmp_path / "nothing"), "--out", str(png)]) == 2
     assert "must hold metrics.jsonl" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "comed"), "--out", str(png), "--metric", "foo"]) == 2
+    assert "plot: metric must be one of [" in capsys.readouterr().err
 
 
 def test_max_steps_then_rerun_resumes(tmp_path, capsys):

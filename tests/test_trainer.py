@@ -195,8 +195,61 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
 
 def test_run_directory_of_another_run_is_refused(tmp_path):
     train(cfg(aggregator="krum", attack="ipm", steps=3), tmp_path)
-    with pytest.raises(ValueError, match=r"holds a different run \(aggregator: 'krum' there, 'comed' now\)"):
+    with pytest.raises(ValueError, match=r"holds a different run \(aggregator: 'krum' in its config.json, 'comed' now\)"):
         Trainer(cfg(aggregator="comed", attack="ipm", steps=3), tmp_path)
+
+
+@pytest.mark.parametrize("config_json", ["missing", "garbage"])
+def test_checkpoint_of_another_run_is_refused_without_its_config_json(tmp_path, config_json):
+    Trainer(cfg(aggregator="krum", attack="ipm", steps=6), tmp_path).run(max_steps=3)
+    if config_json == "missing":
+        (tmp_path / "config.json").unlink()
+    else:
+        (tmp_path / "config.json").write_text("garbage")
+    with pytest.raises(ValueError, match=r"holds a different run \(aggregator: 'krum' in its checkpoint, 'comed' now\)"):
+        Trainer(cfg(aggregator="comed", attack="ipm", steps=6), tmp_path).run()
+    assert Trainer(cfg(aggregator="krum", attack="ipm", steps=6), tmp_path).run()["steps"] == 6
+
+
+def test_tuple_probs_resume(tmp_path):
+    # config.json holds a list: compared as JSON, the same run
+    c = cfg(aggregator="mixtailor", pool="krum,comed", probs=(0.5, 0.5), attack="ipm", steps=4)
+    Trainer(c, tmp_path).run(max_steps=2)
+    assert Trainer(c, tmp_path).run()["steps"] == 4
+
+
+def test_standalone_trimmed_mean_trims_f_per_side():
+    from mixtailor_game.train.trainer import build_server
+
+    assert build_server(cfg(aggregator="trimmed_mean", byzantine=2)).name == "trimmed_mean[b=2]"
+    assert build_server(cfg(aggregator="trimmed_mean", byzantine=2, rule_params={"b": 1})).name == "trimmed_mean[b=1]"
+
+
+def test_ctrl_c_keeps_the_step_in_progress(tmp_path):
+    import os
+    import signal
+
+    def interrupt(step, row):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives within the step: it finishes first
+
+    c = cfg(aggregator="comed", attack="ipm", steps=8, checkpoint_every=100, eval_every=100)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(c, tmp_path, callback=interrupt).run()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert len(read_metrics(tmp_path)) == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ref = tmp_path / "ref"
+    assert Trainer(c, tmp_path).run()["steps"] == 8
+    train(c, ref)
+    assert read_metrics(tmp_path) == read_metrics(ref)
+
+
+def test_regression_data_trains_iid_only():
+    t = Trainer(cfg(dataset="synthetic-quadratic", aggregator="comed", attack="ipm", steps=2))
+    assert t.run()["steps"] == 2
+    with pytest.raises(ValueError, match="TrainConfig: partition must be 'iid' for a regression data set"):
+        Trainer(cfg(dataset="synthetic-quadratic", aggregator="comed", partition="label", steps=2))
 
 
 def test_bucketing_wraps_any_rule_and_resumes_reproducibly(tmp_path):

@@ -180,3 +180,11 @@ def test_grid_outside_the_regime_is_an_error(capsys):
     code = main(["theorem1", "--quick", "--n", "6", "--f", "2", "--d", "1", "--p", "2", "--no-registry"])
     assert code == 3
     assert "needs n > 2f + 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["theorem1", "--d", "0"], ["proposition1", "--points", "0"]])
+def test_sizes_below_one_are_usage_errors_not_violations(argv, capsys):
+    # exit 1 means "a bound was violated": a crash there read as a false violation
+    with pytest.raises(SystemExit) as exc:
+        main([argv[0], "--quick", *argv[1:]])
+    assert exc.value.code == 2 and "must be an integer >= 1, got 0" in capsys.readouterr().err

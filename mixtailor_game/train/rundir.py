@@ -184,7 +184,11 @@ def plot_runs(run_dirs, path, *, metric: str = "test_accuracy", labels=None, tit
         for i, run_dir in enumerate(run_dirs):
             if not (run_dir / METRICS).is_file():
                 raise ValueError(f"plot: run directory must hold {METRICS}, got {str(run_dir)!r}")
-            rows = [r for r in read_metrics(run_dir) if r.get(metric) is not None]
+            every = read_metrics(run_dir)
+            rows = [r for r in every if r.get(metric) is not None]
+            if every and not rows:
+                keys = sorted({k for r in every for k, v in r.items() if isinstance(v, (int, float))} - {"step"})
+                raise ValueError(f"plot: metric must be one of {keys} (logged in {str(run_dir)!r}), got {metric!r}")
             label = labels[i] if labels is not None else run_label(run_dir)
             ax.plot([r["step"] for r in rows], [r[metric] for r in rows], marker="." if len(rows) < 30 else None,
                     label=label)

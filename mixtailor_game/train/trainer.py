@@ -49,8 +49,11 @@ before this state was saved still loads: that state starts fresh, with a
 from __future__ import annotations
 
 import copy
+import json
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -139,8 +142,11 @@ def build_server(config: TrainConfig) -> Server:
             valid = ", ".join(sorted(set(rule_names()) | {"omniscient"}))
             raise fail("TrainConfig", "aggregator", f"one of {valid}", agg)
         params = dict(config.rule_params)
-        if agg != "mean" and "f" in _factory_params(agg):  # the plain mean tolerates f = 0 by definition
+        takes = _factory_params(agg)
+        if agg != "mean" and "f" in takes:  # the plain mean tolerates f = 0 by definition
             params.setdefault("f", f)
+        elif "b" in takes:  # trimmed_mean(b): trims f per side, as in a pool (as_rule)
+            params.setdefault("b", f)
         try:
             rule = make_rule(agg, **params)
         except (TypeError, ValueError) as exc:
@@ -212,10 +218,38 @@ def load_data(config: TrainConfig):
     return load_dataset(config.dataset, data_dir=config.data_dir)
 
 
+class _StopOnInterrupt:
+    """While a run with a directory trains: the first Ctrl-C (SIGINT) lets the step in
+    progress finish and be checkpointed (an interrupt inside the optimizer's update
+    could leave the model half updated); a second one stops at once. Main thread
+    only (Python delivers signals there)."""
+
+    def __init__(self):
+        self.asked = False
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        self.asked = True
+        self.restore()
+
+    def restore(self) -> None:
+        if self.installed:
+            # None: a handler not set from Python; Python's own then
+            signal.signal(signal.SIGINT, signal.default_int_handler if self.previous is None else self.previous)
+            self.installed = False
+
+
 def make_partition(config: TrainConfig, labels: torch.Tensor) -> list[torch.Tensor]:
     from ..data import partition
 
     gen = torch.Generator().manual_seed(_seed(config.seed, STREAM_SPLIT))
+    if labels.is_floating_point():  # regression targets (synthetic-*): only iid needs no classes
+        if config.partition != "iid":
+            raise fail("TrainConfig", "partition", "'iid' for a regression data set (no classes to split by)",
+                       config.partition)
+        labels = torch.zeros(len(labels), dtype=torch.long)
     shards = partition(labels, config.workers, scheme=config.partition, alpha=config.alpha, generator=gen)
     for i, shard in enumerate(shards):
         if len(shard) == 0:
@@ -327,15 +361,21 @@ class Trainer:
         try:
             old = rundir.read_json(cfg_path)
         except (ValueError, OSError):
-            return  # written atomically: unreadable means foreign; it is overwritten
-        new = self.config.result_dict()
+            return  # written atomically: unreadable means foreign; the checkpoint's config decides
+        self._check_same_run(old, "config.json")
+
+    def _check_same_run(self, old: dict, where: str) -> None:
+        """Raise unless ``old`` (a saved ``result_dict``) is this run's, execution fields
+        aside; compared as JSON (a tuple saved reads back as a list)."""
+        new = json.loads(json.dumps(self.config.result_dict()))
+        old = json.loads(json.dumps(old))
         diff = sorted(k for k in set(old) | set(new)
                       if k not in EXECUTION_FIELDS and old.get(k) != new.get(k))
         if diff:
             k = diff[0]
             raise ValueError(
                 f"Trainer: run directory {str(self.out)!r} holds a different run "
-                f"({k}: {old.get(k)!r} there, {new.get(k)!r} now); use another --out"
+                f"({k}: {old.get(k)!r} in its {where}, {new.get(k)!r} now); use another --out"
             )
 
     def _generators(self) -> dict:
@@ -571,6 +611,8 @@ class Trainer:
             state = rundir.load_checkpoint(self.out)
             if summary_path.is_file() and state is not None and state["step"] >= c.steps:
                 return rundir.read_json(summary_path)
+            if state is not None and isinstance(state.get("config"), dict):
+                self._check_same_run(state["config"], "checkpoint")  # config.json may be gone or foreign
             rundir.atomic_write_json(self.out / rundir.CONFIG, c.to_dict())
             offset = 0
             if state is not None:
@@ -582,6 +624,7 @@ class Trainer:
         stop = c.steps if max_steps is None else min(c.steps, self.step + max_steps)
         t_start = time.perf_counter()
         t_last = t_start
+        stop_signal = _StopOnInterrupt() if log is not None else None
         try:
             while self.step < stop:
                 row = self.train_step()
@@ -606,7 +649,13 @@ class Trainer:
                     bar.set_postfix(post, refresh=False)
                 if self.callback is not None:
                     self.callback(self.step, row)
+                if stop_signal is not None and stop_signal.asked:
+                    # Ctrl-C waited for this step to finish: keep it, then stop
+                    self._checkpoint(log)
+                    raise KeyboardInterrupt
         finally:
+            if stop_signal is not None:
+                stop_signal.restore()
             if bar is not None:
                 bar.close()
             if log is not None:

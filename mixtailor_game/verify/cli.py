@@ -40,6 +40,13 @@ def _positive_int(text):
     return v
 
 
+def _at_least_one(text):
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return v
+
+
 def _positive_float(text):
     v = float(text)
     if not v > 0:
@@ -56,7 +63,7 @@ def _common(sp):
                     help="multiply every bound (threshold) by S; S << 1 shows the checker failing")
     sp.add_argument("--n", type=int, nargs="+", help="numbers of workers")
     sp.add_argument("--f", type=int, nargs="+", help="numbers of Byzantine workers")
-    sp.add_argument("--d", type=int, nargs="+", help="dimensions")
+    sp.add_argument("--d", type=_at_least_one, nargs="+", help="dimensions")
     sp.add_argument("--sigma2", type=_positive_float,
                     help="honest variance sigma^2 (default 1; 4 for proposition1)")
 
@@ -89,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="problems with an exact gradient")
     sp.add_argument("--scenarios", nargs="+", help="attack scenarios (see proposition1.SCENARIOS)")
     sp.add_argument("--q", type=int, default=4, help="compromised rules in every pool (default 4)")
-    sp.add_argument("--points", type=int, help="points w of Omega")
+    sp.add_argument("--points", type=_at_least_one, help="points w of Omega")
     return ap
 
 

@@ -222,8 +222,13 @@ def run_proposition1(*, quick: bool = False, trials=None, seed: int = 0, bound_s
                      problems=None, scenarios=None, n=None, f=None, d=None, sigma2=None, q: int = 4,
                      points=None) -> dict:
     """All (problem, scenario, n, f, d) combinations; returns the JSON payload."""
-    trials = trials or (300 if quick else 2000)
-    points = points or (3 if quick else 6)
+    trials = (300 if quick else 2000) if trials is None else trials
+    points = (3 if quick else 6) if points is None else points
+    for name, v in (("trials", trials), ("points", points)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise fail("proposition1", name, "an integer >= 1", v)
+    if d is not None and any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in d):
+        raise fail("proposition1", "d", "integers >= 1", d)
     ns, fs, ds = n or [11], f or [4], d or [10]
     sigma2 = 4.0 if sigma2 is None else sigma2
     if q < 1:
