@@ -56,6 +56,9 @@ def test_bad_input_is_one_line_error(capsys):
     assert "game: byzantine must be <= 11, got 12" in err
     assert main(["game", "--pool", "comed,krum[p=2"]) == 2
     assert "spec: brackets must be balanced" in capsys.readouterr().err
+    # the design and the vulnerability graph read <AGG, mean>: not silently skipped
+    assert main(["game", "--payoff", "cosine", "--design", "2"]) == 2
+    assert "game: payoff must be 'inner' with --design or --threshold, got 'cosine'" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- double oracle

@@ -94,3 +94,12 @@ def test_solvers_oracle_end_to_end():
     assert res.status in ("converged", "budget")
     assert res.defender is not None and res.defender.sum() == pytest.approx(1.0)
     assert len(res.history) >= 1
+
+
+def test_failed_oracle_leaves_no_stale_bound():
+    # the last reply answered the previous mix: its upper / gap must not be reported for the final one
+    L = np.array([[1.0, 0.0], [0.0, 1.0]])
+    replies = iter([("a1", L[1])])
+    res = double_oracle(lambda p: next(replies, None), 2, initial=[("a0", L[0])])
+    assert res.status == "oracle_failed" and res.value == pytest.approx(0.5)
+    assert np.isnan(res.upper) and res.gap == float("inf")

@@ -96,3 +96,10 @@ def test_validation():
         attack_summaries(np.zeros((1, 2)), norms=np.zeros((2, 2)), L=1.0)
     with pytest.raises(ValueError, match="vulnerability_graph: threshold must be >= 0"):
         vulnerability_graph(np.zeros((1, 1)), threshold=-1.0)
+
+
+def test_prop1_is_not_claimed_with_no_rule_compromised_but_negative_inner_products():
+    # threshold > 0: "not compromised" admits <AGG, mean> < 0, where Prop. 1's conclusion fails
+    s = attack_summaries([[-0.1, -0.2]], norms=[[1.0, 1.0]], L=1.0, threshold=0.5)[0]
+    assert s.q == 0 and s.condition is None
+    assert attack_summaries([[0.1, 0.2]], norms=[[1.0, 1.0]], L=1.0, threshold=0.5)[0].condition is True

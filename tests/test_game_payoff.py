@@ -156,3 +156,10 @@ class _Short:
 
     def __call__(self, view):
         return torch.zeros(1, view.honest.shape[1], dtype=view.honest.dtype)
+
+
+def test_non_finite_honest_samples_are_refused():
+    V = torch.randn(10, 5, generator=torch.Generator().manual_seed(0))
+    V[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"payoff_matrix: samples must be finite honest rows \(no NaN / Inf\)"):
+        payoff_matrix(["alie"], ["comed", "krum"], [V], f=2)

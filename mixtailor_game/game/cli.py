@@ -10,7 +10,8 @@ fraction of resilient rules. ``--out probs.json`` writes
 ``{"pool": [rule names], "probs": [...], ...}``, which
 ``mixtailor-game train --aggregator mixtailor --pool SPEC --probs probs.json``
 accepts (same ``--pool`` spec, ``--byzantine`` and ``--seed``: the pool is
-built as the trainer builds it).
+built as the trainer builds it) when the spec is ``paper``, ``families:...``
+or plain rule names (train takes no ``name[param=...]`` entries).
 
 ``--double-oracle`` also runs the double oracle (:mod:`.double_oracle`): the
 attacker is no longer restricted to ``--attacks`` but best-responds to the
@@ -180,6 +181,9 @@ def run(args) -> int:
     check_real(where, "noise", args.noise, low=0.0)
     check_real(where, "threshold", args.threshold, low=0.0)
     check_int(where, "seed", args.seed, low=0)
+    if args.payoff != "inner" and (args.design is not None or args.threshold != 0.0):
+        # the vulnerability graph and the design read <AGG, mean>: they would be skipped silently
+        raise fail(where, "payoff", "'inner' with --design or --threshold", args.payoff)
     do_opts = _double_oracle_options(args)
     rules = build_pool(args.pool, n, f, args.seed)
     attacks = split_top_level(args.attacks)
@@ -254,8 +258,12 @@ def run(args) -> int:
             probs, extra = eq.defender, {"source": "zero_sum", "value": eq.value, "gap": eq.gap}
         _write_json(args.out, {"pool": list(pm.rules), "probs": [float(x) for x in probs],
                                "pool_spec": args.pool, "workers": n, "byzantine": f, "seed": args.seed, **extra})
-        print(f"wrote {args.out}: train with --aggregator mixtailor --pool {args.pool!r} "
-              f"--byzantine {f} --seed {args.seed} --probs {args.out}", file=out)
+        if "[" in args.pool:  # train builds its pool from plain names only
+            print(f"wrote {args.out} (train takes 'paper', 'families:...' or plain rule names as --pool, "
+                  f"not {args.pool!r}: it cannot use this file)", file=out)
+        else:
+            print(f"wrote {args.out}: train with --aggregator mixtailor --pool {args.pool!r} "
+                  f"--byzantine {f} --seed {args.seed} --probs {args.out}", file=out)
     return 0
 
 

@@ -51,7 +51,9 @@ class DoubleOracleResult:
     oracle's best response to ``defender``; ``gap = upper - value``;
     ``history``: one dict per iteration (``iteration``, ``attacks``,
     ``lower``, ``upper``, ``gap``); ``status``: ``"converged"``, ``"budget"``
-    (``max_iter`` reached), ``"oracle_failed"`` or the LP's failure status.
+    (``max_iter`` reached), ``"oracle_failed"`` (then ``upper`` is NaN and
+    ``gap`` inf: no best response to the final mix is known) or the LP's
+    failure status.
     """
 
     defender: np.ndarray | None
@@ -127,7 +129,9 @@ def double_oracle(
         p, q, value = res.defender, res.attacker, res.value
         reply = oracle(p)
         if reply is None:
-            status = "oracle_failed"
+            # no best response to this mix: its upper bound is unknown (the last reply
+            # answered the previous mix)
+            status, upper = "oracle_failed", float("nan")
             break
         row = _as_row(reply[1], M)
         upper = float(row @ p)
@@ -141,7 +145,7 @@ def double_oracle(
     # The mix (p, q) solves the game on the first len(q) attacks; an attack
     # added after the last LP (budget exhausted) is kept out of the result.
     used = len(q) if q is not None else len(rows)
-    gap = history[-1]["gap"] if history else float("inf")
+    gap = history[-1]["gap"] if history and status != "oracle_failed" else float("inf")
     return DoubleOracleResult(p, q, attacks[:used], np.vstack(rows[:used]), value, upper, gap, history, status)
 
 

@@ -142,8 +142,8 @@ def attack_summaries(inner, attacks=None, rules=None, *, norms=None, L: float | 
         beta_min = float(values[a, good].min()) if good.any() else float("nan")
         lam = float(norms[a, bad].max()) if (q and norms is not None) else (0.0 if q == 0 else float("nan"))
         uniform = float(values[a].mean())
-        if q == 0:
-            cond, bound = True, beta_min
+        if q == 0:  # Prop. 1 with q = 0 needs every inner product > 0 (threshold > 0 admits < 0)
+            cond, bound = (True, beta_min) if beta_min > 0 else (None, float("nan"))
         elif q == M:
             cond, bound = False, -lam * L if L is not None else float("nan")
         elif L is None or not np.isfinite(lam) or not beta_min > 0:

@@ -322,6 +322,8 @@ def payoff_matrix(
             raise fail(where, "samples", "floating 2-D tensors (k, d)", getattr(h, "shape", type(h).__name__))
         if d is not None and h.shape[1] != d:
             raise fail(where, "samples", f"tensors with d={d} columns", tuple(h.shape))
+        if not bool(torch.isfinite(h).all()):  # g = mean(V) would make every payoff NaN
+            raise fail(where, "samples", "finite honest rows (no NaN / Inf)", "a tensor with NaN/Inf")
         k, d = (k if k is not None else h.shape[0]), h.shape[1]
     n = k + f if n is None else check_int(where, "n", n, low=f + 1)
     for h in honest_list:
