@@ -771,3 +771,19 @@ def test_vectorized_batched_checks_its_input(rule):
     with pytest.raises(TypeError, match="must have a floating dtype"):
         rule.batched(torch.ones(2, 7, 3, dtype=torch.long))
     assert rule.batched(torch.randn(2, 7, 3)).shape == (2, 3)
+
+
+def test_averaging_rules_do_not_overflow_on_finite_float32_rows_near_the_top_of_the_range():
+    # the sum of the kept values overflowed before the division
+    H = torch.full((7, 2), 1e38)
+    H[:, 1] = torch.arange(7.0)
+    want = torch.tensor([1e38, 3.0])
+    torch.testing.assert_close(trimmed_mean(H, 1), want)
+    torch.testing.assert_close(TrimmedMean(b=1).batched(torch.stack([H, H])), torch.stack([want, want]))
+    assert torch.isfinite(multi_krum(H, 1, 4)).all() and float(multi_krum(H, 1, 4)[0]) == pytest.approx(1e38)
+    G = torch.cat([torch.full((11, 1), 2e38), make_input(11, 2, 3).float()], 1)
+    for a in ("average", "trimmed"):
+        assert float(bulyan(G, 2, "krum", a)[0]) == pytest.approx(2e38)
+    G = make_input(7, 3, 1).float()
+    G[0] = G[1] = float("inf")  # more non-finite rows than trimmed: the mean stays inf
+    assert torch.isinf(trimmed_mean(G, 1)).all()

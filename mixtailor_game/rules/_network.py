@@ -306,16 +306,25 @@ def trimmed_rows(G: torch.Tensor, b: int) -> torch.Tensor:
     def reference(S):
         return S[:, b : n - b].mean(dim=-1)
 
-    return reduce_order_statistics(G, b, n - b, combine, finish, reference, kind="copy" if k == 1 else "sum")
+    out = reduce_order_statistics(G, b, n - b, combine, finish, reference, kind="copy" if k == 1 else "sum")
+    bad = ~torch.isfinite(out)
+    if k > 1 and bool(bad.any()):
+        # kept values whose sum overflows (float32 near 1e38): those columns summed scaled
+        # (a non-finite kept value still gives a non-finite mean)
+        cols = G.movedim(-2, -1)[bad]  # (m, n)
+        out[bad] = (torch.sort(cols, dim=-1).values[:, b : n - b] / k).sum(-1)
+    return out
 
 
-def closest_to_median_window(T: torch.Tensor, beta: int) -> torch.Tensor:
+def closest_to_median_window(T: torch.Tensor, beta: int, scaled: bool = False) -> torch.Tensor:
     """Mean of the ``beta`` values closest to the median, per column of the sorted
     (ascending, no NaN) ``T`` (``(m, ...)``), ties going to the smaller value.
 
     The kept values form a window of ``beta`` consecutive order statistics: the
     value farthest from the median is always at an end of the sorted list, so
     ``m - beta`` times the farther end is dropped (the right one on a tie).
+    ``scaled``: the values divided by ``beta`` before they are summed (no overflow
+    for finite values near the top of the range).
     """
     m = T.shape[0]
     med = T[m // 2] if m % 2 else 0.5 * T[m // 2 - 1] + 0.5 * T[m // 2]
@@ -324,10 +333,11 @@ def closest_to_median_window(T: torch.Tensor, beta: int) -> torch.Tensor:
         right = (m - 1 - step) + left  # m - 1 - (step - left)
         drop_left = (med - T.gather(0, left)) > (T.gather(0, right) - med)
         left = left + drop_left
-    total = T.gather(0, left).squeeze(0)
+    div = beta if scaled else 1
+    total = T.gather(0, left).squeeze(0) / div
     for t in range(1, beta):
-        total = total + T.gather(0, left + t).squeeze(0)
-    return total / beta
+        total = total + T.gather(0, left + t).squeeze(0) / div
+    return total if scaled else total / beta
 
 
 def closest_to_median_from_wires(wires: list, beta: int, out: torch.Tensor) -> None:
@@ -382,4 +392,11 @@ def closest_to_median_rows(G: torch.Tensor, beta: int, rows: list[int] | None = 
     def reference(S):
         return closest_to_median_window(S.T.nan_to_num(nan=_INF), beta)
 
-    return reduce_order_statistics(G, 0, n, combine, lambda out: None, reference, symmetric=False, rows=rows)
+    out = reduce_order_statistics(G, 0, n, combine, lambda out: None, reference, symmetric=False, rows=rows)
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        # finite kept values whose sum overflows: those columns again, scaled before the sum
+        S = G if rows is None else G[..., rows, :]
+        cols = S.movedim(-2, -1)[bad].nan_to_num(nan=_INF)  # (m, n)
+        out[bad] = closest_to_median_window(torch.sort(cols, dim=-1).values.T, beta, scaled=True)
+    return out

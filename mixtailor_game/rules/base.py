@@ -81,6 +81,15 @@ def check_batch(Gb, where: str) -> torch.Tensor:
     return Gb
 
 
+def mean_rows(S: torch.Tensor) -> torch.Tensor:
+    """``S.mean(0)``; where finite rows' sum overflows (float32 values near 1e38), the
+    sum of ``S / n`` instead (a non-finite entry still gives a non-finite mean)."""
+    out = S.mean(0)
+    if not bool(torch.isfinite(out).all()):
+        out = (S / S.shape[0]).sum(0)
+    return out
+
+
 def finite_rows(G: torch.Tensor) -> torch.Tensor:
     """Boolean mask of the rows of ``G`` whose entries are all finite.
 

@@ -11,7 +11,7 @@ import torch
 from .._checks import check_int, check_regime, fail
 from ._distances import check_p, nearest_row, squared_distances
 from ._network import closest_to_median_rows
-from .base import Rule, check_gradients, finite_rows, name_field
+from .base import Rule, check_gradients, finite_rows, mean_rows, name_field
 from .geomed import check_geomed_p, geomed, geomed_solve
 from .krum import krum, scores_from_squared
 from .median import comed
@@ -51,9 +51,7 @@ def _pick_nearest(rows: torch.Tensor, ok: torch.Tensor, select: str, p: float, s
     pool = rows if bool(ok.all()) else rows[ok]
     known = None
     if select == "average":
-        target = pool.mean(0)
-        if not bool(torch.isfinite(target).all()):  # finite rows whose sum overflows
-            target = (pool / pool.shape[0]).sum(0)
+        target = mean_rows(pool)  # finite rows whose sum overflows: scaled
     elif select == "comed":
         target = comed(pool)
     else:
@@ -221,7 +219,7 @@ def bulyan_aggregate(G: torch.Tensor, chosen: list[int], f: int, aggregate: str,
     if aggregate == "krum":
         return krum(S, f, p)
     if aggregate == "average":
-        return S.mean(0)
+        return mean_rows(S)
     if aggregate == "geomed":
         return geomed(S, p)
     return comed(S)

@@ -10,7 +10,7 @@ import torch
 
 from .._checks import check_int, check_regime
 from ._distances import check_p, squared_distances
-from .base import Rule, check_batch, check_gradients, name_field
+from .base import Rule, check_batch, check_gradients, mean_rows, name_field
 
 
 def check_krum_regime(where: str, n: int, f: int) -> None:
@@ -82,7 +82,7 @@ def multi_krum(G: torch.Tensor, f: int, m: int, p: float = 2.0) -> torch.Tensor:
     n = G.shape[0]
     m = check_int("multi_krum", "m", m, low=1, high=n - f)
     order = torch.sort(scores, stable=True).indices[:m]
-    return G[order].mean(dim=0)
+    return mean_rows(G[order])
 
 
 @dataclass(frozen=True)
