@@ -312,6 +312,9 @@ def _run_double_oracle(args, opts: dict, pm, rules, samples, f: int, out):
     print(f"double oracle (attacker best response: solvers.ExpectedValue, structure {opts['structure']}, "
           f"method {opts['method'] or 'auto'}; start {opts['start']}, tol {opts['tol']:g}, "
           f"at most {opts['max_iter']} iterations):", file=out)
+    if args.payoff != "inner":  # the solver's objective is the inner product's
+        print(f"  note: the oracle minimizes expected inner products, not the {args.payoff} payoff: its "
+              f"replies are not best responses there and the exploitability bounds certify nothing", file=out)
     print("  iter  attacks  LP value (lower)  best response (upper)  exploitability", file=out)
     for h in res.history:
         print(f"  {h['iteration']:<4d}  {h['attacks']:<7d}  {h['lower']:<16.6g}  {h['upper']:<21.6g}  "

@@ -179,6 +179,9 @@ def solvers_oracle(honest, f: int, pool: Sequence, *, payoff: str = "inner", met
     its own; the oracle returns the list of rows and the mean loss row (the
     average :func:`.payoff.payoff_matrix` takes). ``structure``: the
     problem's ``structure`` (``None``: ``ExpectedValue``'s default, ``"line"``).
+    With ``payoff="cosine"`` or ``"loss"`` the solver still minimizes the
+    expected inner product: its replies are then not best responses in that
+    game, and the double oracle's gaps bound nothing.
     """
     import torch
 

@@ -385,6 +385,10 @@ def _leave_data_point(z, X, p, r, nu, on_row):
     return z + (1.0 - m / gnorm) * (T - z), False
 
 
+# Inputs of at most this many entries in a lower precision are solved in float64
+UPCAST_ELEMENTS = 1 << 16
+
+
 def geomed_solve(
     G: torch.Tensor,
     p: float = 2.0,
@@ -425,6 +429,14 @@ def geomed_solve(
     tol = check_real("geomed", "tol", tol, low=0.0)
     memory = check_int("geomed", "memory", memory, low=0)
     patience = check_int("geomed", "patience", patience, low=1)
+    if G.dtype != torch.float64 and G.numel() <= UPCAST_ELEMENTS:
+        # float32 objectives cannot rank the last damped steps at large p: the solver
+        # stopped up to 0.27 off in a coordinate (n = 12, d = 10, p = 16); small
+        # inputs are solved in float64 for next to nothing
+        res = geomed_solve(G.double(), p, nu=nu, max_iter=max_iter, tol=tol,
+                           start=None if start is None else start.double(), memory=memory,
+                           objective=objective, patience=patience)
+        return res._replace(z=res.z.to(G.dtype))
     ok = finite_rows(G)
     X = G if bool(ok.all()) else G[ok]
     if X.shape[0] == 0:
