@@ -59,3 +59,11 @@ def test_validation(K, msg):
 def test_non_boolean_input_rejected():
     with pytest.raises(ValueError, match="design_ilp: C must be boolean"):
         design_ilp(np.array([[0.5, 1.0]]), 1)
+
+
+def test_worst_fraction_checks_its_indices_and_matrix():
+    assert worst_fraction([[True, False]], [1]) == 1.0
+    with pytest.raises(ValueError, match="worst_fraction: indices entry must be <= 1, got 5"):
+        worst_fraction([[True, False]], [5])
+    with pytest.raises(ValueError, match="worst_fraction: C must be boolean"):
+        worst_fraction(np.array([[np.nan, 1.0]]), [0])

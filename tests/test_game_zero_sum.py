@@ -159,3 +159,11 @@ def test_solver_failure_is_a_status(monkeypatch):
     res = solve_zero_sum([[1.0, 0.0], [0.0, 1.0]])
     assert res.status == "numerical" and not res.ok
     assert res.defender is None and np.isnan(res.value) and res.gap == np.inf
+
+
+def test_best_response_gaps_needs_probability_vectors():
+    L = [[1.0, 0.0], [0.0, 1.0]]
+    assert best_response_gaps(L, [0.5, 0.5], [0.5, 0.5]) == (0.0, 0.0)
+    for p in ([0.9, 0.9], [1.0], [float("nan"), 1.0]):
+        with pytest.raises(ValueError, match="best_response_gaps: defender must be 2 finite probabilities"):
+            best_response_gaps(L, p, [0.5, 0.5])

@@ -78,10 +78,12 @@ def _result(R, idx, K, method, status):
 
 def worst_fraction(C, indices) -> float:
     """``min_a |{r in indices : not C[a, r]}| / |indices|`` for a given pool."""
-    C = np.asarray(C, dtype=bool)
+    C, _ = _as_compromise(C, 1, "worst_fraction")  # NaN is not a boolean
     idx = list(indices)
     if not idx:
         raise fail("worst_fraction", "indices", "non-empty", idx)
+    for i in idx:
+        check_int("worst_fraction", "indices entry", i, low=0, high=C.shape[1] - 1)
     return float((~C[:, idx]).sum(axis=1).min() / len(idx))
 
 

@@ -90,10 +90,20 @@ def best_response_gaps(L, defender, attacker) -> tuple[float, float]:
     for probability vectors and both are 0 at an equilibrium.
     """
     L = np.asarray(L, dtype=np.float64)
-    p = np.asarray(defender, dtype=np.float64)
-    q = np.asarray(attacker, dtype=np.float64)
+    if L.ndim != 2 or not np.isfinite(L).all():
+        raise fail("best_response_gaps", "L", "a finite 2-D array (attacks, rules)", L.shape)
+    p = _simplex_point("best_response_gaps", "defender", defender, L.shape[1])
+    q = _simplex_point("best_response_gaps", "attacker", attacker, L.shape[0])
     value = float(q @ L @ p)
     return float(np.max(L @ p) - value), float(value - np.min(q @ L))
+
+
+def _simplex_point(where: str, name: str, x, size: int) -> np.ndarray:
+    """``x`` as a probability vector of length ``size`` (finite, >= 0, summing to 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape != (size,) or not np.isfinite(x).all() or (x < 0).any() or abs(float(x.sum()) - 1.0) > 1e-6:
+        raise fail(where, name, f"{size} finite probabilities >= 0 summing to 1", x.tolist())
+    return x
 
 
 def _clean_simplex(x: np.ndarray) -> np.ndarray:
