@@ -167,3 +167,11 @@ def test_best_response_gaps_needs_probability_vectors():
     for p in ([0.9, 0.9], [1.0], [float("nan"), 1.0]):
         with pytest.raises(ValueError, match="best_response_gaps: defender must be 2 finite probabilities"):
             best_response_gaps(L, p, [0.5, 0.5])
+
+
+def test_payoffs_near_the_float64_maximum_are_solved():
+    # their mean and differences overflowed: HiGHS got inf and scipy raised
+    r = solve_zero_sum([[1e308, 1e308]])
+    assert r.ok and r.value == 1e308
+    r = solve_zero_sum([[1e308, -1e308], [-1e308, 1e308]])
+    assert r.ok and np.allclose(r.defender, [0.5, 0.5])

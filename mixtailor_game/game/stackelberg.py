@@ -37,7 +37,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from .._checks import fail
-from .zero_sum import _LINPROG_STATUS, _clean_simplex, as_loss_matrix
+from .zero_sum import _LINPROG_STATUS, _clean_simplex, as_loss_matrix, normalized_payoffs
 
 
 @dataclass(frozen=True)
@@ -115,13 +115,7 @@ def solve_stackelberg(L, U=None) -> StackelbergResult:
     U = L.copy() if U is None else as_loss_matrix(U, where)
     if U.shape != L.shape:
         raise fail(where, "U", f"of the same shape as L {L.shape}", U.shape)
-    # Normalize both matrices (affine maps with positive scale keep best
-    # responses and argmins) so that HiGHS's absolute tolerances are relative.
-    def _norm(X):
-        s = float(np.max(np.abs(X - X.mean())))
-        return (X - X.mean()) / s if s > 0 else np.zeros_like(X)
-
-    Ln, Un = _norm(L), _norm(U)
+    Ln, Un = normalized_payoffs(L), normalized_payoffs(U)
     A = L.shape[0]
     candidates = np.full(A, np.inf)
     strategies: list[np.ndarray | None] = [None] * A

@@ -98,6 +98,22 @@ def best_response_gaps(L, defender, attacker) -> tuple[float, float]:
     return float(np.max(L @ p) - value), float(value - np.min(q @ L))
 
 
+def normalized_payoffs(X: np.ndarray) -> np.ndarray:
+    """``(X - mean) / max |X - mean|`` (zeros for a constant ``X``): an affine map with a
+    positive scale, which keeps best responses and argmins, so that HiGHS's absolute
+    tolerances are relative. Entries near the float64 maximum are first divided by
+    the largest magnitude (their mean and differences would overflow)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        shift = float(X.mean())
+        dev = np.abs(X - shift)
+    if not (np.isfinite(shift) and np.isfinite(dev).all()):
+        X = X / float(np.max(np.abs(X)))
+        shift = float(X.mean())
+        dev = np.abs(X - shift)
+    scale = float(np.max(dev))
+    return (X - shift) / scale if scale > 0 else np.zeros_like(X)
+
+
 def _simplex_point(where: str, name: str, x, size: int) -> np.ndarray:
     """``x`` as a probability vector of length ``size`` (finite, >= 0, summing to 1)."""
     x = np.asarray(x, dtype=np.float64)
@@ -168,9 +184,7 @@ def solve_zero_sum(L, *, time_limit: float | None = None) -> ZeroSumResult:
         if not (isinstance(time_limit, (int, float)) and time_limit > 0):
             raise fail(where, "time_limit", "a positive number of seconds or None", time_limit)
         options["time_limit"] = float(time_limit)
-    shift = float(L.mean())
-    scale = float(np.max(np.abs(L - shift)))
-    Ln = (L - shift) / scale if scale > 0 else np.zeros_like(L)
+    Ln = normalized_payoffs(L)
 
     p, status_d, msg_d = _solve_side(Ln, options)
     # The attacker maximizes min_r (q^T L)_r = -min_q max_r (-L^T q)_r.
