@@ -151,3 +151,20 @@ def test_double_oracle_bad_input_is_one_line_error(argv, message, capsys):
     assert main(["game", "--pool", DO_POOL, "--dim", "3", "--samples", "1", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_spec_pool_round_trips_into_train(tmp_path, capsys):
+    # game writes rule names like krum[p=3]; train's --pool reads the same specs
+    from mixtailor_game.train import TrainConfig
+    from mixtailor_game.train.trainer import build_server
+
+    out = tmp_path / "p.json"
+    spec = "krum[p=3],comed,bulyan[select=krum,aggregate=comed,p=2]"
+    assert main(["game", "--pool", spec, "--workers", "12", "--byzantine", "2", "--attacks", "ipm[eps=0.1]",
+                 "--dim", "5", "--samples", "2", "--out", str(out)]) == 0
+    assert f"--pool {spec!r}" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    cfg = TrainConfig(aggregator="mixtailor", pool=spec, byzantine=2, probs=str(out), attack="none")
+    assert [r.name for r in build_server(cfg).mixtailor.pool] == data["pool"]
+    with pytest.raises(ValueError, match=r"TrainConfig: make_rule: krum takes parameters \['f', 'p'\], got unknown \['q'\]"):
+        build_server(TrainConfig(aggregator="mixtailor", pool="krum[q=3],comed", byzantine=2, attack="none"))

@@ -10,8 +10,7 @@ fraction of resilient rules. ``--out probs.json`` writes
 ``{"pool": [rule names], "probs": [...], ...}``, which
 ``mixtailor-game train --aggregator mixtailor --pool SPEC --probs probs.json``
 accepts (same ``--pool`` spec, ``--byzantine`` and ``--seed``: the pool is
-built as the trainer builds it) when the spec is ``paper``, ``families:...``
-or plain rule names (train takes no ``name[param=...]`` entries).
+built as the trainer builds it, ``name[param=...]`` entries included).
 
 ``--double-oracle`` also runs the double oracle (:mod:`.double_oracle`): the
 attacker is no longer restricted to ``--attacks`` but best-responds to the
@@ -258,12 +257,8 @@ def run(args) -> int:
             probs, extra = eq.defender, {"source": "zero_sum", "value": eq.value, "gap": eq.gap}
         _write_json(args.out, {"pool": list(pm.rules), "probs": [float(x) for x in probs],
                                "pool_spec": args.pool, "workers": n, "byzantine": f, "seed": args.seed, **extra})
-        if "[" in args.pool:  # train builds its pool from plain names only
-            print(f"wrote {args.out} (train takes 'paper', 'families:...' or plain rule names as --pool, "
-                  f"not {args.pool!r}: it cannot use this file)", file=out)
-        else:
-            print(f"wrote {args.out}: train with --aggregator mixtailor --pool {args.pool!r} "
-                  f"--byzantine {f} --seed {args.seed} --probs {args.out}", file=out)
+        print(f"wrote {args.out}: train with --aggregator mixtailor --pool {args.pool!r} "
+              f"--byzantine {f} --seed {args.seed} --probs {args.out}", file=out)
     return 0
 
 

@@ -122,13 +122,21 @@ def build_server(config: TrainConfig) -> Server:
             fams = [s.strip() for s in pool_spec[len(FAMILIES_PREFIX):].split(",") if s.strip()]
             pool = pool_from_families(f, fams, np.random.default_rng(pool_seed))
         else:
-            names = [s.strip() for s in pool_spec.split(",") if s.strip()]
-            if not names:
+            from ..game._spec import parse_spec, split_top_level  # the game CLI's spec syntax
+
+            try:
+                specs = [parse_spec(s) for s in split_top_level(pool_spec)]
+            except ValueError as exc:
+                raise _rule_error("TrainConfig", exc) from None
+            if not specs:
                 raise fail("TrainConfig", "pool", "'paper', 'families:a,b' or a comma list of rule names", config.pool)
-            bad = [s for s in names if s not in rule_names() or s == "mixtailor"]
+            bad = [name for name, _ in specs if name not in rule_names() or name == "mixtailor"]
             if bad:
                 raise fail("TrainConfig", "pool", f"rule names from {rule_names()}", ",".join(bad))
-            pool = [as_rule(s, f) for s in names]
+            try:  # name[param=value,...] entries as the game CLI writes them (krum[p=3])
+                pool = [as_rule(dict(name=name, **params), f) for name, params in specs]
+            except (TypeError, ValueError) as exc:
+                raise _rule_error("TrainConfig", exc) from None
         probs = parse_probs(config.probs)
         if probs is not None:
             if len(probs) != len(pool):
