@@ -17,7 +17,7 @@ import scipy.optimize
 import torch
 
 from mixtailor_game.rules import (
-    Bulyan, Comed, Krum, Mean, TrimmedMean, bulyan, bulyan_select, comed, geomed, geomed_solve, krum, krum_scores,
+    Bulyan, Comed, Krum, Mean, MixTailor, TrimmedMean, bulyan, bulyan_select, comed, geomed, geomed_solve, krum, krum_scores,
     multi_krum, pairwise_distances, trimmed_mean,
 )
 from mixtailor_game.rules import _network
@@ -764,7 +764,8 @@ def test_bulyan_average_selection_when_the_mean_overflows(dtype, big):
     assert torch.isfinite(out).all() and out.abs().max() < 10
 
 
-@pytest.mark.parametrize("rule", [Krum(f=1), Comed(f=1), Mean(), TrimmedMean(b=1)], ids=lambda r: r.family)
+@pytest.mark.parametrize("rule", [Krum(f=1), Comed(f=1), Mean(), TrimmedMean(b=1), MixTailor([Mean()])],
+                         ids=lambda r: r.family)
 def test_vectorized_batched_checks_its_input(rule):
     with pytest.raises(ValueError, match=f"{rule.family}: Gb must be a 3-D tensor"):
         rule.batched(torch.randn(7, 10))

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_real, fail
-from ._spec import parse_spec, split_top_level
+from ._spec import split_top_level
 
 DEFAULT_POOL = "comed,krum,geomed,trimmed_mean"
 DEFAULT_ATTACKS = "ipm[eps=0.1],ipm[eps=2.0],ipm[eps=10.0],alie"
@@ -101,26 +101,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- building
 def build_pool(spec: str, n: int, f: int, seed: int) -> list:
-    """The rules of ``spec``; ``paper`` / ``families:...`` / plain names exactly as ``train`` builds them."""
-    from ..rules import as_rule
+    """The rules of ``spec`` (``paper``, ``families:...``, names or ``name[param=...]``
+    specs), built by ``train``'s own builder: the pool ``--out`` files name is the
+    one ``train --pool spec`` runs."""
+    from ..train.config import TrainConfig
+    from ..train.trainer import build_server
 
-    spec = spec.strip()
-    if spec == "paper" or spec.startswith("families:"):
-        from ..train.config import TrainConfig
-        from ..train.trainer import build_server
-
-        cfg = TrainConfig(workers=n, byzantine=f, aggregator="mixtailor", pool=spec, seed=seed, attack="none")
+    try:
+        cfg = TrainConfig(workers=n, byzantine=f, aggregator="mixtailor", pool=spec.strip(), seed=seed,
+                          attack="none")
         return list(build_server(cfg).mixtailor.pool)
-    from .payoff import resolve_rules
-
-    items = split_top_level(spec)
-    if not items:
-        raise fail("game", "pool", "'paper', 'families:a,b' or a comma list of rules", spec)
-    rules = []
-    for item in items:
-        name, params = parse_spec(item)
-        rules.append(as_rule(name, f) if not params else resolve_rules([item], f)[0])
-    return rules
+    except ValueError as exc:  # the message under this command's name
+        raise ValueError(str(exc).replace("TrainConfig: ", "game: ", 1)) from None
 
 
 def _samples(args, n: int, f: int):

@@ -333,10 +333,11 @@ def closest_to_median_window(T: torch.Tensor, beta: int, scaled: bool = False) -
         right = (m - 1 - step) + left  # m - 1 - (step - left)
         drop_left = (med - T.gather(0, left)) > (T.gather(0, right) - med)
         left = left + drop_left
-    div = beta if scaled else 1
-    total = T.gather(0, left).squeeze(0) / div
-    for t in range(1, beta):
-        total = total + T.gather(0, left + t).squeeze(0) / div
+    total = None
+    for t in range(beta):
+        v = T.gather(0, left + t).squeeze(0)
+        v = v / beta if scaled else v
+        total = v if total is None else total + v
     return total if scaled else total / beta
 
 

@@ -33,18 +33,18 @@ FULL = {
 }
 
 
-def _positive_int(text):
-    v = int(text)
-    if v < 2:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text}")
-    return v
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+    def parse(text):
+        v = int(text)
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
+        return v
+    return parse
 
 
-def _at_least_one(text):
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return v
+_trials_int = _int_at_least(2)  # a variance needs two trials
+_size_int = _int_at_least(1)
 
 
 def _positive_float(text):
@@ -57,13 +57,13 @@ def _positive_float(text):
 def _common(sp):
     sp.add_argument("--quick", action="store_true", help="the small default grid (under 60 s on 2 cores)")
     sp.add_argument("--json", metavar="PATH", help="write the full results (every case, notes) as JSON")
-    sp.add_argument("--trials", type=_positive_int, help="Monte Carlo trials per estimate (confirmation)")
+    sp.add_argument("--trials", type=_trials_int, help="Monte Carlo trials per estimate (confirmation)")
     sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     sp.add_argument("--bound-scale", type=_positive_float, default=1.0, metavar="S",
                     help="multiply every bound (threshold) by S; S << 1 shows the checker failing")
     sp.add_argument("--n", type=int, nargs="+", help="numbers of workers")
     sp.add_argument("--f", type=int, nargs="+", help="numbers of Byzantine workers")
-    sp.add_argument("--d", type=_at_least_one, nargs="+", help="dimensions")
+    sp.add_argument("--d", type=_size_int, nargs="+", help="dimensions")
     sp.add_argument("--sigma2", type=_positive_float,
                     help="honest variance sigma^2 (default 1; 4 for proposition1)")
 
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sp)
         sp.add_argument("--p", type=float, nargs="+", help="norms of generalized Krum (p >= 1)")
         sp.add_argument("--laws", nargs="+", choices=LAWS, help="honest noise laws")
-        sp.add_argument("--search-trials", type=_positive_int, help="trials of the search phase")
+        sp.add_argument("--search-trials", type=_trials_int, help="trials of the search phase")
         sp.add_argument("--directions", nargs="+", choices=DIRECTIONS, help="searched directions")
         sp.add_argument("--grad-norm", type=float, default=1.0, help="||grad F|| (default 1)")
         sp.add_argument("--no-registry", action="store_true",
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="problems with an exact gradient")
     sp.add_argument("--scenarios", nargs="+", help="attack scenarios (see proposition1.SCENARIOS)")
     sp.add_argument("--q", type=int, default=4, help="compromised rules in every pool (default 4)")
-    sp.add_argument("--points", type=_at_least_one, help="points w of Omega")
+    sp.add_argument("--points", type=_size_int, help="points w of Omega")
     return ap
 
 
