@@ -96,6 +96,10 @@ from mixtailor_game.rules.krum import scores_from_squared
 from .problems import Instance
 from .solution import make_solution, unique_rules
 
+# Below this many entries (n * d) the Krum-based closed forms take the rules' own
+# distance matrix at each t (cheap there) instead of the shared honest block
+SMALL_ELEMENTS = 1 << 16
+
 # The most breakpoints a single closed-form function scores at once (solve_line,
 # relax): 10^7 float64 candidates, ~80 MB per array
 EXACT_BREAKPOINTS = 10_000_000
@@ -115,15 +119,42 @@ def spread_vector(inst: Instance) -> torch.Tensor | None:
     return S.to(inst.R)
 
 
+def line_length(inst: Instance) -> float:
+    """``||l||_2``, scaled so that it neither underflows (rows ~1e-300) nor overflows."""
+    m = float(inst.line64.abs().max()) if inst.d else 0.0
+    if not m > 0 or not math.isfinite(m):
+        return m
+    return float((inst.line64 / m).norm()) * m
+
+
 def line_rows(inst: Instance, t) -> torch.Tensor:
     """``Tensor[T, f, d]``: the Byzantine rows at each ``t``."""
     t = torch.as_tensor(np.atleast_1d(t), dtype=torch.float64, device=inst.R.device)
     x = inst.offset64 + t[:, None] * inst.line64
     B = x[:, None, :].expand(-1, inst.f, -1)
     S = spread_vector(inst)
-    if S is not None:
-        B = B + S.double()
-    return B.to(inst.R)
+    if S is None:
+        return B.to(inst.R)
+    # the spread must survive rounding to the rows' dtype (exactly eps apart in float64,
+    # float32 rows ~1 came out 2e-9 short and the filter refused them): widened by
+    # a few ulps of the column until every adjacent pair is eps apart as sent
+    j = int(torch.argmin(inst.u.abs()))
+    step = S[:, j].double() / inst.eps
+    spacing = inst.eps
+    for _ in range(60):
+        out = (B + (spacing * step)[None, :, None] * _unit(inst.d, j, B)).to(inst.R)
+        col = out[:, :, j].double()
+        if bool(((col[:, 1:] - col[:, :-1]).abs() >= inst.eps).all()):
+            return out
+        top = float(col.abs().max())
+        spacing += 4 * float(torch.finfo(inst.R.dtype).eps) * max(top, spacing)
+    return out
+
+
+def _unit(d: int, j: int, like: torch.Tensor) -> torch.Tensor:
+    e = torch.zeros(d, dtype=torch.float64, device=like.device)
+    e[j] = 1.0
+    return e
 
 
 class _Rows:
@@ -575,6 +606,14 @@ class _LineDistances:
     def matrix(self, p: float, t: float) -> torch.Tensor:
         """``(n, n)`` float64 squared distances at ``t`` (the f identical rows first)."""
         inst, f = self.inst, self.inst.f
+        if inst.n * inst.d < SMALL_ELEMENTS:
+            # small rows: the rules' own whole matrix, bitwise. The blocks differed from
+            # it in the last bit (2.0000000000000004 against 2.0 on integer rows), and
+            # Krum's and Bulyan's tie rules then picked other rows than the rules did
+            key = (p, float(t))
+            if key not in self.to_line:
+                self.to_line[key] = squared_distances(torch.cat([line_rows(inst, [t])[0], inst.R]), p)
+            return self.to_line[key].clone()
         if p not in self.honest:
             self.honest[p] = squared_distances(inst.R, p)
         key = (p, float(t))
@@ -791,7 +830,7 @@ class LineObjective:
         self.cache: dict[float, float] = {}
         # s0: |t| up to which the Byzantine rows are no farther from w_0 than the
         # honest rows (the scale of the candidate grid, ``candidates``)
-        line_norm = float(inst.line64.norm())
+        line_norm = line_length(inst)
         radius = float((inst.R.double() - inst.offset64).norm(dim=1).max())
         self.near = radius / line_norm if line_norm > 0 else math.inf
         # order in which the costly evaluators are tried (max objective): kept
@@ -1272,7 +1311,7 @@ class LineObjective:
 def candidates(inst: Instance, obj: LineObjective, opts: dict):
     """Initial grid on ``[lo, hi]``; returns ``(t, used_all_breakpoints, (lo, hi))``."""
     l = inst.line64
-    ln = float(l.norm())
+    ln = line_length(inst)
     s0 = obj.near if obj.near > 0 else 1.0 / ln
     if opts["t_range"] is not None:
         lo, hi = (float(v) for v in opts["t_range"])
@@ -1282,7 +1321,10 @@ def candidates(inst: Instance, obj: LineObjective, opts: dict):
     geo = s0 * np.geomspace(1e-4, opts["t_max"], opts["n_geo"])
     # the points of the line nearest to each honest row, and the midpoints between them:
     # where distance-based rules (Krum, Bulyan, geomed) change their choices
-    proj = np.sort(((inst.R.double() - inst.offset64) @ l / (ln * ln)).cpu().numpy())
+    ln2 = ln * ln
+    H = inst.R.double() - inst.offset64
+    # ||l||^2 underflows for rows ~1e-160: then through l / ||l||
+    proj = np.sort((H @ l / ln2 if 0 < ln2 < math.inf else (H @ (l / ln)) / ln).cpu().numpy())
     mids = (proj[1:] + proj[:-1]) / 2
     grid = np.concatenate([[0.0, lo, hi], geo, -geo, np.linspace(-2 * s0, 2 * s0, opts["n_lin"])])
     near_rows = np.sort(np.concatenate([proj, mids]))
@@ -1292,10 +1334,33 @@ def candidates(inst: Instance, obj: LineObjective, opts: dict):
     bp = obj.breakpoints() if obj.piecewise_linear else None
     used_bp = False
     if bp is not None and len(bp) <= opts["max_breakpoints"]:
+        if opts["t_range"] is None and len(bp):
+            # the domain covers every breakpoint (one at 4e4 s0 beyond t_max's ends was
+            # dropped, and "optimal" was beaten by 2% past the domain); beyond them the
+            # objective is linear (:func:`decreases_past`). Not past the rows' dtype range.
+            reach = 0.01 * float(torch.finfo(inst.R.dtype).max) / max(float(l.abs().max()), 1e-300)
+            lo, hi = min(lo, float(bp.min())), max(hi, float(bp.max()))
+            if max(-lo, hi) > reach:
+                lo, hi = max(lo, -reach), min(hi, reach)
+                bp = bp[(bp >= lo) & (bp <= hi)]
+                t = np.concatenate([t, bp, [lo, hi]])
+                return np.unique(t[(t >= lo) & (t <= hi)]), False, (lo, hi)
+            t = np.concatenate([t, [lo, hi]])
         t = np.concatenate([t, bp])
         used_bp = True
     t = t[(t >= lo) & (t <= hi)]
     return np.unique(t), used_bp, (lo, hi)
+
+
+def decreases_past(score, lo: float, hi: float) -> bool:
+    """Whether a piecewise-linear ``score`` (of an array of ``t``) whose breakpoints all lie
+    in ``[lo, hi]`` still decreases past an end: it is linear there, so it is then
+    unbounded below along the line (a mean, or a trimmed mean with ``b < f``, in the
+    objective) and no point of the domain is optimal."""
+    width = max(hi - lo, 1.0)
+    ends = score(np.array([lo, hi]))
+    far = score(np.array([lo - width, hi + width]))
+    return bool(np.any(far < ends - 1e-9 * (1.0 + np.abs(ends))))
 
 
 def _thin(points: np.ndarray, kept: np.ndarray, gap: float) -> np.ndarray:
@@ -1335,6 +1400,30 @@ def _zoom_candidates(t: np.ndarray, s: np.ndarray, opts: dict) -> np.ndarray:
     return np.array(out)
 
 
+def check_line_options(opts: dict, where: str = "solvers.line") -> dict:
+    """The search's numeric options checked (``opts`` with them as ints / floats)."""
+    out = dict(opts)
+    for name in ("n_geo", "n_lin", "zoom", "keep", "chunk_elems"):
+        if name in out:
+            out[name] = check_int(where, name, out[name], low=1)
+    for name in ("rounds", "exact_rounds", "max_breakpoints", "exact_breakpoints"):
+        if name in out:
+            out[name] = check_int(where, name, out[name], low=0)
+    if "t_max" in out:
+        out["t_max"] = check_real(where, "t_max", out["t_max"], low=0.0, low_open=True)
+    if "tol" in out:
+        out["tol"] = check_real(where, "tol", out["tol"], low=0.0)
+    if out.get("t_range") is not None:
+        tr = out["t_range"]
+        if not isinstance(tr, (tuple, list)) or len(tr) != 2:
+            raise fail(where, "t_range", "None or two numbers (lo, hi)", tr)
+        lo, hi = (check_real(where, "t_range", v) for v in tr)
+        if not lo <= hi:
+            raise fail(where, "t_range", "(lo, hi) with lo <= hi", tuple(tr))
+        out["t_range"] = (lo, hi)
+    return out
+
+
 def solve_line(inst: Instance, **options) -> tuple:
     """Run the search; returns ``(t_best, score, info)``."""
     opts = dict(t_max=1e3, n_geo=16, n_lin=17, max_breakpoints=20000, exact_breakpoints=EXACT_BREAKPOINTS, rounds=5,
@@ -1344,11 +1433,12 @@ def solve_line(inst: Instance, **options) -> tuple:
     if unknown:
         raise ValueError(f"solvers.line: options must be among {sorted(OPTIONS)}, got unknown {unknown}")
     opts.update(options)
-    exact_rounds = check_int("solvers.line", "exact_rounds", opts["exact_rounds"], low=0)
+    opts = check_line_options(opts)
+    exact_rounds = opts["exact_rounds"]
     if opts["expect_search"] not in ("lazy", "exhaustive"):
         raise fail("solvers.line", "expect_search", "'lazy' or 'exhaustive'", opts["expect_search"])
     check_real("solvers.line", "expect_tol", opts["expect_tol"], low=0.0)
-    if float(inst.line.norm()) == 0.0:
+    if not line_length(inst) > 0:
         obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"])
         t, s = obj.scores(np.array([0.0]))
         if obj.lazy:
@@ -1366,7 +1456,9 @@ def solve_line(inst: Instance, **options) -> tuple:
         if used_bp:
             s = obj.vectorized(t)
             i = int(np.argmin(s))
-            return float(t[i]), float(s[i]), dict(evaluations=len(t), exact=True, domain=(lo, hi), obj=obj)
+            unbounded = decreases_past(obj.vectorized, lo, hi)
+            return float(t[i]), float(s[i]), dict(evaluations=len(t), exact=not unbounded, unbounded=unbounded,
+                                                  domain=(lo, hi), obj=obj)
     t0, used_bp, (lo, hi) = candidates(inst, obj, opts)
     t, s = obj.scores(t0)
     for r in range(opts["rounds"]):
@@ -1393,7 +1485,10 @@ def solve_line(inst: Instance, **options) -> tuple:
     i = int(np.argmin(s))
     exact = bool(used_bp and inst.structure == "line" and inst.objective != "lambda"
                  and (inst.kind != "max" or len(obj.uniq) == 1))
-    return float(t[i]), float(s[i]), dict(evaluations=obj.n_evals, exact=exact, domain=(lo, hi), obj=obj)
+    info = dict(evaluations=obj.n_evals, exact=exact, domain=(lo, hi), obj=obj)
+    if exact and decreases_past(obj.vectorized, lo, hi):
+        info.update(exact=False, unbounded=True)
+    return float(t[i]), float(s[i]), info
 
 
 def method_line(inst: Instance, **options):
@@ -1408,9 +1503,14 @@ def method_line(inst: Instance, **options):
     B = line_rows(inst, [t])[0]
     if not math.isfinite(score):
         status = "infeasible"
-        info["reason"] = "no point of the line is exactly anti-aligned (not a proof)"
+        info["reason"] = ("no point of the line is exactly anti-aligned (not a proof)" if inst.objective == "lambda"
+                          else "the objective is not finite anywhere on the line")
     else:
         status = "optimal" if info["exact"] else "feasible"
+    if info.get("unbounded"):
+        info["reason"] = (f"unbounded below along the line: the objective still decreases past the domain "
+                          f"{tuple(info['domain'])} (a mean, or a trimmed mean with b < f); the answer is the "
+                          "domain's best point")
     known = info.pop("obj").known_outputs(t)
     info["t"] = t
     return make_solution(inst, B, method="line", status=status, t0=t0,

@@ -2,7 +2,9 @@
 
 Symbols: ``V`` the honest rows the adversary sees (``Tensor[k, d]``), ``f`` the
 Byzantine rows ``B = (B_1, .., B_f)``, ``n`` workers in all, ``AGG_m`` the rules
-of a pool, ``mu = mean(V)``.
+of a pool, ``mu = mean(V)``: the mean of the paper's ``n`` rows ``V_1..V_n``
+without attack, i.e. of ``own`` and the (completed) honest rows; with ``own``
+None (its default is their mean) that is the honest mean.
 
 - :class:`TailoredAttack` (Section 2.3, A.1): ``max lambda`` s.t.
   ``AGG(B, V) = -lambda g`` with ``g = AGG(no attack)`` (objective ``"lambda"``),
@@ -100,7 +102,8 @@ class Instance:
     ``R``: ``Tensor[n - f, d]`` honest rows after the knowledge completion;
     ``rules`` / ``weights``: the pool (weights = probabilities for ``"expected"``);
     ``kind``: ``"tailored"``, ``"max"`` or ``"expected"``; ``u``: the direction
-    whose inner product is minimized (``g`` for tailored, else ``mean - w_0``);
+    whose inner product is minimized (``g`` for tailored, else ``mean - w_0``, the mean
+    over ``[own; R]``: the paper's ``sum_i V_i / n``);
     ``offset``: ``w_0`` in model space, else 0; ``line``: the replicated line
     direction ``-sum_i (V_i - w_0)`` (``-g`` for tailored); ``own``: the f
     reference rows of the Byzantine workers (sending them gives ``lambda = -1``).
@@ -186,6 +189,9 @@ class _Problem:
                            tuple(getattr(self.own, "shape", ())))
         if not bool(torch.isfinite(honest).all()):
             raise fail(w, "honest", "finite", "a tensor with NaN/Inf")
+        for name, value in (("model", self.model if self.space == "model" else None), ("own", self.own)):
+            if value is not None and not bool(torch.isfinite(value).all()):
+                raise fail(w, name, "finite", "a tensor with NaN/Inf")
         return honest, f, n
 
     def _check_rules(self, rules):
@@ -226,6 +232,9 @@ class _Problem:
         else:
             u = ref.mean(0) - offset
             line = -(ref - offset).sum(0)
+            if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(line).all())):
+                raise fail(self.where, "honest", "rows whose mean and sum are finite in their dtype "
+                           "(rescale them, or pass float64)", f"a sum that overflows {R.dtype}")
         return Instance(R=R, n=n, f=f, rules=tuple(rules), weights=tuple(weights), kind=kind,
                         objective=objective, structure=structure, u=u, offset=offset, line=line,
                         eps=eps, eps_p=eps_p, name=name, own=own)

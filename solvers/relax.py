@@ -24,11 +24,16 @@ the solution reports ``info["line_value"]`` (the 1-D search) and
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 
 import numpy as np
 
-from .line import EXACT_BREAKPOINTS, LineObjective, candidates, line_rows, solve_line
+from mixtailor_game._checks import fail
+
+from .line import (EXACT_BREAKPOINTS, LineObjective, candidates, check_line_options, decreases_past, line_length,
+                   line_rows, solve_line)
 from .problems import Instance
 from .solution import make_solution
 
@@ -106,6 +111,14 @@ def hull_vertices(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return t[h], v[h]
 
 
+def _combined(inst: Instance, obj, t: np.ndarray) -> np.ndarray:
+    """The objective itself at ``t`` from the closed forms (max, expectation or one rule)."""
+    vals = np.stack([e(t) for e in obj.evals], 1)
+    if inst.kind == "max":
+        return vals.max(1)
+    return vals @ obj.w if inst.kind == "expected" else vals[:, 0]
+
+
 def method_relax(inst: Instance, **options):
     """``solvers.solve(problem, method="relax")``; see the module docstring."""
     t0 = time.perf_counter()
@@ -117,7 +130,17 @@ def method_relax(inst: Instance, **options):
                          f"or expected objective), got structure={inst.structure!r}, objective={inst.objective!r}")
     lopts = dict(t_max=1e3, n_geo=16, n_lin=17, max_breakpoints=20000, rounds=3, zoom=7, keep=2,
                  chunk_elems=2 ** 23, fast=True, tol=1e-6, t_range=None)
-    lopts.update(options.get("line_options", {}))
+    line_options = options.get("line_options", {})
+    if not isinstance(line_options, dict):
+        raise fail("solvers.relax", "line_options", "a dict of line-search options", type(line_options).__name__)
+    lopts.update(line_options)
+    lopts = check_line_options(lopts, "solvers.relax")
+    if not line_length(inst) > 0:
+        # honest rows summing to zero: the line is one point (the grid would be NaN)
+        sol = make_solution(inst, line_rows(inst, [0.0])[0], method="relax", status="optimal", t0=t0,
+                            iterations=1, info=dict(t=0.0, bound_valid=True, domain=(0.0, 0.0),
+                                                    reason="the line is a single point"))
+        return dataclasses.replace(sol, bound=sol.value, gap=0.0)
     obj = LineObjective(inst, lopts["chunk_elems"], lopts["fast"], lopts["tol"])
     # closed-form rules (O(log d) per candidate): every breakpoint is sampled, so the
     # bound stays valid at any d (up to EXACT_BREAKPOINTS)
@@ -136,8 +159,11 @@ def method_relax(inst: Instance, **options):
     t_line, _, linfo = solve_line(inst, **lopts)
     line_sol = make_solution(inst, line_rows(inst, [t_line])[0], method="line", status="feasible", t0=t0)
     bound_valid = bool(used_bp and obj.piecewise_linear)
+    unbounded = bound_valid and decreases_past(lambda ts: _combined(inst, obj, ts), lo, hi)
+    if unbounded:  # linear past the domain and still decreasing: no finite lower bound
+        relaxed = -math.inf
     info = dict(t=t_r, relaxed_value=relaxed, bound_valid=bound_valid, envelope_lines=n_lines,
-                line_value=line_sol.value, line_t=t_line, samples=len(t), domain=(lo, hi))
+                line_value=line_sol.value, line_t=t_line, samples=len(t), domain=(lo, hi), unbounded=unbounded)
     sol = make_solution(inst, line_rows(inst, [t_r])[0], method="relax", status="feasible", t0=t0,
                         bound=relaxed if bound_valid else None, iterations=len(t), info=info)
     sol.info["gap_to_line"] = sol.value - line_sol.value

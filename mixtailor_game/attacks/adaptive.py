@@ -21,7 +21,9 @@ leaves P1-P3 open); compare IPM / ALIE, which fix the direction and the scale.
 
 Parameters: ``problem`` as above; ``method`` (``None`` = auto, or ``"line"``,
 ``"milp"``, ``"scp"``, ``"relax"``); ``eps >= 0`` (filter, for ``p2`` /
-``expected``); ``structure`` (``None`` = the problem's default); ``objective``
+``expected``); ``structure`` (``None`` = the problem's default: for ``expected``
+``"line"``, or ``"optimal"`` (rows spread ``eps`` apart along it) when ``eps > 0``;
+not for ``p3``); ``objective``
 (tailored only); ``options``: a dict of solver options.
 
 >>> import torch
@@ -66,6 +68,9 @@ class AdaptiveAttack(Attack):
         check_choice("adaptive", "objective", self.objective, ("inner", "lambda"))
         if not isinstance(self.options, dict):
             raise TypeError(f"adaptive: options must be a dict, got {type(self.options).__name__}")
+        if self.structure is not None and self.problem == "p3":
+            raise fail("adaptive", "structure", "None for problem='p3' (its rows are the line itself)",
+                       self.structure)
 
     @property
     def name(self) -> str:
@@ -116,9 +121,16 @@ class AdaptiveAttack(Attack):
         pool = defense if hasattr(defense, "rules") else [defense]
         if self.problem == "p3":
             return solvers.P3(honest, f, pool, **common)
+        # with a filter the default rows are spread eps apart along the line ("optimal"):
+        # identical rows ("line") cannot pass it, and the attack sent zeros every step
+        default = "optimal" if self.eps > 0 else "line"
+        structure = self.structure or ("optimal" if self.problem == "p2" else default)
+        if self.eps > 0 and f >= 2 and structure != "optimal":
+            raise fail("adaptive", "structure", "'optimal' with eps > 0 and f >= 2 (identical rows are never "
+                       "eps apart)", structure)
         if self.problem == "p2":
-            return solvers.P2(honest, f, pool, eps=self.eps, structure=self.structure or "optimal", **common)
-        return solvers.ExpectedValue(honest, f, pool, eps=self.eps, structure=self.structure or "line", **common)
+            return solvers.P2(honest, f, pool, eps=self.eps, structure=structure, **common)
+        return solvers.ExpectedValue(honest, f, pool, eps=self.eps, structure=structure, **common)
 
     def craft(self, view) -> torch.Tensor:
         import solvers

@@ -1,0 +1,134 @@
+"""Edge cases of the line search and the relaxation found by an audit: exact distance
+ties, breakpoints past the default domain, unbounded objectives, the filter's spread
+after rounding, degenerate lines, and option / input checks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import solvers
+from mixtailor_game.attacks import make_attack, make_view
+from mixtailor_game.rules import Bulyan, Comed, Krum, TrimmedMean
+from solvers.line import _BulyanKrum, _Krum, _LineDistances, line_rows
+
+TIES = torch.tensor([[-2.0, -2.0], [1.0, 1.0], [-2.0, -1.0], [1.0, 1.0], [2.0, 0.0], [2.0, -1.0], [2.0, 2.0]])
+TIES_OWN = torch.tensor([[-0.5, -0.5], [0.0, 0.5]])
+
+
+def _rule_value(inst, rule, t):
+    G = torch.cat([line_rows(inst, [t])[0], inst.R])
+    return float((rule(G).double() - inst.offset64) @ inst.u64)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0, math.inf])
+def test_krum_closed_forms_break_exact_ties_as_the_rules_do(p):
+    """Integer rows with duplicates: scores tie exactly. The closed forms squared norms
+    (5.000000000000001 against the rule's 5.0) and Krum picked another row than krum()."""
+    prob = solvers.P3(TIES, 2, [Krum(f=0, p=p)], own=TIES_OWN)
+    inst = prob.compile()
+    dist = _LineDistances(inst)
+    krum = Krum(f=0, p=p)
+    bulyans = [Bulyan(f=1, select="krum", aggregate=a, p=p) for a in ("trimmed", "average", "comed")]
+    ts = np.unique(np.concatenate([np.arange(-2.0, 2.01, 0.25), [-1 / 3, 1 / 3]]))
+    ev = _Krum(inst, krum, dist)
+    evs = [_BulyanKrum(inst, b, dist, {}, None) for b in bulyans]
+    for t in ts:
+        assert float(ev(np.array([t]))[0]) == _rule_value(inst, krum, float(t))
+        for b, e in zip(bulyans, evs):
+            assert float(e(np.array([t]))[0]) == pytest.approx(_rule_value(inst, b, float(t)), abs=1e-12)
+
+
+def test_domain_covers_breakpoints_past_t_max():
+    """A comed breakpoint at ~8e5 (a coordinate with a tiny sum and a wide spread) lay
+    outside +-t_max s0: "optimal" 0.9696 was beaten by 0.9491 past the domain."""
+    H = torch.tensor([[1.0, -1000.0], [1.1, -500.0], [0.9, 0.0005], [1.05, 500.0], [0.95, 1000.0]])
+    prob = solvers.P3(H, 1, [Comed(f=1)])
+    sol = solvers.solve(prob, method="line")
+    assert sol.status == "optimal"
+    inst = prob.compile()
+    far = min(solvers.evaluate(inst, line_rows(inst, [t])[0])["value"] for t in (1e6, 1e8, -1e6, -1e8))
+    assert sol.value <= far + 1e-9 and sol.value == pytest.approx(0.94908, abs=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda H: solvers.P3(H, 1, [TrimmedMean(b=0)]),
+    lambda H: solvers.ExpectedValue(H, 2, [Comed(f=2), TrimmedMean(b=1)]),
+])
+def test_unbounded_objectives_are_not_optimal(make):
+    """A mean (trimmed mean with b < f) in the objective: it decreases without bound
+    along the line, and the domain's end was reported "optimal" (and a finite bound)."""
+    H = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    prob = make(H)
+    sol = solvers.solve(prob, method="line")
+    assert sol.status == "feasible" and sol.info["unbounded"] and "unbounded below" in sol.info["reason"]
+    rel = solvers.solve(prob, method="relax")
+    assert rel.info["unbounded"] and rel.bound == -math.inf
+
+
+def test_bounded_piecewise_linear_objective_is_still_optimal():
+    H = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 0.5
+    sol = solvers.solve(solvers.ExpectedValue(H, 2, [Comed(f=2), TrimmedMean(b=2)]), method="line")
+    assert sol.status == "optimal" and not sol.info.get("unbounded")
+
+
+@pytest.mark.parametrize("space", ["gradient", "model"])
+@pytest.mark.parametrize("eps", [0.2, 0.3, 1e-3])
+def test_the_filters_spread_survives_rounding_to_float32(space, eps):
+    """Rows exactly eps apart in float64 came out up to 8e-10 short in float32: P2 was
+    reported infeasible."""
+    g = torch.Generator().manual_seed(3)
+    H, w0 = torch.randn(8, 5, generator=g) + 0.3, torch.randn(5, generator=g)
+    kw = dict(space="model", model=w0) if space == "model" else {}
+    sol = solvers.solve(solvers.P2(H, 2, [Krum(f=2), Comed(f=2)], eps=eps, **kw), method="line")
+    assert sol.status != "infeasible" and sol.filter_ok
+    assert float((sol.byzantine[0].double() - sol.byzantine[1].double()).norm()) >= eps
+
+
+def test_adaptive_expected_attack_with_a_filter_spreads_its_rows():
+    """eps > 0 with the default structure sent all-zero rows (infeasible) every step."""
+    H = torch.randn(10, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    view = make_view(H, n=12, f=2, defense=Comed(f=2))
+    atk = make_attack("adaptive", problem="expected", eps=0.5)
+    B = atk(view)
+    assert atk.last_solution.status != "infeasible" and atk.last_solution.filter_ok
+    assert float((B[0] - B[1]).norm()) >= 0.5
+    with pytest.raises(ValueError, match="adaptive: structure must be 'optimal' with eps > 0"):
+        make_attack("adaptive", problem="expected", eps=0.5, structure="line")(view)
+    with pytest.raises(ValueError, match="adaptive: structure must be None for problem='p3'"):
+        make_attack("adaptive", problem="p3", structure="optimal")
+
+
+def test_non_finite_own_or_model_and_overflowing_rows_are_refused():
+    H = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="P3: own must be finite"):
+        solvers.P3(H, 1, [Comed(f=1)], own=torch.full((1, 2), math.nan)).compile()
+    with pytest.raises(ValueError, match="P3: model must be finite"):
+        solvers.P3(H, 1, [Comed(f=1)], space="model", model=torch.tensor([math.inf, 0.0])).compile()
+    with pytest.raises(ValueError, match="P3: honest must be rows whose mean and sum are finite"):
+        solvers.P3(torch.full((5, 2), 3e38), 1, [Comed(f=1)]).compile()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("t_max", -1.0, "t_max must be > 0"), ("t_max", math.nan, "t_max must be finite"),
+    ("t_range", (1.0, -1.0), "t_range must be \\(lo, hi\\) with lo <= hi"), ("n_geo", 0, "n_geo must be >= 1"),
+    ("keep", 0, "keep must be >= 1"), ("rounds", -2, "rounds must be >= 0"), ("tol", "x", "tol must be a real"),
+])
+def test_line_options_are_checked(option, value, message):
+    H = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises((ValueError, TypeError), match="solvers.line: " + message):
+        solvers.solve(solvers.P3(H, 1, [Comed(f=1)]), method="line", **{option: value})
+    with pytest.raises((ValueError, TypeError), match="solvers.relax: " + message):
+        solvers.solve(solvers.P3(H, 1, [Comed(f=1)]), method="relax", line_options={option: value})
+
+
+def test_relax_on_a_degenerate_line():
+    """Honest rows summing to zero: the line is a point (the grid was NaN); rows ~1e-300:
+    the line's norm underflowed (a division by zero)."""
+    W = torch.tensor([[1.0, -2.0], [-1.0, 2.0], [0.5, 0.5], [-0.5, -0.5]], dtype=torch.float64)
+    sol = solvers.solve(solvers.P3(W, 1, [Comed(f=1)]), method="relax")
+    assert sol.status == "optimal" and sol.bound == sol.value and torch.isfinite(sol.byzantine).all()
+    tiny = torch.tensor([[1.0, 2.0], [2.0, 1.0], [1.5, 1.5], [1.2, 1.8]], dtype=torch.float64) * 1e-300
+    sol = solvers.solve(solvers.P3(tiny, 1, [Comed(f=1)]), method="relax")
+    assert torch.isfinite(sol.byzantine).all() and math.isfinite(sol.value)
