@@ -51,8 +51,11 @@ Box: a selected ``B`` scores at most an honest row left, at most ``S_max`` =
 the largest sum of the ``K`` largest honest squared distances from one honest
 row, so it lies within ``sqrt(S_max)`` of an honest row; an unselected ``B``
 farther than every honest pair (``D_max``) from all honest rows changes no
-honest score, so every such ``B`` gives the same outcome. The box widened by
-``1.001 sqrt(S_max) >= D_max`` therefore loses nothing (:func:`box_width`).
+honest score. That does NOT make the box (widened by ``1.001 sqrt(S_max)``,
+:func:`box_width`) lossless: Bulyan breaks Krum ties by the sum of squared
+distances to every row left, ``B`` included, so the direction of a far ``B`` can
+pick a different honest row (seen with one neighbour, in the last rounds). The
+results are optima on the box, and ``info["box_lossless"]`` is ``False``.
 
 Covered: one Byzantine row (``f = 1``: Bulyan needs ``n >= 4f + 3``, so
 ``n = 7``), ``select="krum"``, ``aggregate`` in trimmed / average / comed,
@@ -102,7 +105,7 @@ def is_bulyan(rule) -> bool:
 
 
 def box_width(R: np.ndarray, rule) -> float:
-    """Half-width ``W`` beyond the honest range that loses nothing for ``rule`` (module docstring)."""
+    """Half-width ``W`` beyond the honest range that holds every selected ``B`` (not lossless: module docstring)."""
     p = float(rule.p)
     diff = R[:, None, :] - R[None, :, :]
     D = (diff ** 2).sum(-1) if (p == 2.0 or R.shape[1] == 1) else np.linalg.norm(diff, ord=p, axis=-1) ** 2

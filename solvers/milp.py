@@ -17,11 +17,15 @@ the program is exact, not a relaxation. With identical rows (``suboptimal``,
 per coordinate and sign) or over signs (l_1); in d = 1 every norm is the same.
 
 Domain: each ``b_ij`` lies in the honest range of coordinate j widened by
-``box`` times its width (``box=1.0``; for the line, ``|t| <= t_max * s0`` as in
+``box`` times its width plus, with the similarity filter, ``(f - 1) eps``
+(:func:`filter_margin`; for the line, ``|t| <= t_max * s0`` as in
 :mod:`solvers.line`). For comed and trimmed mean with ``b >= f`` values
 beyond the honest range act like the range's ends, so the box loses nothing
-and the optimum is global; for the mean (unbounded below) it is the optimum
-on the box. Solved with ``scipy.optimize.milp`` (HiGHS branch and cut), which
+and the optimum is global. Problems without a finite optimum (the mean, or
+trimmed mean with ``b < f``, deciding the objective: :func:`problem_unbounded`)
+report the box optimum with status ``"feasible"``, ``bound=None`` and
+``info["unbounded"] = True``. The filtered rows are pushed apart to ``eps``
+exactly where HiGHS met it only to its tolerance (:func:`push_apart`). Solved with ``scipy.optimize.milp`` (HiGHS branch and cut), which
 returns a proven dual bound: ``bound`` and ``gap`` in the solution.
 
 Strengthening (exactness kept): the model is built in normalized coordinates
@@ -33,7 +37,12 @@ only do better); without a filter each column of ``B`` is taken sorted
 symmetry and leaves ``f + 1`` terms per minimum instead of ``2^f``. One ``S_k``
 variable per (column, k) serves every rule of the pool that uses it. The
 lambda problem is always feasible (sending the reference rows gives
-``lambda = -1``); its equality is imposed to ``1e-8`` in normalized units, and
+``lambda = -1``); its equality is imposed to ``1e-8`` in normalized units, it is
+solved with HiGHS's presolve off (presolve returned wrong "optimal" answers on
+these models), the returned rows are moved per column until the rule's output
+is exactly ``-lambda g`` (:func:`polish_lambda`), a HiGHS solve error is retried
+without presolve and ``tighten`` (then the always-feasible rows, status
+``"feasible"``; ``"budget"`` means only a time / iteration limit), and
 if HiGHS still calls the model infeasible (a numerical failure we have seen
 at d = 20, where the feasible lambdas shrink to about ``-1`` alone) the solution
 reports that point with status ``feasible``.
@@ -84,6 +93,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 import torch
 
+from mixtailor_game._checks import check_int, check_real, fail
 from mixtailor_game.rules import Comed, Mean, TrimmedMean
 
 from .line import line_rows
@@ -120,6 +130,92 @@ def normalize(inst: Instance):
     scaled = dataclasses.replace(inst, R=(inst.R.double() - o_t) / sigma, offset=torch.zeros_like(o_t),
                                  u=inst.u.double() * ufac, line=inst.line.double() / sigma, eps=inst.eps / sigma)
     return scaled, o_t, sigma, ufac, vscale
+
+
+def filter_margin(inst: Instance) -> float:
+    """How far (per coordinate, both sides) the box must reach beyond the honest range so the
+    similarity filter loses nothing: ``(f - 1) eps`` when the filter is on, else 0.
+
+    Why: for comed and trimmed mean with ``b >= f`` the Byzantine values beyond an end of
+    the honest range act like that end. Sort a column and compress every gap between
+    consecutive values beyond the end to at most ``eps`` (values stay beyond it, order
+    kept): a pair whose coordinate gap was ``>= eps`` keeps one ``>= eps`` and the others
+    are unchanged, so every l_p separation holds, and the values now lie within
+    ``(f - 1) eps`` of the end. Without this margin a box narrower than ``eps`` bars
+    coordinates and the "optimal" / "infeasible" claims fail (audit finding 1)."""
+    if inst.structure == "optimal" and inst.f >= 2 and inst.eps > 0:
+        return (inst.f - 1) * float(inst.eps)
+    return 0.0
+
+
+def rule_unbounded(rule, f: int) -> bool:
+    """Whether ``<AGG(B, R), u>`` is unbounded below over ``B`` (any u != 0): the mean, and the
+    trimmed mean with ``b < f`` (``f - b`` Byzantine values survive the trimming)."""
+    return type(rule) is Mean or (type(rule) is TrimmedMean and rule.b < f)
+
+
+def problem_unbounded(inst: Instance) -> bool:
+    """Whether the objective has no finite optimum (rows sent to infinity along ``-u``).
+
+    ``"max"``: every rule unbounded (one ``B`` sends them all to -inf); ``"expected"``: any
+    rule of positive weight; tailored: the rule (for ``"lambda"``, any lambda is attained).
+    The ``"line"`` structure is bounded by its ``t_max`` by definition and is not flagged."""
+    if inst.structure == "line":
+        return False
+    uniq, _, w = unique_rules(inst.rules, inst.weights)
+    unb = [rule_unbounded(r, inst.f) for r in uniq]
+    if inst.kind == "max":
+        return all(unb)
+    if inst.kind == "expected":
+        return any(u and wt > 0 for u, wt in zip(unb, w))
+    return unb[0]
+
+
+def push_apart(B: torch.Tensor, eps: float, p: float, rel: float = 1e-6) -> torch.Tensor:
+    """Rows ``B`` with every pair that misses ``||B_i - B_k||_p >= eps`` by at most ``rel * eps``
+    (a solver's feasibility tolerance, audit finding 2) moved apart along ``B_i - B_k`` to
+    ``eps (1 + 1e-9)``; scaling the difference scales every norm, so any p works. Pairs
+    farther short are left alone (a real violation, which the real filter test reports)."""
+    if not eps > 0 or B.shape[0] < 2:
+        return B
+    B = B.detach().clone().double()
+    target = eps * (1 + 1e-9)
+    for _ in range(3):  # moving one pair can shorten another by a comparable hair
+        moved = False
+        for i, k in itertools.combinations(range(B.shape[0]), 2):
+            diff = B[i] - B[k]
+            dist = float(torch.linalg.vector_norm(diff, ord=p))
+            if eps * (1 - rel) <= dist < target and dist > 0:
+                half = 0.5 * (target / dist - 1.0) * diff
+                B[i] += half
+                B[k] -= half
+                moved = True
+        if not moved:
+            break
+    return B
+
+
+def check_options(where: str, opts: dict) -> dict:
+    """The shared numeric options, checked (one-line errors, ``_checks`` format)."""
+    out = dict(opts)
+    if "box" in out:
+        out["box"] = check_real(where, "box", out["box"], low=0.0)
+    if out.get("time_limit") is not None:
+        out["time_limit"] = check_real(where, "time_limit", out["time_limit"], low=0.0, low_open=True)
+    for name in ("mip_rel_gap", "gap_tol"):
+        if name in out:
+            out[name] = check_real(where, name, out[name], low=0.0)
+    for name in ("t_max", "tol", "margin"):
+        if name in out:
+            out[name] = check_real(where, name, out[name], low=0.0, low_open=True)
+    if "max_binaries" in out:
+        out["max_binaries"] = check_int(where, "max_binaries", out["max_binaries"], low=1)
+    if "seed" in out:
+        out["seed"] = check_int(where, "seed", out["seed"], low=0)
+    for name in ("reduce", "tighten", "verbose"):
+        if name in out and not isinstance(out[name], (bool, np.bool_)):
+            raise fail(where, name, "True or False", out[name])
+    return out
 
 
 class _Model:
@@ -208,7 +304,7 @@ class _Formulation:
         else:
             lo = np.minimum(R.min(0), o)
             hi = np.maximum(R.max(0), o)
-            w = box * np.maximum(hi - lo, 1e-3 * (1 + np.abs(hi) + np.abs(lo)))
+            w = box * np.maximum(hi - lo, 1e-3 * (1 + np.abs(hi) + np.abs(lo))) + filter_margin(inst)
             self.blo, self.bhi = lo - w, hi + w
             if inst.structure == "suboptimal":
                 row = [{self._var(lo[j] - w[j], hi[j] + w[j]): 1.0} for j in range(d)]
@@ -284,7 +380,8 @@ class _Formulation:
           width); the filter is now linear (no binaries). l_inf (or ``d = 1``): one
           coordinate with ``t_j >= eps`` suffices; lowering it to exactly ``eps`` and all
           the others to 0 is no worse, so ``t_j = eps * y_j`` with binaries
-          ``sum_j y_j = 1`` (``y_j = 0`` where ``eps > W_j``): d binaries instead of 2d;
+          ``sum_j y_j = 1``: d binaries instead of 2d (the box is at least ``2 (f - 1) eps``
+          wide, :func:`filter_margin`, so every coordinate can separate);
         - filter, ``f >= 3``: after the shift, sorting the rows by ``t_i1`` (a row
           permutation) puts ``t_11 = 0``: rows ordered on coordinate 1 and ``b_11 = c_1``.
           For l_inf (or ``d = 1``) also compressing every gap between consecutive sorted
@@ -315,10 +412,7 @@ class _Formulation:
             if linf:
                 ys = []
                 for j in range(d):
-                    y = self._var(binary=True)
-                    if eps > W[j]:
-                        self.m.ub[y] = 0.0
-                        self.vb[y] = (0.0, 0.0)
+                    y = self._var(binary=True)  # the box holds eps (filter_margin): no coordinate is barred
                     self.b[1][j] = {y: float(s[j] * eps), None: float(c[j])}
                     ys.append(y)
                 self.m.add({y: 1.0 for y in ys}, 1.0, 1.0)
@@ -341,7 +435,7 @@ class _Formulation:
                 for j in range(d):
                     if (i, j) != (0, 0):
                         (k,) = [k for k in self.b[i][j] if k is not None]
-                        far = c[j] + s[j] * min(W[j], (f - 1) * eps)
+                        far = c[j] + s[j] * (f - 1) * eps  # inside the box (filter_margin)
                         self.m.lb[k], self.m.ub[k] = float(min(c[j], far)), float(max(c[j], far))
                         self.vb[k] = (self.m.lb[k], self.m.ub[k])
 
@@ -528,26 +622,9 @@ def _eval(expr: dict, x) -> float:
     return expr.get(None, 0.0) + sum(v * x[k] for k, v in expr.items() if k is not None)
 
 
-def method_milp(inst: Instance, **options):
-    """``solvers.solve(problem, method="milp")``; see the module docstring."""
-    t0 = time.perf_counter()
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"solvers.milp: options must be among {sorted(OPTIONS)}, got unknown {unknown}")
-    opts = dict(box=1.0, time_limit=60.0, mip_rel_gap=1e-9, t_max=1e3, max_binaries=20000, tol=1e-6,
-                reduce=True, tighten=True)
-    opts.update(options)
-    reason = milp_applicable(inst)
-    if reason is not None:
-        raise ValueError(f"solvers.milp: not applicable: {reason}")
-    if inst.structure != "optimal" and inst.eps > 0 and inst.f >= 2:
-        return make_solution(inst, line_rows(inst, [0.0])[0], method="milp", status="infeasible", t0=t0,
-                             info=dict(reason="identical rows cannot be eps apart"))
-    # Solve in normalized coordinates (G - w_0) / sigma: the rules here are affine
-    # equivariant, and HiGHS's absolute tolerances misjudge feasibility at gradient scales.
-    orig = inst
-    inst, o_t, sigma, ufac, vscale = normalize(inst)
-    F = _Formulation(inst, opts["box"], opts["t_max"], tighten=opts["tighten"])
+def _build(inst: Instance, opts: dict, tighten: bool):
+    """The MILP of the (normalized) instance: ``(formulation, cost, sign, binaries, reduced)``."""
+    F = _Formulation(inst, opts["box"], opts["t_max"], tighten=tighten)
     uniq, _, w = unique_rules(inst.rules, inst.weights)
     u = inst.u.double().cpu().numpy()
     o = inst.offset.double().cpu().numpy()
@@ -571,6 +648,7 @@ def method_milp(inst: Instance, **options):
         c = inner[0]
     else:
         lam = F._var()
+        F.lam_var = lam
         for j in range(d):
             # |AGG_j - w_0j + lambda g_j| <= 1e-8 (normalized units): an exact equality
             # makes HiGHS's presolve declare some feasible instances infeasible
@@ -586,25 +664,144 @@ def method_milp(inst: Instance, **options):
         R = inst.R.double().cpu().numpy()
         scale = float(np.abs(u).sum() * max(np.abs(R).max(), np.abs(o).max())) or 1.0
     c = {k: v / scale for k, v in c.items()}
+    return F, c, sign * scale, nbin, reduced
+
+
+def _solve(inst: Instance, opts: dict):
+    """Build and solve, with the retries HiGHS needs: ``(formulation, cost, factor, result, ...)``.
+
+    ``"lambda"`` is solved with presolve off: HiGHS's presolve returned "optimal" with a
+    wrong optimum and an invalid bound on these equality-constrained models (audit
+    finding 3). Elsewhere an "infeasible" is confirmed without presolve, and a HiGHS
+    "solve error" (status 4, finding 4) is retried without presolve and ``tighten``."""
+    lam = inst.objective == "lambda"
+    tighten = bool(opts["tighten"])
+    F, c, factor, nbin, reduced = _build(inst, opts, tighten)
+    F.m.presolve = not lam
     res = F.m.solve(c, opts["time_limit"], opts["mip_rel_gap"])
-    if res.status == 2:
-        # HiGHS's presolve sometimes declares a feasible big-M model infeasible
-        # (seen on equality-constrained lambda problems): confirm without it
+    if res.status == 2 and F.m.presolve:
         F.m.presolve = False
         res = F.m.solve(c, opts["time_limit"], opts["mip_rel_gap"])
+    retried = False
+    if res.status == 4 or (res.status == 2 and lam and tighten):
+        F, c, factor, nbin, reduced = _build(inst, opts, False)
+        F.m.presolve = False
+        res = F.m.solve(c, opts["time_limit"], opts["mip_rel_gap"])
+        retried = True
+    return F, c, factor, nbin, reduced, res, retried
+
+
+def _fallback_rows(inst: Instance) -> torch.Tensor:
+    """Rows that are always feasible: the reference rows (lambda = -1) if known, else the
+    no-attack rows, spread along coordinate 1 so the similarity filter holds."""
+    if inst.objective == "lambda" and inst.own is not None:
+        return inst.own.double()
+    B = line_rows(inst, [0.0])[0].double().clone()
+    if inst.structure == "optimal" and inst.eps > 0 and B.shape[0] >= 2:
+        B[:, 0] += torch.arange(B.shape[0], dtype=B.dtype) * float(inst.eps) * (1 + 1e-9)
+    return B
+
+
+def _column_shift(inst: Instance, B: torch.Tensor, j: int, target: float) -> torch.Tensor:
+    """``B`` with column j shifted by a common ``s`` so the rule's coordinate j hits ``target``.
+
+    The rules here are coordinate-wise, monotone and continuous in each column, so
+    ``s -> AGG_j`` is non-decreasing: bracket by doubling, then bisect. A common shift keeps
+    every row difference (the filter) and identical rows identical."""
+    rule = inst.rules[0]
+    R = inst.R.double()
+
+    def h(s):
+        Bs = B.clone()
+        Bs[:, j] += s
+        return float(rule(torch.cat([Bs, R], 0))[j]) - target
+
+    h0 = h(0.0)
+    if h0 == 0.0:
+        return B
+    scale = float((R - inst.offset.double()).abs().max()) + abs(target) + 1e-300
+    step, s_far = -math.copysign(1e-13 * scale, h0), None
+    while abs(step) < 1e3 * scale:
+        if h(step) * h0 <= 0:
+            s_far = step
+            break
+        step *= 2.0
+    if s_far is None:
+        return B  # the column cannot reach the target (flat there): leave it
+    a, b = 0.0, s_far
+    for _ in range(200):
+        mid = 0.5 * (a + b)
+        if mid in (a, b):
+            break
+        if h(mid) * h0 > 0:
+            a = mid
+        else:
+            b = mid
+    s = b if abs(h(b)) < abs(h(a)) else a
+    out = B.clone()
+    out[:, j] += s
+    return out
+
+
+def polish_lambda(inst: Instance, B: torch.Tensor, lam: float, tol: float) -> torch.Tensor:
+    """Move ``B`` so that ``AGG = w_0 - lam g`` holds to rounding (HiGHS meets the equality only
+    to its 1e-7 tolerance, which the real residual test can reject: audit finding 4). Only
+    for rows the residual test rejects, and kept only where the real residual improves."""
+    from .solution import evaluate
+    if inst.structure == "line" or not math.isfinite(lam):
+        return B
+    old = evaluate(inst, B, tol)
+    if old["feasible_lambda"] is not False:
+        return B  # already exact to the test: moving it could only trade lambda for residual
+    o = inst.offset.double()
+    g = inst.u.double()
+    Bp = B.double().clone()
+    for j in range(inst.d):
+        Bp = _column_shift(inst, Bp, j, float(o[j] - lam * g[j]))
+    new = evaluate(inst, Bp, tol)
+    if new["filter_ok"] and new["residual"] is not None and new["residual"] < (old["residual"] or math.inf):
+        return Bp
+    return B
+
+
+def method_milp(inst: Instance, **options):
+    """``solvers.solve(problem, method="milp")``; see the module docstring."""
+    t0 = time.perf_counter()
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"solvers.milp: options must be among {sorted(OPTIONS)}, got unknown {unknown}")
+    opts = dict(box=1.0, time_limit=60.0, mip_rel_gap=1e-9, t_max=1e3, max_binaries=20000, tol=1e-6,
+                reduce=True, tighten=True)
+    opts.update(options)
+    opts = check_options("solvers.milp", opts)
+    reason = milp_applicable(inst)
+    if reason is not None:
+        raise ValueError(f"solvers.milp: not applicable: {reason}")
+    if inst.structure != "optimal" and inst.eps > 0 and inst.f >= 2:
+        return make_solution(inst, line_rows(inst, [0.0])[0], method="milp", status="infeasible", t0=t0,
+                             info=dict(reason="identical rows cannot be eps apart"))
+    # Solve in normalized coordinates (G - w_0) / sigma: the rules here are affine
+    # equivariant, and HiGHS's absolute tolerances misjudge feasibility at gradient scales.
+    orig = inst
+    inst, o_t, sigma, ufac, vscale = normalize(inst)
+    F, c, factor, nbin, reduced, res, retried = _solve(inst, opts)
+    factor *= vscale
     info = dict(binaries=nbin, variables=len(F.m.lb), constraints=len(F.m.rows), reduced=reduced,
-                tighten=bool(opts["tighten"]),
+                tighten=bool(opts["tighten"]) and not retried, presolve=F.m.presolve, retried=retried,
                 milp_status=int(res.status), milp_message=str(res.message),
-                milp_objective=None if res.x is None else vscale * sign * scale * (float(res.fun) + c.get(None, 0.0)),
+                milp_objective=None if res.x is None else factor * (float(res.fun) + c.get(None, 0.0)),
                 normalization=dict(sigma=sigma, u_factor=ufac))
     bound = getattr(res, "mip_dual_bound", None)
     if res.status == 0 and res.x is not None and (bound is None or not np.isfinite(bound)):
         bound = float(res.fun)  # no integer variable left (an LP): its optimum is proven
     if bound is not None and np.isfinite(bound):
-        bound = vscale * sign * scale * (float(bound) + c.get(None, 0.0))
+        bound = factor * (float(bound) + c.get(None, 0.0))
     else:
         bound = None
     info["domain"] = "box" if inst.structure != "line" else "t in [-T, T]"
+    unbounded = problem_unbounded(orig)
+    if unbounded:
+        info["unbounded"] = True
     if res.status == 2 and orig.objective == "lambda" and orig.own is not None:
         # Sending the reference rows reproduces g, so lambda = -1 is always feasible:
         # HiGHS's "infeasible" is a numerical failure of the big-M model. Report
@@ -615,9 +812,22 @@ def method_milp(inst: Instance, **options):
         return make_solution(orig, line_rows(orig, [0.0])[0], method="milp", status="infeasible", t0=t0,
                              info=info, tol=opts["tol"])
     if res.x is None:
-        B = line_rows(orig, [0.0])[0]
-        return make_solution(orig, B, method="milp", status="budget", t0=t0, info=info, tol=opts["tol"])
+        # "budget" only for HiGHS's time / iteration limit (status 1); a solve error is not one
+        status = "budget" if res.status == 1 else "feasible"
+        if status == "feasible":
+            info["reason"] = f"HiGHS failed ({res.message}); returning always-feasible rows"
+        return make_solution(orig, _fallback_rows(orig), method="milp", status=status, t0=t0, info=info,
+                             tol=opts["tol"])
     B = o_t + sigma * F.rows_from(res.x).to(o_t)
-    status = "optimal" if res.status == 0 else "budget"
+    if F._has_filter():
+        B = push_apart(B, float(orig.eps), float(orig.eps_p))
+    if orig.objective == "lambda":
+        B = polish_lambda(orig, B, float(res.x[F.lam_var]), opts["tol"])
+    status = {0: "optimal", 1: "budget"}.get(int(res.status), "feasible")
+    if unbounded:
+        # the box optimum is a feasible point, not the problem's optimum (audit finding 8)
+        status = "feasible" if status == "optimal" else status
+        bound = None
+        info["reason"] = "the objective is unbounded (mean, or trimmed mean with b < f): optimum on the box only"
     return make_solution(orig, B, method="milp", status=status, t0=t0, bound=bound,
                          iterations=int(getattr(res, "mip_node_count", 0) or 0), info=info, tol=opts["tol"])

@@ -54,7 +54,8 @@ proved optimality and the recomputed value is within ``gap_tol`` (normalized
 units, default ``1e-4``) of the bound; the gap is always reported.
 
 Domain. Each Byzantine coordinate lies in the honest range of that coordinate
-widened by ``W = max(box * width, 3.003 sqrt(S*))``, where ``S*`` is the lowest
+widened by ``W = max(box * width, 3.003 sqrt(S*))`` plus, with the similarity
+filter, ``(f - 1) eps`` (:func:`solvers.milp.filter_margin`), where ``S*`` is the lowest
 honest-only Krum score (K nearest among the other honest rows). When every
 rule of the problem is Krum and there is no similarity filter, this box loses
 nothing (``info["box_lossless"] = True``): a selected Byzantine row has score at
@@ -63,8 +64,13 @@ honest row; its neighbours lie within ``sqrt(S*)`` of it; any other Byzantine ro
 can be moved to a far corner of the box (beyond ``3 sqrt(S*)``) without changing
 the selected row. Otherwise the result is the optimum on the box and
 ``info["box_active"]`` says whether a returned coordinate touches its boundary
-(for the mean, unbounded below, it always does; comed / trimmed mean with
-``b >= f`` lose nothing beyond the honest range).
+(comed / trimmed mean with ``b >= f`` lose nothing beyond the honest range;
+Bulyan's box is not proven lossless, see :mod:`solvers.bulyan_exact`). Problems
+without a finite optimum (a mean or trimmed mean with ``b < f`` deciding the
+objective) get status ``"feasible"``, ``bound=None``, ``info["unbounded"] = True``.
+Rows from SCIP that miss the filter's ``eps`` by its tolerance are pushed apart to
+``eps`` before they are scored (:func:`solvers.milp.push_apart`). Krum with its
+own ``f`` below the problem's ``f - 1`` is refused (``miqcp_applicable``).
 
 Bulyan(select=krum) (El Mhamdi et al. 2018; theta = n - 2f rounds of eq. (3)
 on the rows left, then trimmed / average / comed on the selected rows, as pinned
@@ -94,7 +100,7 @@ from mixtailor_game.rules import Comed, Krum, Mean, TrimmedMean
 
 from . import bulyan_exact
 from .line import line_rows
-from .milp import _Formulation, _bounds, normalize
+from .milp import _Formulation, _bounds, _fallback_rows, check_options, filter_margin, normalize, problem_unbounded, push_apart
 from .problems import Instance
 from .solution import evaluate, make_solution, unique_rules
 
@@ -133,6 +139,11 @@ def miqcp_applicable(inst: Instance) -> str | None:
     uniq, _, _ = unique_rules(inst.rules, inst.weights)
     for r in uniq:
         if type(r) is Krum:
+            if r.f < inst.f - 1:
+                # K = n - f_r - 2 neighbours exceed the n - f - 1 honest others: the honest-only
+                # score S* and its cuts are undefined (the box would be infinite)
+                return (f"rule {r.name}: needs the rule's f >= problem f - 1 (K = n - f_r - 2 > n - f - 1 "
+                        f"honest rows), got rule f={r.f}, problem f={inst.f}")
             if inst.d > 1 and float(r.p) not in (1.0, 2.0, math.inf):
                 return f"rule {r.name}: l_p with p = {float(r.p):g} not in (1, 2, inf) for d > 1"
         elif bulyan_exact.is_bulyan(r):
@@ -504,12 +515,21 @@ def _box(inst: Instance, box: float):
             W = max(W, 3.003 * math.sqrt(S) + 1e-9)
         elif bulyan_exact.is_bulyan(r):
             W = max(W, bulyan_exact.box_width(R, r))
-    lo = np.minimum(lo0 - width, R.min(0) - W)
-    hi = np.maximum(hi0 + width, R.max(0) + W)
-    # with Bulyan (f = 1) every B outside the box is farther than every honest pair
-    # from all honest rows, and Krum and Bulyan then give their honest-only outputs
-    lossless = all(type(r) is Krum or bulyan_exact.is_bulyan(r) for r in uniq) and not (inst.eps > 0 and inst.f >= 2)
+    lo = np.minimum(lo0 - width, R.min(0) - W) - filter_margin(inst)  # room for eps-apart rows (finding 1)
+    hi = np.maximum(hi0 + width, R.max(0) + W) + filter_margin(inst)
+    # Krum only: see the module docstring. Not Bulyan: its second tie key sums the squared
+    # distances to every row left, B included, so a far B can change the selection (finding 5)
+    lossless = all(type(r) is Krum for r in uniq) and not (inst.eps > 0 and inst.f >= 2)
     return lo, hi, lossless
+
+
+def _set_param(model, name, value):
+    """``model.setParam`` with an error that names the parameter."""
+    try:
+        model.setParam(name, value)
+    except (KeyError, ValueError, TypeError, LookupError) as e:
+        raise ValueError(f"solvers.miqcp: scip_params must hold valid SCIP parameters, got {name!r}={value!r} "
+                         f"({e})") from None
 
 
 def method_miqcp(inst: Instance, **options):
@@ -521,10 +541,9 @@ def method_miqcp(inst: Instance, **options):
     opts = dict(time_limit=60.0, box=1.0, gap_tol=1e-4, margin=1e-6, tol=1e-6, seed=0, verbose=False,
                 max_binaries=5000, scip_params=None)
     opts.update(options)
-    if opts["time_limit"] is not None and not (float(opts["time_limit"]) > 0):
-        raise ValueError(f"solvers.miqcp: time_limit must be > 0 seconds or None, got {opts['time_limit']!r}")
-    if not (float(opts["margin"]) > 0) or not (float(opts["gap_tol"]) >= 0) or not (float(opts["box"]) >= 0):
-        raise ValueError("solvers.miqcp: margin must be > 0, gap_tol >= 0 and box >= 0")
+    opts = check_options("solvers.miqcp", opts)
+    if opts["scip_params"] is not None and not isinstance(opts["scip_params"], dict):
+        raise ValueError(f"solvers.miqcp: scip_params must be a dict or None, got {opts['scip_params']!r}")
     reason = miqcp_applicable(inst)
     if reason is not None:
         raise ValueError(f"solvers.miqcp: not applicable: {reason}")
@@ -562,13 +581,20 @@ def method_miqcp(inst: Instance, **options):
             raise ValueError(f"solvers.miqcp: binaries must be <= max_binaries={opts['max_binaries']}, "
                              f"got {b.nbin}")
         for k, v in params.items():
-            b.m.setParam(k, v)
+            _set_param(b.m, k, v)
         if left is not None:
             b.m.setParam("limits/time", max(left, 0.05))
         if kind == "repair":
             for var, val in zip(b.key_vars, fix):
                 b.m.fixVar(var, val)
-        b.m.optimize()
+        try:
+            b.m.optimize()
+        except Exception as e:  # SCIP's LP solver can fail on badly scaled models (huge eps)
+            runs.append(dict(kind=kind, margin=margin, scip_status="error", error=str(e)))
+            if kind == "exact":
+                first_status = "error"
+                break
+            continue
         st = b.m.getStatus()
         run = dict(kind=kind, margin=margin, scip_status=st, nodes=int(b.m.getNNodes()),
                    time=float(b.m.getSolvingTime()), binaries=b.nbin, variables=int(b.m.getNVars()),
@@ -583,6 +609,9 @@ def method_miqcp(inst: Instance, **options):
             model_obj = float(b.m.getSolObjVal(sol))
             Bn = b.rows_from_solution(sol)
             B = o_t + sigma * Bn.to(o_t)
+            if inst.structure == "optimal" and inst.f >= 2 and inst.eps > 0:
+                # SCIP meets ||B_i - B_k|| >= eps only to its feasibility tolerance (finding 2)
+                B = push_apart(B, float(orig.eps), float(orig.eps_p))
             real = make_solution(orig, B, method="miqcp", status="feasible", t0=t0, tol=opts["tol"])
             rn = norm_value(real.value) if real.status != "infeasible" else math.inf
             box_active = bool(((Bn.numpy() <= lo + 1e-7 * (1 + abs(lo))) |
@@ -605,10 +634,14 @@ def method_miqcp(inst: Instance, **options):
                 box=dict(lo=(o_t.numpy() + sigma * lo).tolist(), hi=(o_t.numpy() + sigma * hi).tolist()),
                 normalization=dict(sigma=sigma, u_factor=ufac), solver=f"SCIP via pyscipopt {scip.__version__}")
     bound = None if bound_n is None else to_orig(bound_n)
-    iters = sum(r["nodes"] for r in runs)
+    iters = sum(r.get("nodes", 0) for r in runs)
     if first_status == "infeasible":
         return make_solution(orig, line_rows(orig, [0.0])[0], method="miqcp", status="infeasible", t0=t0,
                              info=info, tol=opts["tol"])
+    if best is None and first_status == "error":
+        info["reason"] = "SCIP failed on the exact model; returning always-feasible rows"
+        return make_solution(orig, _fallback_rows(orig), method="miqcp", status="feasible", t0=t0, info=info,
+                             iterations=iters, tol=opts["tol"])
     if best is None:
         B = orig.own if orig.own is not None else line_rows(orig, [0.0])[0]
         return make_solution(orig, B, method="miqcp", status="budget", t0=t0, bound=bound, info=info,
@@ -626,6 +659,11 @@ def method_miqcp(inst: Instance, **options):
                 rn, B = norm_value(ev["value"]), Bc
                 info["polished"] = a
     info["box_active"] = box_active
+    if problem_unbounded(orig):
+        # a mean (or trimmed mean with b < f) decides the objective: no finite optimum (finding 8)
+        info["unbounded"] = True
+        info["reason"] = "the objective is unbounded (mean, or trimmed mean with b < f): optimum on the box only"
+        bound, bound_n = None, None
     proven = first_status == "optimal" and bound_n is not None and rn <= bound_n + float(opts["gap_tol"])
     status = "optimal" if proven else ("budget" if first_status in ("timelimit", "userinterrupt", "memlimit",
                                                                     "nodelimit", "totalnodelimit", "stallnodelimit",

@@ -60,7 +60,7 @@ def test_tailored_bulyan_d1_matches_brute_force(aggregate, p, seed):
     prob = solvers.TailoredAttack(honest(1, seed), 1, bulyan(aggregate, p), objective="inner")
     sol = solvers.solve(prob, method="miqcp")
     best = check(prob, sol, 401)
-    assert sol.info["box_lossless"]
+    assert sol.info["box_lossless"] is False  # Bulyan's tie key sees B: an optimum on the box only
     assert best <= sol.value + 0.05 * abs(float(prob.compile().u[0]))  # the grid comes close (step ~ 3e-2)
 
 
