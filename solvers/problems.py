@@ -35,6 +35,7 @@ sent f times, the restriction of P3).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -235,9 +236,30 @@ class _Problem:
             if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(line).all())):
                 raise fail(self.where, "honest", "rows whose mean and sum are finite in their dtype "
                            "(rescale them, or pass float64)", f"a sum that overflows {R.dtype}")
+        _check_scale(self.where, ref - offset)
         return Instance(R=R, n=n, f=f, rules=tuple(rules), weights=tuple(weights), kind=kind,
                         objective=objective, structure=structure, u=u, offset=offset, line=line,
                         eps=eps, eps_p=eps_p, name=name, own=own)
+
+
+# The search reaches rows t_max = 1e3 times beyond the honest ones and multiplies them by
+# u (n d terms): room of 1e8 n d on the squares keeps every inner product a float64 number
+_SCALE_ROOM = 1e8
+
+
+def _check_scale(where: str, X: torch.Tensor) -> None:
+    """The rows (minus w_0) must be of a magnitude whose squares, times ``1e8 n d``, stay
+    normal float64 numbers: beyond it the inner products overflow to -inf (reported as
+    attacks of value -inf) or the squared distances underflow to 0 (every Krum score ties)."""
+    m = float(X.double().abs().max()) if X.numel() else 0.0
+    if m == 0.0:
+        return  # no honest signal at all: the objective is identically 0, which the methods report
+    n, d = X.shape
+    hi = math.sqrt(sys.float_info.max / (_SCALE_ROOM * n * d))
+    lo = math.sqrt(sys.float_info.min) * 1e3
+    if not lo <= m <= hi:
+        raise fail(where, "honest", f"rows (minus w_0) of largest magnitude in [{lo:.1e}, {hi:.1e}] so inner "
+                   "products and squared distances stay float64 numbers (rescale them)", f"{m:.3g}")
 
 
 def _check_eps(where, eps, eps_p):

@@ -180,12 +180,18 @@ def make_solution(inst: Instance, B: torch.Tensor, *, method: str, status: str, 
 
     ``status`` is the method's claim; it is downgraded when the real rules
     disagree: a ``"lambda"`` problem whose rows are not exactly anti-aligned, or
-    rows that break the similarity filter, are not ``optimal`` / ``feasible``.
+    rows that break the similarity filter, and rows or a value that are not
+    finite, are not ``optimal`` / ``feasible``.
     """
     if status not in STATUSES:
         raise ValueError(f"solvers: status must be one of {STATUSES}, got {status!r}")
     B = B.detach().to(inst.R).clone()
     ev = evaluate(inst, B, tol, known)
+    info = dict(info or {})
+    if not (bool(torch.isfinite(B).all()) and math.isfinite(ev["value"])):
+        # an attack is finite vectors, and its value a number; anything else is no attack
+        status = "infeasible"
+        info.setdefault("reason", "the rows or their value are not finite")
     if status != "infeasible":
         if not ev["filter_ok"] or (ev["feasible_lambda"] is False):
             status = "infeasible"
@@ -201,5 +207,5 @@ def make_solution(inst: Instance, B: torch.Tensor, *, method: str, status: str, 
         status=status, gap=gap, bound=bound, iterations=int(iterations),
         wall_time=time.perf_counter() - t0, method=method, certificate=cert,
         objective=inst.objective, problem=inst.name, rule_names=names, residual=ev["residual"],
-        filter_ok=ev["filter_ok"], info=dict(info or {}),
+        filter_ok=ev["filter_ok"], info=info,
     )

@@ -130,5 +130,28 @@ def test_relax_on_a_degenerate_line():
     sol = solvers.solve(solvers.P3(W, 1, [Comed(f=1)]), method="relax")
     assert sol.status == "optimal" and sol.bound == sol.value and torch.isfinite(sol.byzantine).all()
     tiny = torch.tensor([[1.0, 2.0], [2.0, 1.0], [1.5, 1.5], [1.2, 1.8]], dtype=torch.float64) * 1e-300
-    sol = solvers.solve(solvers.P3(tiny, 1, [Comed(f=1)]), method="relax")
+    with pytest.raises(ValueError, match=r"^P3: honest must be rows \(minus w_0\) of largest magnitude in"):
+        solvers.P3(tiny, 1, [Comed(f=1)]).compile()  # squared distances would underflow to 0
+    sol = solvers.solve(solvers.P3(tiny * 1e160, 1, [Comed(f=1)]), method="relax")  # ~1e-140: allowed
     assert torch.isfinite(sol.byzantine).all() and math.isfinite(sol.value)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1e160, 1e200])
+@pytest.mark.parametrize("method", ["line", "milp", "scp", "relax"])
+def test_rows_beyond_float64_room_are_refused_by_every_method(scale, method):
+    """Rows whose squares (times 1e8 n d) leave float64: the inner products overflowed to
+    -inf (milp reported value -inf "optimal") or the distances underflowed to 0."""
+    H = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * scale
+    with pytest.raises(ValueError, match=r"honest must be rows \(minus w_0\) of largest magnitude in"):
+        solvers.solve(solvers.P3(H, 1, [Comed(f=1)]), method=method)
+
+
+@pytest.mark.parametrize("seed", [8, 12])
+def test_relax_bound_holds_for_float32_rows(seed):
+    """The envelope is exact in float64; the real rules round in float32 (a bound 4.5e-7
+    relative above the value at seed 8, d = 1, before the rounding slack)."""
+    g = torch.Generator().manual_seed(seed)
+    H = (torch.randn(9, 1, generator=g) * 10 ** (seed % 5 - 2) + torch.rand(1, generator=g) * 5).float()
+    sol = solvers.solve(solvers.ExpectedValue(H, 2, [Comed(f=2), TrimmedMean(b=2)]), method="relax")
+    assert sol.info["bound_valid"] and sol.info["rounding_slack"] > 0
+    assert sol.bound <= sol.value and sol.gap <= 64 * sol.info["rounding_slack"] + 1e-6 * abs(sol.value)

@@ -1,5 +1,7 @@
 """Problem dataclasses of solvers/: validation, knowledge completion, spaces, pools."""
 
+import math
+
 import pytest
 import torch
 
@@ -125,3 +127,16 @@ def test_partial_knowledge_fills_unseen_rows_with_the_mean_of_what_the_adversary
     assert torch.allclose(inst.R[:3], V[:3]) and torch.allclose(inst.R[3:], gbar.expand(7, -1))
     plain = solvers.P3(V, 2, [Comed(f=2)], knowledge=("partial", 3)).compile()
     assert torch.allclose(plain.R[3:], V[:3].mean(0).expand(7, -1))
+
+
+def test_solutions_with_non_finite_rows_are_never_feasible():
+    """make_solution runs the real rules; rows with NaN/Inf (the rules' sanitizing aside)
+    are no attack: status infeasible with a reason, whatever the method claimed."""
+    from solvers.solution import make_solution
+    H = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    inst = solvers.P1(H, 1, [Comed(f=1)]).compile()
+    for bad in (math.nan, math.inf):
+        sol = make_solution(inst, torch.tensor([[bad, 0.0]]), method="line", status="optimal", t0=0.0)
+        assert sol.status == "infeasible" and "not finite" in sol.info["reason"] and sol.certificate is False
+    ok = make_solution(inst, torch.tensor([[0.0, 0.0]]), method="line", status="feasible", t0=0.0)
+    assert ok.status == "feasible" and "reason" not in ok.info

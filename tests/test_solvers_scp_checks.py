@@ -1,5 +1,6 @@
 """solvers.scp: input checks, degenerate filter tangents, subproblem failures, scale, filter margin."""
 
+import numpy as np
 import cvxpy as cp
 import pytest
 import torch
@@ -101,8 +102,16 @@ def test_a_start_just_inside_the_filter_is_repaired():
     lambda V: solvers.P1(V * 1e160, 2, [Comed(f=2), Krum(f=2)]),
 ])
 def test_overflowing_inner_products_raise_naming_honest(make):
-    with pytest.raises(ValueError, match=r"^solvers\.scp: honest must be rows whose inner products fit in float64"):
+    # refused when the problem compiles (solvers.problems._check_scale), before any LP
+    with pytest.raises(ValueError, match=r"honest must be rows \(minus w_0\) of largest magnitude in"):
         solvers.solve(make(honest()), method="scp")
+
+
+def test_scp_refuses_a_non_finite_linear_model():
+    from solvers.scp import _check_finite
+    with pytest.raises(ValueError, match=r"^solvers\.scp: honest must be rows whose inner products fit in float64"):
+        _check_finite(np.array([0.0, np.inf]), None)
+    _check_finite(np.array([0.0, 1.0]), np.zeros((2, 1, 3)))  # finite: no error
 
 
 # F10: options
