@@ -4,10 +4,10 @@
    f = 2 and d = 184,586 (the paper's MNIST CNN), reported with the time of one
    pass of aggregation over the pool (every pool entry called once on the same
    rows, as MixTailor would if it ran them all). ``--pool`` picks the families
-   (default krum,comed: the paper pool's geometric medians and Bulyans call the
-   l_p IRLS, about 4-6 s per call at this d on this CPU, so one pass of the full
-   pool alone takes minutes; ``--pool paper --d 18459`` runs the whole pool at
-   d / 10).
+   (default krum,comed, the quick families; ``--pool paper`` adds the geometric
+   medians and Bulyans, whose l_p IRLS makes one pass of the whole pool ~1.4 s
+   at this d on the 2-core CPU and an ExpectedValue solve ~25 s; ``--d 18459``
+   runs it at d / 10).
 2. SCP on comed at d = 10^4 (n = 12, f = 2, f free rows), with the exact
    optimum (comed is separable and monotone in each Byzantine entry: sending
    ``-sign(mu_j) * inf`` is optimal) for the gap.
