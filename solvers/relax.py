@@ -139,7 +139,7 @@ def method_relax(inst: Instance, **options):
     if inst.structure != "line" or inst.objective == "lambda":
         raise ValueError("solvers.relax: needs the 1-D problem (P3, or structure='line' with an inner, xi "
                          f"or expected objective), got structure={inst.structure!r}, objective={inst.objective!r}")
-    lopts = dict(t_max=1e3, n_geo=16, n_lin=17, max_breakpoints=20000, rounds=3, zoom=7, keep=2,
+    lopts = dict(t_max=1e3, n_geo=16, n_lin=17, n_dense=101, max_breakpoints=20000, rounds=3, zoom=7, keep=2,
                  chunk_elems=2 ** 23, fast=True, tol=1e-6, t_range=None)
     line_options = options.get("line_options", {})
     if not isinstance(line_options, dict):
