@@ -9,7 +9,9 @@ pooled with mean / comed / trimmed mean, :mod:`solvers.miqcp` and
 :mod:`solvers.scp`), ``"relax"`` (convex piecewise-linear relaxation of the 1-D
 problem, :mod:`solvers.relax`). ``method=None`` picks, in order:
 
-1. ``"line"`` for the 1-D structure (P3, ``structure="line"``);
+1. ``"line"`` for the 1-D structure (P3, ``structure="line"``); ``"milp"`` for a
+   tailored ``"lambda"`` problem on comed / trimmed mean (b >= f),
+   at any size (its exact closed form, :mod:`solvers.lambda_exact`);
 2. ``"milp"`` when every rule is mean / comed / trimmed mean, ``f <= 4`` and
    ``n * d <= milp_max_size`` (400), and the filter norm is l_1 / l_inf (or d = 1);
 3. ``"miqcp"`` when some rule is Krum or Bulyan(select=krum), every rule is
@@ -29,6 +31,7 @@ from __future__ import annotations
 from mixtailor_game.rules import Bulyan, Krum
 
 from .line import method_line
+from .lambda_exact import lambda_closed_form_applicable
 from .milp import milp_applicable, method_milp
 from .miqcp import method_miqcp, miqcp_applicable, scip_available
 from .problems import ExpectedValue, P1, P2, P3, TailoredAttack
@@ -47,6 +50,8 @@ def choose_method(inst, milp_max_size: int = 400) -> str:
     """The method ``solve(problem)`` uses when none is given (see the module docstring)."""
     if inst.structure == "line":
         return "line"
+    if lambda_closed_form_applicable(inst) is None:
+        return "milp"  # its closed form, at any size
     if milp_applicable(inst) is None and inst.n * inst.d <= milp_max_size:
         return "milp"
     has_bulyan = any(type(r) is Bulyan for r in inst.rules)
