@@ -96,12 +96,11 @@ import torch
 from mixtailor_game._checks import check_int, check_real, fail
 from mixtailor_game.rules import Comed, Mean, TrimmedMean
 
-from .lambda_exact import lambda_closed_form_applicable, solve_lambda
 from .line import line_rows
 from .problems import Instance
 from .solution import make_solution, unique_rules
 
-OPTIONS = ("box", "time_limit", "mip_rel_gap", "t_max", "max_binaries", "tol", "reduce", "tighten", "closed_form")
+OPTIONS = ("box", "time_limit", "mip_rel_gap", "t_max", "max_binaries", "tol", "reduce", "tighten")
 
 
 def milp_applicable(inst: Instance, max_binaries: int = 20000) -> str | None:
@@ -213,7 +212,7 @@ def check_options(where: str, opts: dict) -> dict:
         out["max_binaries"] = check_int(where, "max_binaries", out["max_binaries"], low=1)
     if "seed" in out:
         out["seed"] = check_int(where, "seed", out["seed"], low=0)
-    for name in ("reduce", "tighten", "verbose", "closed_form"):
+    for name in ("reduce", "tighten", "verbose"):
         if name in out and not isinstance(out[name], (bool, np.bool_)):
             raise fail(where, name, "True or False", out[name])
     return out
@@ -772,12 +771,9 @@ def method_milp(inst: Instance, **options):
     if unknown:
         raise ValueError(f"solvers.milp: options must be among {sorted(OPTIONS)}, got unknown {unknown}")
     opts = dict(box=1.0, time_limit=60.0, mip_rel_gap=1e-9, t_max=1e3, max_binaries=20000, tol=1e-6,
-                reduce=True, tighten=True, closed_form=True)
+                reduce=True, tighten=True)
     opts.update(options)
     opts = check_options("solvers.milp", opts)
-    if opts["closed_form"] and lambda_closed_form_applicable(inst) is None:
-        # comed / trimmed mean (b >= f), "lambda": exact at any size without a model
-        return solve_lambda(inst, opts["tol"], t0)
     reason = milp_applicable(inst)
     if reason is not None:
         raise ValueError(f"solvers.milp: not applicable: {reason}")

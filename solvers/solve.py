@@ -7,11 +7,13 @@ pooled with mean / comed / trimmed mean, :mod:`solvers.miqcp` and
 :mod:`solvers.bulyan_exact`; needs the optional
 ``pyscipopt``), ``"scp"`` (sequential convex programming for f free rows,
 :mod:`solvers.scp`), ``"relax"`` (convex piecewise-linear relaxation of the 1-D
-problem, :mod:`solvers.relax`). ``method=None`` picks, in order:
+problem, :mod:`solvers.relax`), ``"coordinatewise"`` (exact closed forms when every
+rule is comed / trimmed mean with b >= f, :mod:`solvers.coordinatewise`).
+``method=None`` picks, in order:
 
-1. ``"line"`` for the 1-D structure (P3, ``structure="line"``); ``"milp"`` for a
-   tailored ``"lambda"`` problem on comed / trimmed mean (b >= f),
-   at any size (its exact closed form, :mod:`solvers.lambda_exact`);
+1. ``"line"`` for the 1-D structure (P3, ``structure="line"``); then
+   ``"coordinatewise"`` when every rule is comed / trimmed mean with b >= f (exact
+   closed forms at any size, :mod:`solvers.coordinatewise`);
 2. ``"milp"`` when every rule is mean / comed / trimmed mean, ``f <= 4`` and
    ``n * d <= milp_max_size`` (400), and the filter norm is l_1 / l_inf (or d = 1);
 3. ``"miqcp"`` when some rule is Krum or Bulyan(select=krum), every rule is
@@ -31,7 +33,7 @@ from __future__ import annotations
 from mixtailor_game.rules import Bulyan, Krum
 
 from .line import method_line
-from .lambda_exact import lambda_closed_form_applicable
+from .coordinatewise import coordinatewise_applicable, method_coordinatewise
 from .milp import milp_applicable, method_milp
 from .miqcp import method_miqcp, miqcp_applicable, scip_available
 from .problems import ExpectedValue, P1, P2, P3, TailoredAttack
@@ -40,7 +42,7 @@ from .scp import method_scp
 from .solution import AttackSolution
 
 METHODS = {"line": method_line, "milp": method_milp, "miqcp": method_miqcp, "scp": method_scp,
-           "relax": method_relax}
+           "relax": method_relax, "coordinatewise": method_coordinatewise}
 MIQCP_MAX_N, MIQCP_MAX_D = 7, 3  # auto picks "miqcp" up to these sizes (seconds to ~a minute)
 MIQCP_BULYAN_MAX_D = 2           # with Bulyan in the pool (n = 7, f = 1): seconds at d <= 2
 PROBLEMS = (TailoredAttack, P1, P2, P3, ExpectedValue)
@@ -50,8 +52,8 @@ def choose_method(inst, milp_max_size: int = 400) -> str:
     """The method ``solve(problem)`` uses when none is given (see the module docstring)."""
     if inst.structure == "line":
         return "line"
-    if lambda_closed_form_applicable(inst) is None:
-        return "milp"  # its closed form, at any size
+    if coordinatewise_applicable(inst) is None:
+        return "coordinatewise"  # exact closed forms, at any size
     if milp_applicable(inst) is None and inst.n * inst.d <= milp_max_size:
         return "milp"
     has_bulyan = any(type(r) is Bulyan for r in inst.rules)

@@ -139,12 +139,11 @@ def test_milp_infeasible_filter_is_a_status_not_an_exception():
     assert sol.status == "optimal" and sol.filter_ok
 
 
-@pytest.mark.parametrize("closed_form", [False, True])  # the model, and solvers.lambda_exact
-def test_milp_lambda_objective_matches_brute_force_d1(closed_form):
+@pytest.mark.parametrize("method", ["milp", "coordinatewise"])  # the model, and the closed form
+def test_milp_lambda_objective_matches_brute_force_d1(method):
     V = honest(4, 1, 11)
     p = solvers.TailoredAttack(V, 1, TrimmedMean(b=1), structure="optimal", objective="lambda")
-    sol = solvers.solve(p, method="milp", closed_form=closed_form)
-    assert sol.info.get("closed_form", False) is closed_form
+    sol = solvers.solve(p, method=method)
     inst = p.compile()
     g = float(inst.u[0])
     best = max(-float(TrimmedMean(b=1)(torch.cat([B, inst.R]))[0]) / g for B in grid_rows(inst, 2001))
@@ -153,11 +152,10 @@ def test_milp_lambda_objective_matches_brute_force_d1(closed_form):
     assert best - 1e-9 <= sol.value <= best + 1e-2
 
 
-@pytest.mark.parametrize("closed_form", [False, True])
-def test_milp_lambda_d2_solution_is_exactly_anti_aligned(closed_form):
+@pytest.mark.parametrize("method", ["milp", "coordinatewise"])
+def test_milp_lambda_d2_solution_is_exactly_anti_aligned(method):
     V = honest(4, 2, 13)
-    sol = solvers.solve(solvers.TailoredAttack(V, 1, Comed(f=1), objective="lambda"), method="milp",
-                        closed_form=closed_form)
+    sol = solvers.solve(solvers.TailoredAttack(V, 1, Comed(f=1), objective="lambda"), method=method)
     assert sol.status == "optimal"
     assert sol.residual <= 1e-6 * max(1, abs(sol.value))  # the documented tolerance
 
@@ -342,7 +340,7 @@ def test_milp_speedups_agree_with_filter_f3_d2(p):
 def test_milp_tighten_keeps_the_lambda_optimum(rule):
     V = honest(5, 2, 80)  # n = 7: lambda is not monotone, so only tighten applies
     prob = solvers.TailoredAttack(V, 2, rule, objective="lambda")
-    new, old = (solvers.solve(prob, method="milp", tighten=t, closed_form=False) for t in (True, False))
+    new, old = (solvers.solve(prob, method="milp", tighten=t) for t in (True, False))
     assert not new.info["reduced"]
     assert new.value == pytest.approx(old.value, rel=1e-6, abs=1e-9)
     assert new.residual <= 1e-6 * max(1, abs(new.value))

@@ -74,40 +74,40 @@ def test_miqcp_keeps_run_that_misses_eps_by_tolerance():
 
 
 # --- findings 3 and 4: the MILP lambda objective ----------------------------------------------
-@pytest.mark.parametrize("closed_form", [False, True])  # the model, and solvers.lambda_exact
-def test_milp_lambda_presolve_off_finds_optimum(closed_form):
+@pytest.mark.parametrize("method", ["milp", "coordinatewise"])  # the model, and the closed form
+def test_milp_lambda_presolve_off_finds_optimum(method):
     V = torch.tensor([[2.9416768732422867, -2.464282157464265, -1.7929016476766053],
                       [1.253124025049157, 4.340959563779935, 1.9993133876870246],
                       [-4.454246600168046, 0.8909960299586874, -7.757084165329957],
                       [-4.126583965319012, -3.7080102438745164, -1.5736585498994544]], dtype=torch.float64)
     p = solvers.TailoredAttack(V, 3, TrimmedMean(b=3), structure="suboptimal", objective="lambda")
-    sol = solvers.solve(p, method="milp", closed_form=closed_form)
+    sol = solvers.solve(p, method=method)
     assert sol.status == "optimal"
     assert sol.value == pytest.approx(0.876476, abs=1e-5)  # old code: -0.785987 "optimal"
     assert sol.bound >= sol.value - 1e-6
 
 
-@pytest.mark.parametrize("closed_form", [False, True])  # the model, and solvers.lambda_exact
-def test_milp_lambda_not_falsely_infeasible(closed_form):
+@pytest.mark.parametrize("method", ["milp", "coordinatewise"])  # the model, and the closed form
+def test_milp_lambda_not_falsely_infeasible(method):
     V = torch.tensor([[-5.453543118401134, 3.9365333392914987], [-1.659481448322552, 4.806507965823303],
                       [2.343414968436747, -1.6485649127438378], [0.4251660004902992, -0.2900711928472972]],
                      dtype=torch.float64)
     p = solvers.TailoredAttack(V, 3, Comed(f=3), objective="lambda")
-    sol = solvers.solve(p, method="milp", closed_form=closed_form)
+    sol = solvers.solve(p, method=method)
     assert sol.status == "optimal"            # old code: "infeasible" (residual 1e-6)
     assert sol.value == pytest.approx(0.969116, abs=1e-5)
     assert sol.residual < 1e-7
 
 
-@pytest.mark.parametrize("closed_form", [False, True])  # the model, and solvers.lambda_exact
-def test_milp_lambda_solve_error_is_not_budget(closed_form):
+@pytest.mark.parametrize("method", ["milp", "coordinatewise"])  # the model, and the closed form
+def test_milp_lambda_solve_error_is_not_budget(method):
     V = torch.tensor([[-1.2639085259505838, -3.2804363440982955], [-6.116179305897759, -5.362853372874354],
                       [-5.094171348837486, 3.6778684763317724], [-3.1921133770671464, -3.289533895241018]],
                      dtype=torch.float64)
     model = torch.tensor([2.208634584162385, 0.028750623711232222], dtype=torch.float64)
     p = solvers.TailoredAttack(V, 3, Comed(f=3), structure="suboptimal", objective="lambda",
                                knowledge=("partial", 1), space="model", model=model)
-    sol = solvers.solve(p, method="milp", closed_form=closed_form)
+    sol = solvers.solve(p, method=method)
     assert sol.status in ("optimal", "feasible")  # old code: "budget" with no time limit hit
     assert sol.value >= -1.0 - 1e-9
 

@@ -251,7 +251,8 @@ def test_auto_picks_miqcp_for_small_krum_only():
     assert solvers.choose_method(big.compile()) == "scp"
     filt = solvers.P2(honest(5, 2, 1), 2, [Krum(f=2)], eps=0.1)
     assert solvers.choose_method(filt.compile()) == "scp"
-    assert solvers.choose_method(solvers.P1(honest(4, 2, 1), 1, [Comed(f=1)]).compile()) == "milp"
+    assert solvers.choose_method(solvers.P1(honest(4, 2, 1), 1, [Comed(f=1)]).compile()) == "coordinatewise"
+    assert solvers.choose_method(solvers.P1(honest(4, 2, 1), 1, [Comed(f=1), Mean()]).compile()) == "milp"
     sol = solvers.solve(small)
     assert sol.method == "miqcp" and sol.status == "optimal"
 
