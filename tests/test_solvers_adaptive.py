@@ -164,3 +164,16 @@ def test_adaptive_problem_uses_the_views_own_rows():
     prob = AdaptiveAttack(problem="p3").build_problem(view)
     assert torch.equal(prob.own, own)
     assert AdaptiveAttack(problem="p3").build_problem(make_view(H, n=12, f=2, defense=Comed(f=2))).own is None
+
+
+def test_the_method_lists_follow_the_solvers():
+    """The adaptive attack and the game CLI accept every method of solvers.METHODS."""
+    from mixtailor_game.attacks.adaptive import METHODS as ADAPTIVE
+    from mixtailor_game.game.cli import DO_METHODS
+    assert set(ADAPTIVE) - {None} == set(solvers.METHODS) == set(DO_METHODS) - {"auto"}
+    H = honest(10, 6, 2)
+    view = make_view(H, n=12, f=2, defense=MixTailor([Comed(f=2), TrimmedMean(b=2)]))
+    atk = make_attack("adaptive", problem="p2", method="coordinatewise")
+    B = atk(view)
+    assert B.shape == (2, 6) and atk.last_solution.method == "coordinatewise"
+    assert atk.last_solution.status == "optimal"

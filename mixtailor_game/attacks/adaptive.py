@@ -45,7 +45,7 @@ from .._checks import check_real, fail
 from .base import Attack, check_choice
 
 PROBLEMS = ("expected", "p3", "tailored", "p2")
-METHODS = (None, "line", "milp", "miqcp", "scp", "relax")
+METHODS = (None, "line", "milp", "miqcp", "scp", "relax", "coordinatewise")
 
 
 @dataclass(frozen=True, kw_only=True)

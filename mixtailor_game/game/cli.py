@@ -42,7 +42,7 @@ TRAIN_PREFIXES = ("paper", "families:")
 DO_ITERATIONS = 20
 DO_TOL = 1e-3
 DO_STRUCTURES = ("line", "suboptimal", "optimal")
-DO_METHODS = ("auto", "line", "milp", "miqcp", "scp", "relax")
+DO_METHODS = ("auto", "line", "milp", "miqcp", "scp", "relax", "coordinatewise")
 DO_FLAGS = {"do_iterations": "do-iterations", "do_tol": "do-tol", "do_structure": "do-structure",
             "do_method": "do-method", "do_start": "do-start"}
 
