@@ -41,7 +41,7 @@ from mixtailor_game._checks import check_real
 from mixtailor_game.rules import Comed, TrimmedMean
 
 from .problems import Instance
-from .solution import make_solution
+from .solution import filter_holds, make_solution
 
 
 OPTIONS = ("tol",)
@@ -119,11 +119,18 @@ def corner_rows(inst: Instance) -> torch.Tensor:
     _, _, below, above = reachable_interval(inst)
     u = inst.u.double()
     B = torch.where(u > 0, below, above).expand(inst.f, -1).clone()
-    if inst.eps > 0 and inst.f >= 2:
-        k = int(torch.argmax(u.abs()))
-        out = -1.0 if float(u[k]) > 0 else 1.0  # further beyond the same end
-        B[:, k] += out * float(inst.eps) * (1 + 1e-9) * torch.arange(inst.f, dtype=B.dtype)
-    return B.to(inst.R)
+    if not (inst.eps > 0 and inst.f >= 2):
+        return B.to(inst.R)
+    k = int(torch.argmax(u.abs()))
+    out = -1.0 if float(u[k]) > 0 else 1.0  # further beyond the same end
+    step = float(inst.eps) * (1 + 1e-9)
+    for _ in range(64):  # wider where R's dtype rounds the spread below eps
+        Bs = B.clone()
+        Bs[:, k] += out * step * torch.arange(inst.f, dtype=B.dtype)
+        if filter_holds(inst, Bs.to(inst.R)):
+            break
+        step *= 2.0
+    return Bs.to(inst.R)
 
 
 def solve_lambda(inst: Instance, tol: float, t0: float):

@@ -134,3 +134,12 @@ def test_refuses_what_it_does_not_cover():
             solvers.solve(prob, method="coordinatewise")
     with pytest.raises(ValueError, match=r"solvers.coordinatewise: options must be among \['tol'\]"):
         solvers.solve(solvers.P1(V, 2, [Comed(f=2)]), method="coordinatewise", box=2.0)
+
+
+def test_corner_rows_stay_eps_apart_in_float32():
+    """A spread of eps on rows ~1e3 rounds below eps in float32: it is widened."""
+    V = (honest(6, 3, 9) * 1e3).float()
+    prob = solvers.P2(V, 2, [Comed(f=2), TrimmedMean(b=2)], eps=1e-5, eps_p=2.0)
+    sol = solvers.solve(prob, method="coordinatewise")
+    assert sol.status == "optimal" and sol.filter_ok and sol.byzantine.dtype == torch.float32
+    assert sol.value == pytest.approx(solvers.solve(solvers.P1(V, 2, [Comed(f=2), TrimmedMean(b=2)])).value)
