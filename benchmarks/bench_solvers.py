@@ -21,9 +21,13 @@
 5. P3 and ExpectedValue over closed-form rules (comed, trimmed mean) at full d:
    the line method over every breakpoint (optimal) and the relaxation with a
    valid bound, as multiples of one pass of those rules.
+6. ``--coordinatewise-only``: the closed forms of ``method="coordinatewise"`` (P1 over
+   comed + trimmed mean, the tailored lambda on trimmed mean) at d = 10^4, 10^5
+   against the MILP and SCP on the same problem, in passes of the rules.
 
 Usage: ``python benchmarks/bench_solvers.py [--quick] [--pool krum,comed|paper] [--d D] [--seed S]
-[--problems P3,ExpectedValue] [--line-only | --miqcp-only [--bulyan-only] | --closed-forms-only]``.
+[--problems P3,ExpectedValue] [--line-only | --miqcp-only [--bulyan-only] | --closed-forms-only |
+--coordinatewise-only]``.
 Results: ``benchmarks/results/solvers.json``.
 """
 
@@ -154,6 +158,35 @@ def bench_milp(d=20, n=12, f=2, seed=2):
     return out
 
 
+def bench_coordinatewise(ds=(10_000, 100_000), n=12, f=2, seed=1):
+    """P1 over comed + trimmed mean (b = f) and the tailored ``"lambda"`` problem on trimmed
+    mean: the closed forms (``method="coordinatewise"``) against the MILP (``reduce=True``:
+    an LP with no binary) and SCP from the line start, all to the same value, and as
+    multiples of one pass of the pool's rules on the same rows (the baseline)."""
+    out = {}
+    for d in ds:
+        V = honest_rows(n - f, d, seed, dtype=torch.float64)
+        pool = [Comed(f=f), TrimmedMean(b=f)]
+        G = torch.cat([V[:f], V])
+        for r in pool:  # the first call at a new shape compiles the rules' kernels
+            r(G)
+        base = one_pass(pool, G)
+        cases = {"P1 comed+trimmed": (solvers.P1(V, f, pool), ("coordinatewise", "milp", "scp")),
+                 "lambda trimmed": (solvers.TailoredAttack(V, f, TrimmedMean(b=f), objective="lambda"),
+                                    ("coordinatewise",))}
+        for name, (prob, methods) in cases.items():
+            row = {"one_pass_s": base}
+            for m in methods:
+                t = time.perf_counter()
+                sol = solvers.solve(prob, method=m)
+                wall = time.perf_counter() - t
+                row[m] = {"seconds": wall, "passes": wall / base, "value": sol.value, "status": sol.status}
+                print(f"{name} d={d} {m}: {wall:.3f} s = {wall / base:.1f} passes, value {sol.value:.10g}, "
+                      f"{sol.status}", flush=True)
+            out[f"{name},d={d}"] = row
+    return out
+
+
 def _bulyan_cases(seed):
     """Bulyan(select=krum) at the only size the exact model covers: n = 7, f = 1, d = 1, 2."""
     from mixtailor_game.rules import Krum, make_rule
@@ -217,21 +250,26 @@ def main(argv=None):
     ap.add_argument("--closed-forms-only", action="store_true",
                     help="run only P3 / ExpectedValue over comed and trimmed mean (every breakpoint)")
     ap.add_argument("--bulyan-only", action="store_true", help="with --miqcp-only: only the Bulyan cases")
+    ap.add_argument("--coordinatewise-only", action="store_true",
+                    help="run only the closed forms of method='coordinatewise' against the MILP and SCP")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "solvers.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     d = 2000 if args.quick else args.d
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                        "torch": torch.__version__}}
-    if not args.miqcp_only:
+    if args.coordinatewise_only:
+        res["coordinatewise"] = bench_coordinatewise((1000,) if args.quick else (10_000, 100_000))
+    elif not args.miqcp_only:
         res["closed_forms"] = bench_closed_forms(d)
-    if not args.miqcp_only and not args.closed_forms_only:
+    only = args.miqcp_only or args.closed_forms_only or args.coordinatewise_only
+    if not only:
         res["line"] = bench_line(args.pool, d, seed=args.seed,
                                  problems=[x.strip() for x in args.problems.split(",") if x.strip()])
-    if not args.line_only and not args.miqcp_only and not args.closed_forms_only:
+    if not args.line_only and not only:
         res["scp"] = bench_scp(d=1000 if args.quick else 10_000, max_iter=10 if args.quick else 40)
         res["milp"] = bench_milp(d=5 if args.quick else 20)
-    if not args.line_only and not args.closed_forms_only:
+    if not args.line_only and not args.closed_forms_only and not args.coordinatewise_only:
         res["miqcp"] = bench_miqcp(bulyan_only=args.bulyan_only)
     path = Path(args.out)
     if path.exists():
@@ -248,6 +286,8 @@ def main(argv=None):
         key = "miqcp_bulyan" if args.bulyan_only else "miqcp"
     if args.closed_forms_only:
         key = f"closed_forms,d={d}"
+    if args.coordinatewise_only:
+        key = "coordinatewise" + (",quick" if args.quick else "")
     old[key] = res
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
