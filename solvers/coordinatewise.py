@@ -64,21 +64,24 @@ def _column_rows(inst: Instance, s: torch.Tensor) -> torch.Tensor:
     return torch.cat([s.to(inst.R).expand(inst.f, -1), inst.R], 0)
 
 
-def reachable_interval(inst: Instance) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(lo, hi, below, above)``: the rule's output per coordinate with every Byzantine
-    entry below (``lo``) / above (``hi``) the honest range, and those rows (float64)."""
+def outside_rows(inst: Instance) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(below, above)``: float64 rows below / above the honest range in every coordinate."""
     R = inst.R.double()
     width = (R.max(0).values - R.min(0).values).clamp_min(1.0)
-    below, above = R.min(0).values - width, R.max(0).values + width
+    return R.min(0).values - width, R.max(0).values + width
+
+
+def reachable_interval(inst: Instance) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lo, hi)``: the rule's output per coordinate with every Byzantine entry below /
+    above the honest range (:func:`outside_rows`)."""
+    below, above = outside_rows(inst)
     rule = inst.rules[0]
-    lo = rule(_column_rows(inst, below)).double()
-    hi = rule(_column_rows(inst, above)).double()
-    return lo, hi, below, above
+    return rule(_column_rows(inst, below)).double(), rule(_column_rows(inst, above)).double()
 
 
 def lambda_range(inst: Instance) -> tuple[float, float]:
     """``(lambda_min, lambda_max)``: every feasible lambda, from :func:`reachable_interval`."""
-    lo, hi, _, _ = reachable_interval(inst)
+    lo, hi = reachable_interval(inst)
     g = inst.u.double()
     o = inst.offset.double()
     pos, neg = g > 0, g < 0
@@ -96,7 +99,7 @@ def rows_for(inst: Instance, target: torch.Tensor, steps: int = 200) -> torch.Te
     """Identical rows ``[f, d]`` with ``rule([B; R]) = target`` per coordinate (to the
     rule's rounding), by bisection on one common value per column (the rule is
     non-decreasing in it); targets outside the reachable interval end at its end."""
-    _, _, a, b = reachable_interval(inst)
+    a, b = outside_rows(inst)
     rule = inst.rules[0]
     target = target.double()
     for _ in range(steps):
@@ -116,7 +119,7 @@ def rows_for(inst: Instance, target: torch.Tensor, steps: int = 200) -> torch.Te
 def corner_rows(inst: Instance) -> torch.Tensor:
     """Rows beyond the honest range on the side ``-sign(u_j)`` of every coordinate; with
     the similarity filter, row ``i`` moved ``i eps`` further out along one coordinate."""
-    _, _, below, above = reachable_interval(inst)
+    below, above = outside_rows(inst)
     u = inst.u.double()
     B = torch.where(u > 0, below, above).expand(inst.f, -1).clone()
     if not (inst.eps > 0 and inst.f >= 2):

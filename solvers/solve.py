@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from mixtailor_game.rules import Bulyan, Krum
 
-from .line import method_line
 from .coordinatewise import coordinatewise_applicable, method_coordinatewise
+from .line import method_line
 from .milp import milp_applicable, method_milp
 from .miqcp import method_miqcp, miqcp_applicable, scip_available
 from .problems import ExpectedValue, P1, P2, P3, TailoredAttack
