@@ -15,6 +15,9 @@ keeps the ones where the choice changes: Krum's value along the line is then
 piecewise linear with known breakpoints, so the line search scores it exactly
 instead of hoping its grid falls inside every window where Krum picks the
 Byzantine rows (a window narrower than the grid was missed, README).
+:class:`BulyanKrumLine` does the same for Bulyan's Krum selection: each round is
+such a Krum on the rows it has left (ties, which one neighbour makes structural,
+to the lower sum of all distances: another quadratic), followed piece by piece.
 
 The model is float64 arithmetic on the exact line; the rules see rows rounded to
 their dtype, so near a change the rule may decide the other way:
@@ -57,7 +60,11 @@ class KrumLine:
     ``copies``: the number of identical Byzantine rows; ``nb``: Krum's neighbours.
     """
 
-    def __init__(self, lead: float, lin: np.ndarray, const: np.ndarray, honest: np.ndarray, copies: int, nb: int):
+    def __init__(self, lead: float, lin: np.ndarray, const: np.ndarray, honest: np.ndarray, copies: int, nb: int,
+                 tie_key: bool = False, rank=None):
+        self.tie_key = bool(tie_key)  # Bulyan's rounds: equal scores go to the lower sum of all distances
+        # then to the lower rank (default: the Byzantine rows first, then the honest ones in order)
+        self.rank = np.arange(1 + len(lin)) if rank is None else np.asarray(rank)
         self.a = float(lead)
         self.b = np.asarray(lin, dtype=np.float64)
         self.c = np.asarray(const, dtype=np.float64)
@@ -67,6 +74,12 @@ class KrumLine:
         off = ~np.eye(self.h, dtype=bool)
         self.others = np.sort(H[off].reshape(self.h, self.h - 1), axis=1)  # c_jk, k != j, ascending
         self.prefix = np.concatenate([np.zeros((self.h, 1)), np.cumsum(self.others, axis=1)], axis=1)
+        # the sum of the squared distances to every other row, one quadratic per row
+        self.total = np.zeros((1 + self.h, 3))
+        self.total[0] = (self.h * self.a, self.b.sum(), self.c.sum())
+        self.total[1:, 0] = self.copies * self.a
+        self.total[1:, 1] = self.copies * self.b
+        self.total[1:, 2] = self.copies * self.c + self.prefix[:, -1]
 
     def coefficients(self, m: np.ndarray) -> np.ndarray:
         """``(K, 1 + h, 3)``: each score's quadratic ``(a, b, c)`` on the piece holding
@@ -95,7 +108,15 @@ class KrumLine:
         m = np.asarray(m, dtype=np.float64)
         C = self.coefficients(m)
         scores = C[:, :, 0] * m[:, None] ** 2 + C[:, :, 1] * m[:, None] + C[:, :, 2]
-        pick = np.argmin(scores, axis=1)  # ties: the lowest row, the Byzantine ones first
+        if self.copies == 0:  # no Byzantine row left (a Bulyan round after both were chosen)
+            scores[:, 0] = np.inf
+        rank = np.broadcast_to(self.rank, scores.shape)
+        if self.tie_key:
+            T = self.total
+            second = T[None, :, 0] * m[:, None] ** 2 + T[None, :, 1] * m[:, None] + T[None, :, 2]
+            pick = np.lexsort((rank, second, scores), axis=-1)[:, 0]
+        else:
+            pick = np.lexsort((rank, scores), axis=-1)[:, 0]
         return np.where(pick == 0, BYZANTINE, pick - 1)
 
     def events(self) -> np.ndarray:
@@ -127,7 +148,11 @@ def krum_choices(model: KrumLine) -> tuple[np.ndarray, np.ndarray]:
     lo = np.concatenate([[-np.inf], ev])[:, None] if len(ev) else np.array([[-np.inf]])
     hi = np.concatenate([ev, [np.inf]])[:, None] if len(ev) else np.array([[np.inf]])
     inside = [x[np.isfinite(x) & (x > lo) & (x < hi)] for x in (r1, r2)]
+    if model.tie_key:  # where two rows' sums of all distances cross (they break equal scores)
+        T = model.total[r] - model.total[s]
+        inside += list(_stable_roots(T[:, 0], T[:, 1], T[:, 2]))
     pts = np.unique(np.concatenate([ev, *inside]))
+    pts = pts[np.isfinite(pts)]
     if not len(pts):
         return pts, model.choices(np.array([0.0]))
     gap = max(1.0, float(pts[-1] - pts[0]))
@@ -136,3 +161,100 @@ def krum_choices(model: KrumLine) -> tuple[np.ndarray, np.ndarray]:
     change = picks[1:] != picks[:-1]
     keep = np.concatenate([[True], change])  # the first piece, then one per change
     return pts[change], picks[keep]
+
+
+class BulyanKrumLine:
+    """Bulyan's Krum selection (``bulyan_select``: ``theta = n - 2f`` rounds of Krum on
+    the rows left, ``max(k - f - 2, f, 1)`` neighbours among ``k``), and optionally its
+    Krum aggregation (``krum_pick``: ``theta - f - 2`` neighbours among the chosen), along
+    the line: every round is a :class:`KrumLine` on the rows it has left. ``lin``,
+    ``const``, ``honest`` as :class:`KrumLine`'s for all honest rows."""
+
+    def __init__(self, lead, lin, const, honest, copies: int, f: int, krum_aggregate: bool, max_states: int = 4096):
+        self.a = float(lead)
+        self.b, self.c = np.asarray(lin, dtype=np.float64), np.asarray(const, dtype=np.float64)
+        self.H = np.asarray(honest, dtype=np.float64)
+        self.copies, self.f, self.agg = int(copies), int(f), bool(krum_aggregate)
+        self.theta = self.copies + len(self.b) - 2 * self.f
+        self.max_states = max_states
+        self._models: dict = {}
+
+    def _model(self, copies: int, keep: tuple, nb: int, tie_key: bool, rank=None) -> tuple[KrumLine, np.ndarray,
+                                                                                          np.ndarray]:
+        key = (copies, keep, nb, tie_key, None if rank is None else tuple(rank))
+        if key not in self._models:
+            k = np.array(keep, dtype=int)
+            m = KrumLine(self.a, self.b[k], self.c[k], self.H[np.ix_(k, k)], copies, nb, tie_key=tie_key, rank=rank)
+            self._models[key] = (m, *krum_choices(m))
+        return self._models[key]
+
+    def _round(self, copies: int, keep: tuple, chosen: tuple):
+        """The model of the next step (a selection round, the aggregation, or None when done)."""
+        if len(chosen) < self.theta and copies == 0 and len(keep) == 1:
+            return None, "forced"  # the last row left (Bulyan with f = 0)
+        if len(chosen) < self.theta and keep:
+            rows = copies + len(keep)
+            return self._model(copies, keep, max(rows - self.f - 2, self.f, 1), True), "select"
+        # (only copies left: they are the rest of the selection, whatever t)
+        n_byz = sum(1 for c in chosen if c == BYZANTINE) + self.theta - len(chosen)
+        if not self.agg or n_byz == 0 or len(chosen) - n_byz < 1:  # nothing left that moves
+            return None, None
+        honest = tuple(sorted(c for c in chosen if c != BYZANTINE))
+        # krum_pick breaks ties by the order of choice
+        order = chosen + (BYZANTINE,) * (self.theta - len(chosen))
+        rank = [order.index(BYZANTINE)] + [order.index(c) for c in honest]
+        return self._model(n_byz, honest, self.theta - self.f - 2, False, rank), "aggregate"
+
+    def changes(self) -> np.ndarray:
+        """Sorted ``t`` where the chosen rows (or the aggregation's pick) change."""
+        out: list[float] = []
+        stack = [(self.copies, tuple(range(len(self.b))), (), -np.inf, np.inf)]
+        seen = 0
+        while stack and seen < self.max_states:
+            copies, keep, chosen, lo, hi = stack.pop()
+            seen += 1
+            step, kind = self._round(copies, keep, chosen)
+            if kind == "forced":
+                stack.append((0, (), chosen + keep, lo, hi))
+                continue
+            if step is None:
+                continue
+            _, flips, picks = step
+            inside = (flips > lo) & (flips < hi)
+            out += list(flips[inside])
+            if kind == "aggregate":
+                continue
+            edges = np.concatenate([[lo], flips[inside], [hi]])
+            first = int(np.searchsorted(flips, lo, side="right"))
+            for i in range(len(edges) - 1):
+                pick = int(picks[first + i])
+                if pick == BYZANTINE:
+                    stack.append((copies - 1, keep, chosen + (BYZANTINE,), edges[i], edges[i + 1]))
+                else:
+                    stack.append((copies, tuple(x for x in keep if x != keep[pick]), chosen + (keep[pick],),
+                                  edges[i], edges[i + 1]))
+        return np.unique(np.array(out))
+
+    def regime(self, t: float) -> tuple:
+        """``(sorted chosen rows, aggregation's pick)`` at ``t`` by the model (honest rows by
+        their index among all honest rows)."""
+        copies, keep, chosen = self.copies, tuple(range(len(self.b))), ()
+        while True:
+            step, kind = self._round(copies, keep, chosen)
+            if kind == "forced":
+                keep, chosen = (), chosen + keep
+                continue
+            if kind != "select":
+                break
+            pick = int(step[0].choices(np.array([t]))[0])
+            if pick == BYZANTINE:
+                copies, chosen = copies - 1, chosen + (BYZANTINE,)
+            else:
+                copies, keep, chosen = copies, tuple(x for x in keep if x != keep[pick]), chosen + (keep[pick],)
+        chosen += (BYZANTINE,) * (self.theta - len(chosen))  # only copies were left
+        agg = None
+        if kind == "aggregate":
+            pick = int(step[0].choices(np.array([t]))[0])
+            honest = sorted(c for c in chosen if c != BYZANTINE)
+            agg = BYZANTINE if pick == BYZANTINE else honest[pick]
+        return tuple(sorted(chosen)), agg

@@ -20,9 +20,10 @@ rules are black boxes; the method:
    its breakpoints, up to ``exact_breakpoints`` (10^7), in one vectorized call
    (order statistics by running sums: ``O(log d)`` per candidate) and stops
    there, optimal; after the first scoring, both sides of every point where an
-   l_2 Krum's choice changes (closed form, :mod:`solvers.krum_line`: its squared
-   distances are quadratics in ``t``), so no window where it picks the
-   Byzantine rows is missed at any d (other norms rely on the grids);
+   l_2 Krum's choice, or an l_2 Bulyan's Krum selection, changes (closed form,
+   :mod:`solvers.krum_line`: the squared distances are quadratics in ``t``), so
+   no window where it picks the Byzantine rows is missed at any d (other norms
+   and selections rely on the grids);
 2. evaluates every distinct rule at every candidate (``rule.batched`` on
    chunks of ``[T, n, d]``, or exact closed forms for identical rows: running
    sums of the clamp hinges for order statistics; Krum, and Bulyan with a Krum
@@ -100,7 +101,7 @@ from mixtailor_game.rules._distances import squared_distances, squared_distances
 from mixtailor_game.rules.bulyan import bulyan_aggregate, krum_pick, krum_selection, nearest_selection
 from mixtailor_game.rules.krum import scores_from_squared
 
-from .krum_line import BYZANTINE, KrumLine, krum_choices
+from .krum_line import BYZANTINE, BulyanKrumLine, KrumLine, krum_choices
 from .problems import Instance
 from .solution import make_solution, unique_rules
 
@@ -456,9 +457,9 @@ class _BlackBox:
     def breakpoints(self):
         return None
 
-    def critical_points(self) -> np.ndarray:
+    def critical_points(self, lo: float, hi: float) -> np.ndarray:
         """An l_2 Krum's choice changes (``fast=False`` runs it as a black box too)."""
-        return krum_critical_points(self.inst, self.rule)
+        return krum_critical_points(self.inst, self.rule, lo, hi)
 
     def lower_bound(self, t: np.ndarray) -> np.ndarray:
         return np.full(len(t), -np.inf)
@@ -642,35 +643,57 @@ class _LineDistances:
         return D2
 
 
-def krum_critical_points(inst: Instance, rule) -> np.ndarray:
-    """For an l_2 Krum on identical rows: a point on each side of every ``t`` where its
-    choice changes (:mod:`solvers.krum_line`, closed form), each moved out until the
-    rule's own distances (rows rounded to their dtype) choose as the model does there.
-    The search scores them, so no window where Krum picks the Byzantine rows falls
-    between its grid points (5 of 140 small solves padded to n d >= 2^16 missed one).
-    Empty for other norms, for rows spread apart, or where Krum has no neighbours."""
-    nb = inst.n - rule.f - 2
-    if type(rule) is not Krum or rule.p != 2.0 or nb < 1 or spread_vector(inst) is not None:
+def krum_critical_points(inst: Instance, rule, lo: float = -math.inf, hi: float = math.inf) -> np.ndarray:
+    """For an l_2 Krum, or a Bulyan with an l_2 Krum selection, on identical rows: a point
+    on each side of every ``t`` where its choice changes (:mod:`solvers.krum_line`,
+    closed form), each moved out until the rule's own distances (rows rounded to their
+    dtype) choose as the model does there. The search scores them, so no window where
+    the rule picks the Byzantine rows falls between its grid points (5 of 140 small
+    Krum solves padded to n d >= 2^16 missed one). Only changes in ``[lo, hi]``. Empty for
+    other rules and norms, for rows spread apart, or where Krum has no neighbours."""
+    krum = type(rule) is Krum and inst.n - rule.f - 2 >= 1
+    bulyan = type(rule) is Bulyan and rule.select == "krum"
+    if not (krum or bulyan) or rule.p != 2.0 or spread_vector(inst) is not None:
         return np.zeros(0)
     H = inst.offset64 - inst.R.double()  # w_0 - v_i
     l = inst.line64
-    model = KrumLine(float(l @ l), (2 * (H @ l)).cpu().numpy(), (H * H).sum(1).cpu().numpy(),
-                     squared_distances(inst.R, 2.0).cpu().numpy(), inst.f, nb)
-    flips, picks = krum_choices(model)
+    terms = (float(l @ l), (2 * (H @ l)).cpu().numpy(), (H * H).sum(1).cpu().numpy(),
+             squared_distances(inst.R, 2.0).cpu().numpy())
 
-    def choice(t: float) -> int:  # krum()'s own computation, numbered as krum_line does
-        G = torch.cat([line_rows(inst, [t])[0], inst.R])
-        k = int(torch.argmin(scores_from_squared(squared_distances(G, 2.0), nb)))
+    def label(k: int) -> int:  # rows numbered as krum_line does
         return BYZANTINE if k < inst.f else k - inst.f
 
-    scale = math.sqrt(float(model.c.max()) / model.a) if model.a > 0 else 1.0
+    def distances(t: float) -> torch.Tensor:  # the rule's own
+        return squared_distances(torch.cat([line_rows(inst, [t])[0], inst.R]), 2.0)
+
+    if krum:
+        nb = inst.n - rule.f - 2
+        flips, picks = krum_choices(KrumLine(*terms, inst.f, nb))
+        def model(t: float):
+            return int(picks[np.searchsorted(flips, t, side="right")])
+
+        def real(t: float):
+            return label(int(torch.argmin(scores_from_squared(distances(t), nb))))
+    else:
+        line_model = BulyanKrumLine(*terms, inst.f, rule.f, rule.aggregate == "krum")
+        flips = line_model.changes()
+        model = line_model.regime
+
+        def real(t: float):
+            D2 = distances(t)
+            chosen = krum_selection(D2, rule.f)
+            labels = tuple(sorted(label(k) for k in chosen))
+            agg = label(krum_pick(D2, chosen, rule.f)) if rule.aggregate == "krum" and BYZANTINE in labels else None
+            return labels, agg
+    flips = flips[(flips >= lo) & (flips <= hi)]
+    scale = math.sqrt(float(terms[2].max()) / terms[0]) if terms[0] > 0 else 1.0
     out = []
     for i, tb in enumerate(flips):
         room = min([abs(tb - flips[j]) / 2 for j in (i - 1, i + 1) if 0 <= j < len(flips)], default=math.inf)
         delta = 1e-9 * max(abs(tb), scale)
         for _ in range(8):  # up to ~0.02 scale; unverified sides are still good candidates
             sides = (tb - delta, tb + delta)
-            if all(choice(float(x)) == want for x, want in zip(sides, picks[i:i + 2])) or 8 * delta >= room:
+            if all(real(float(x)) == model(float(x)) for x in sides) or 8 * delta >= room:
                 break
             delta *= 8
         out += sides
@@ -710,8 +733,8 @@ class _Krum:
     def breakpoints(self):
         return None
 
-    def critical_points(self) -> np.ndarray:
-        return krum_critical_points(self.inst, self.rule)
+    def critical_points(self, lo: float, hi: float) -> np.ndarray:
+        return krum_critical_points(self.inst, self.rule, lo, hi)
 
 
 def _row_value(inst: Instance, h_inner: torch.Tensor, t: float, idx: int) -> float:
@@ -797,6 +820,10 @@ class _BulyanKrum:
 
     def breakpoints(self):
         return None
+
+    def critical_points(self, lo: float, hi: float) -> np.ndarray:
+        """Where an l_2 Krum selection (or its Krum aggregation) changes its choice."""
+        return krum_critical_points(self.inst, self.rule, lo, hi)
 
     def lower_bound(self, t: np.ndarray) -> np.ndarray:
         return np.full(len(t), -np.inf)
@@ -932,9 +959,10 @@ class LineObjective:
             pts.append(b)
         return np.concatenate(pts) if pts else np.zeros(0)
 
-    def critical_points(self) -> np.ndarray:
-        """Points the search must score: both sides of every change of an l_2 Krum's choice."""
-        pts = [e.critical_points() for e in self.evals if hasattr(e, "critical_points")]
+    def critical_points(self, lo: float, hi: float) -> np.ndarray:
+        """Points in ``[lo, hi]`` the search must score: both sides of every change of an
+        l_2 Krum's choice (Krum, or a Bulyan's Krum selection)."""
+        pts = [e.critical_points(lo, hi) for e in self.evals if hasattr(e, "critical_points")]
         return np.unique(np.concatenate(pts)) if pts else np.zeros(0)
 
     @property
@@ -1521,7 +1549,7 @@ def solve_line(inst: Instance, **options) -> tuple:
                                                   domain=(lo, hi), obj=obj)
     t0, used_bp, (lo, hi) = candidates(inst, obj, opts)
     t, s = obj.scores(t0)
-    crit = obj.critical_points()
+    crit = obj.critical_points(lo, hi)
     crit = crit[(crit >= lo) & (crit <= hi)]
     if len(crit):  # after the first grid: in a lazy expectation they are scored between its anchors
         t, s = obj.scores(np.concatenate([t, crit]))

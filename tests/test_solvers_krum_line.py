@@ -6,11 +6,12 @@ import pytest
 import torch
 
 import solvers
-from mixtailor_game.rules import Comed, Krum, TrimmedMean
+from mixtailor_game.rules import Bulyan, Comed, Krum, TrimmedMean
 from mixtailor_game.rules._distances import squared_distances
+from mixtailor_game.rules.bulyan import krum_pick, krum_selection
 from mixtailor_game.rules.krum import scores_from_squared
 from solvers import line as line_module
-from solvers.krum_line import BYZANTINE, KrumLine, krum_choices
+from solvers.krum_line import BYZANTINE, BulyanKrumLine, KrumLine, krum_choices
 
 from test_solvers_line_checks import _line_brute
 
@@ -50,6 +51,35 @@ def test_a_byzantine_majority_among_the_neighbours_never_changes():
     assert len(flips) == 0 and list(picks) == [BYZANTINE]
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_bulyan_selection_matches_the_rule_between_the_changes(seed):
+    """Every round of Bulyan's Krum selection (ties to the lower sum of all distances,
+    which decides whenever one neighbour is left) and its Krum aggregation (ties by
+    the order of choice), against bulyan's own functions; f = 0 included."""
+    g = np.random.default_rng(seed)
+    f = int(g.integers(0, 3))
+    copies = int(g.integers(1, f + 3))
+    h = int(g.integers(max(4 * f + 3 - copies, 1), max(4 * f + 3 - copies, 1) + 4))
+    d, agg = int(g.integers(1, 5)), bool(seed % 2)
+    V = g.normal(size=(h, d)) + 0.3
+    o, l = g.normal(size=d) * 0.1, -V.sum(0)
+    H = o - V
+    model = BulyanKrumLine(l @ l, 2 * H @ l, (H * H).sum(1), squared_distances(torch.tensor(V), 2.0).numpy(),
+                           copies, f, agg)
+    changes = model.changes()
+    for t in np.linspace(-3, 3, 121):
+        if len(changes) and np.min(np.abs(changes - t)) < 1e-7:
+            continue
+        D2 = squared_distances(torch.tensor(np.vstack([np.repeat((o + t * l)[None], copies, 0), V])), 2.0)
+        chosen = krum_selection(D2, f)
+        labels = tuple(sorted(BYZANTINE if k < copies else k - copies for k in chosen))
+        pick = None
+        if agg and BYZANTINE in labels:
+            k = krum_pick(D2, chosen, f)
+            pick = BYZANTINE if k < copies else k - copies
+        assert model.regime(t) == (labels, pick), t
+
+
 def _instances():
     """Small draws padded with zero columns to n d >= 2^16, where the search has no dense
     grid: its linear grid missed a window of an l_2 Krum's choice on 5 of 140 such solves
@@ -60,6 +90,14 @@ def _instances():
         pool = [Krum(f=2, p=2.0), Comed(f=2)] if seed % 2 else [Krum(f=2, p=2.0), TrimmedMean(b=2), Krum(f=1, p=2.0)]
         make = solvers.P3 if kind == "P3" else solvers.ExpectedValue
         yield seed, kind, make(V, 2, pool), make(torch.cat([V, torch.zeros(7, 9400, dtype=torch.float64)], 1), 2, pool)
+    # Bulyan with an l_2 Krum selection (2 of 54 such solves missed a window, seeds 0-26)
+    for seed, kind in [(6, "expected"), (25, "P3")]:
+        g = torch.Generator().manual_seed(seed)
+        V = torch.randn(9, 3, dtype=torch.float64, generator=g) + 0.3
+        aggs = ["trimmed", "krum"] if seed % 2 else ["average", "comed"]
+        pool = [Bulyan(f=2, select="krum", aggregate=a, p=2.0) for a in aggs] + [Comed(f=2)]
+        make = solvers.P3 if kind == "P3" else solvers.ExpectedValue
+        yield seed, kind, make(V, 2, pool), make(torch.cat([V, torch.zeros(9, 7400, dtype=torch.float64)], 1), 2, pool)
 
 
 @pytest.mark.parametrize("seed, kind, small, padded", list(_instances()))
@@ -70,6 +108,6 @@ def test_line_scores_both_sides_of_every_krum_change(seed, kind, small, padded, 
     brute = _line_brute(inst, np.linspace(-4 * s0, 4 * s0, 8001))
     sol = solvers.solve(padded, method="line")
     assert sol.value <= brute + 1e-6 * abs(brute)
-    monkeypatch.setattr(line_module._Krum, "critical_points", lambda self: np.zeros(0))
+    monkeypatch.setattr(line_module, "krum_critical_points", lambda *args: np.zeros(0))
     old = solvers.solve(padded, method="line")  # the grid alone
     assert old.value > brute + 0.01 * abs(brute)
