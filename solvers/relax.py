@@ -157,6 +157,7 @@ def method_relax(inst: Instance, **options):
     # bound stays valid at any d (up to EXACT_BREAKPOINTS)
     cap = lopts["max_breakpoints"] if not obj.piecewise_linear else max(lopts["max_breakpoints"], EXACT_BREAKPOINTS)
     t, used_bp, (lo, hi) = candidates(inst, obj, {**lopts, "max_breakpoints": cap})
+    t = np.unique(np.concatenate([t, obj.critical_points(lo, hi)]))  # an l_2 Krum's windows sampled too
     vals = np.stack([e(t) for e in obj.evals], 1)  # [T, U]
     if inst.kind == "max":
         curves = [vals[:, m] for m in range(vals.shape[1])]
