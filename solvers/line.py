@@ -669,6 +669,7 @@ def krum_critical_points(inst: Instance, rule, lo: float = -math.inf, hi: float 
     if krum:
         nb = inst.n - rule.f - 2
         flips, picks = krum_choices(KrumLine(*terms, inst.f, nb))
+
         def model(t: float):
             return int(picks[np.searchsorted(flips, t, side="right")])
 
