@@ -206,7 +206,8 @@ class BulyanKrumLine:
         return self._model(n_byz, honest, self.theta - self.f - 2, False, rank), "aggregate"
 
     def changes(self) -> np.ndarray:
-        """Sorted ``t`` where the chosen rows (or the aggregation's pick) change."""
+        """Sorted ``t`` where the chosen rows (or the aggregation's pick) change; past
+        ``max_states`` followed pieces the rest is left out (they are only candidates)."""
         out: list[float] = []
         stack = [(self.copies, tuple(range(len(self.b))), (), -np.inf, np.inf)]
         seen = 0

@@ -458,7 +458,8 @@ class _BlackBox:
         return None
 
     def critical_points(self, lo: float, hi: float) -> np.ndarray:
-        """An l_2 Krum's choice changes (``fast=False`` runs it as a black box too)."""
+        """Where an l_2 Krum, or a Bulyan's l_2 Krum selection, changes its choice
+        (``fast=False`` runs them as black boxes)."""
         return krum_critical_points(self.inst, self.rule, lo, hi)
 
     def lower_bound(self, t: np.ndarray) -> np.ndarray:
