@@ -127,3 +127,19 @@ def test_scp_refuses_a_non_finite_linear_model():
 def test_bad_options_fail_in_one_line_naming_the_parameter(opt, err, msg):
     with pytest.raises(err, match=r"^solvers\.scp: " + msg):
         solvers.solve(p2(honest(), 0.3), method="scp", **opt)
+
+
+def test_scp_through_a_wrapper_that_measures_distances_warns_nothing():
+    """NNM's pairwise distances fell back to per-pair float() conversions of rows that
+    carry SCP's gradient: torch warned "Converting a tensor with requires_grad=True to a
+    scalar" to the user. Those scalars are detached now (they carry no gradient)."""
+    import warnings
+
+    from mixtailor_game.rules import NNM
+
+    g = torch.Generator().manual_seed(0)
+    V = 0.01 * torch.randn(10, 50, generator=g) + 0.002
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = solvers.solve(solvers.P1(V, 2, [NNM(base="comed", f=2)]), method="scp", max_iter=5)
+    assert np.isfinite(s.value)

@@ -171,8 +171,10 @@ def nearest_row(X: torch.Tensor, z: torch.Tensor, p: float, allowed: torch.Tenso
 def _pair_squared_direct(x: torch.Tensor, y: torch.Tensor, p: float) -> float:
     """``||x - y||_p^2`` in float64 from the differences (exact sum of squares for p = 2
     when it neither overflows nor underflows, else the scaled norm squared: inf past
-    float64's range, where ``**`` would raise OverflowError)."""
-    diff = x.double() - y.double()
+    float64's range, where ``**`` would raise OverflowError). A float carries no
+    gradient: rows that track one (SCP's linearization) are detached first, which
+    also keeps torch's warning about converting them out of users' output."""
+    diff = x.detach().double() - y.detach().double()
     if p == 2:
         s = float(diff.square().sum())
         if math.isfinite(s) and (s == 0.0 or s > 1e-280):
@@ -187,7 +189,7 @@ def _pair_distance_direct(x: torch.Tensor, y: torch.Tensor, p: float) -> float:
     s = _pair_squared_direct(x, y, p)
     if math.isfinite(s):
         return math.sqrt(s)
-    return float(lp_norm_rows((x.double() - y.double()).unsqueeze(0), p)[0])
+    return float(lp_norm_rows((x.detach().double() - y.detach().double()).unsqueeze(0), p)[0])
 
 
 def _squared_l2_gram(X: torch.Tensor) -> torch.Tensor:
