@@ -42,6 +42,7 @@ from functools import cached_property
 import torch
 
 from mixtailor_game._checks import as_gradients, check_int, check_real, check_regime, fail
+from mixtailor_game.rules.pure import pure
 
 STRUCTURES = ("optimal", "suboptimal", "line")
 SPACES = ("gradient", "model")
@@ -54,12 +55,28 @@ def _choice(where: str, param: str, value, choices) -> str:
     return value
 
 
+def pure_rules(rules) -> tuple:
+    """Each rule as :func:`mixtailor_game.rules.pure` makes it (one stand-in per distinct
+    object): the problem's objective is then a function of the rows alone, and solving
+    never changes the caller's rules (a centered clipping's stored center, a bucketing
+    generator: in training, the server's own)."""
+    made: dict[int, object] = {}
+    out = []
+    for r in rules:
+        if id(r) not in made:
+            made[id(r)] = pure(r)
+        out.append(made[id(r)])
+    return tuple(out)
+
+
 def as_pool(where: str, pool, probs=None) -> tuple[tuple, tuple]:
     """``(rules, probs)`` from a rule, a sequence of rules, a ``RulePool`` or a ``MixTailor``.
 
     ``probs`` (if given) overrides the pool's own; the default is the pool's
     probabilities, else uniform. Raises ``ValueError`` for an empty pool or bad
-    probabilities.
+    probabilities. The rules come back pure (:func:`pure_rules`): a bucketing rule
+    as the mean over 16 fixed draws, a MixTailor entry as its mixture mean, a
+    centered clipping from its current center without storing a new one.
     """
     if hasattr(pool, "public") and hasattr(pool.public, "rules"):  # MixTailor
         pool = pool.public
@@ -79,6 +96,7 @@ def as_pool(where: str, pool, probs=None) -> tuple[tuple, tuple]:
     for r in rules:
         if not callable(r):
             raise TypeError(f"{where}: pool entries must be callable rules, got {type(r).__name__}")
+    rules = pure_rules(rules)
     if probs is None:
         probs = own_probs
     if probs is None:
@@ -299,7 +317,7 @@ class TailoredAttack(_Problem):
         self._check_rules((self.rule,))
 
     def compile(self) -> Instance:
-        return self._compile((self.rule,), (1.0,), "tailored", self.objective, self.structure,
+        return self._compile(pure_rules((self.rule,)), (1.0,), "tailored", self.objective, self.structure,
                              0.0, 2.0, "tailored")
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_real, fail
+from ..rules.pure import pure
 from ._spec import parse_spec
 
 PAYOFFS = ("inner", "cosine", "loss")
@@ -290,7 +291,10 @@ def payoff_matrix(
         names / specs (``"ipm[eps=0.5]"``) or ``(name, params)`` pairs, built
         with ``mixtailor_game.attacks.make_attack``.
     rules : sequence of rules (any callable ``G -> Tensor[d]``) or names /
-        specs (``"krum[p=3]"``, built with ``f``).
+        specs (``"krum[p=3]"``, built with ``f``). A centered clipping is
+        measured from its center at the call (``base(G)`` when it has none) and
+        stores nothing (``rules.pure(rule, draws=None)``): each cell is then
+        independent of the others; bucketing and MixTailor keep drawing.
     samples : sequence of honest ``Tensor[k, d]`` or :class:`Snapshot`.
     f : int >= 1, Byzantine rows each attack produces.
     n : total workers (default ``k + f``; every sample must hold ``n - f``
@@ -329,7 +333,9 @@ def payoff_matrix(
     for h in honest_list:
         if h.shape[0] != n - f:
             raise fail(where, "samples", f"tensors with n - f = {n - f} honest rows", tuple(h.shape))
-    rule_objs = resolve_rules(rules, f)
+    # stateful rules (centered clipping) from their state now, never stored: a payoff
+    # must not depend on the order the cells are measured in; random draws stay random
+    rule_objs = [pure(r, draws=None) for r in resolve_rules(rules, f)]
     attack_objs = resolve_attacks(attacks)
     for r in rule_objs:
         if hasattr(r, "check"):

@@ -18,6 +18,7 @@ from .nnm import NNM, nnm, nnm_mix
 from .mixtailor import MixTailor, RulePool, paper_pool, pool_from_families
 from .registry import as_rule, make_rule, register, rule_names
 from .trimmed import TrimmedMean, trimmed_mean
+from .pure import AveragedBucketing, ClippingAt, MixtureMean, pure
 
 __all__ = [
     "Rule", "RulePool", "MixTailor", "paper_pool", "pool_from_families",
@@ -26,5 +27,5 @@ __all__ = [
     "Mean", "Comed", "TrimmedMean", "Krum", "MultiKrum", "Geomed", "GeomedResult", "Bulyan",
     "centered_clip", "clip_rows", "CenteredClipping", "bucketing", "bucket_means",
     "bucket_permutation", "Bucketing", "nnm", "nnm_mix", "NNM",
-    "make_rule", "rule_names", "register", "as_rule",
+    "make_rule", "rule_names", "register", "as_rule", "pure", "ClippingAt", "AveragedBucketing", "MixtureMean",
 ]

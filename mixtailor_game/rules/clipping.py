@@ -65,6 +65,13 @@ def centered_clip(G: torch.Tensor, center: torch.Tensor, tau: float, iters: int 
     return v
 
 
+def initial_center(base, G: torch.Tensor) -> torch.Tensor:
+    """The center with none stored: ``base(G)``, its non-finite coordinates (a
+    non-robust base on Byzantine input) at 0, the reference code's initial momentum."""
+    v0 = base(G)
+    return torch.where(torch.isfinite(v0), v0, torch.zeros_like(v0))
+
+
 @dataclass(frozen=True, eq=False)
 class CenteredClipping(Rule):
     """Stateful centered clipping around a base rule: ``CenteredClipping(base="comed", tau=1.0)``.
@@ -134,8 +141,7 @@ class CenteredClipping(Rule):
                 raise fail("centered_clipping", "G", f"of width {self.center_.shape[0]} like the stored "
                            "center (call reset() first)", tuple(G.shape))
             return self.center_.to(dtype=G.dtype, device=G.device)
-        v0 = self.base(G)
-        return torch.where(torch.isfinite(v0), v0, torch.zeros_like(v0))
+        return initial_center(self.base, G)
 
     def apply(self, G: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
         """Aggregate ``G`` from ``center`` (default: the stored one) without updating the state."""
