@@ -1582,6 +1582,11 @@ def solve_line(inst: Instance, **options) -> tuple:
     info = dict(evaluations=obj.n_evals, exact=exact, domain=(lo, hi), obj=obj)
     if exact and decreases_past(obj.vectorized, lo, hi):
         info.update(exact=False, unbounded=True)
+    if inst.objective == "lambda" and math.isfinite(s[i]) and t[i] in (lo, hi) and hi > lo:
+        # the best lambda sits at the domain's end: one point as far again beyond it
+        # tells whether it keeps growing there (a mean: any lambda is reachable)
+        far = float(t[i] + (hi - lo) * (1.0 if t[i] == hi else -1.0))
+        info["grows_past_domain"] = bool(obj.scores(np.array([far]))[1][0] < s[i])
     return float(t[i]), float(s[i]), info
 
 
@@ -1605,6 +1610,10 @@ def method_line(inst: Instance, **options):
         info["reason"] = (f"unbounded below along the line: the objective still decreases past the domain "
                           f"{tuple(info['domain'])} (a mean, or a trimmed mean with b < f); the answer is the "
                           "domain's best point")
+    elif info.get("grows_past_domain"):
+        info["reason"] = (f"the best lambda lies at the end of the domain {tuple(info['domain'])} and a point "
+                          "as far again beyond it reaches a larger one: lambda may be unbounded along the line "
+                          "(a mean reaches any lambda); the answer is the domain's best point")
     known = info.pop("obj").known_outputs(t)
     info["t"] = t
     return make_solution(inst, B, method="line", status=status, t0=t0,

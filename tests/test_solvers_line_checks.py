@@ -183,3 +183,18 @@ def test_line_finds_krum_windows_narrower_than_its_linear_grid(seed, kind):
     assert sol.value <= brute + 1e-6 * abs(brute)
     old = solvers.solve(prob, method="line", n_dense=0)  # the grid alone misses it
     assert old.value > brute + 0.05 * abs(brute)
+
+
+def test_lambda_at_the_domains_end_that_keeps_growing_is_flagged():
+    """The mean reaches any lambda along the line: the search's answer is its domain's end
+    (481.98 here), which was reported `feasible` with no word that lambda grows past it.
+    A bounded case (Krum) carries no such flag."""
+    from mixtailor_game.rules import Mean
+
+    g = torch.Generator().manual_seed(0)
+    V = 0.01 * torch.randn(10, 50, generator=g) + 0.002
+    s = solvers.solve(solvers.TailoredAttack(V, 2, Mean(), structure="suboptimal"), method="line")
+    assert s.status == "feasible" and s.info["grows_past_domain"] is True
+    assert "may be unbounded" in s.info["reason"] and s.info["t"] in s.info["domain"]
+    k = solvers.solve(solvers.TailoredAttack(V, 2, Krum(f=2), structure="suboptimal"), method="line")
+    assert not k.info.get("grows_past_domain", False) and k.info["t"] not in k.info["domain"]
