@@ -211,6 +211,12 @@ def reduce_order_statistics(
     idx = list(range(G.shape[-2])) if rows is None else [int(i) for i in rows]
     n = len(idx)
     B = G3.shape[0]
+    if G.requires_grad and torch.is_grad_enabled():
+        # Autograd (SCP's linearization of a wrapper around comed) cannot record the
+        # network's min / max into preallocated buffers: it raised, and the caller's
+        # fallback read a zero gradient. The sort is differentiable, same values.
+        block = G3[:, idx, :].transpose(1, 2).reshape(B * d, n)
+        return reference(torch.sort(block, dim=-1).values).reshape(lead + (d,))
     out = G.new_empty((B, d))
     program = program_for(n, lo, hi, symmetric)
     c = _chunk_for(G3)
