@@ -91,11 +91,29 @@ def test_wrappers_get_pure_bases():
     b = Bucketing(base=MixTailor([Comed(f=1), Krum(f=1)], rng=torch.Generator().manual_seed(1)), s=2, f=1)
     pb = pure(b)
     assert isinstance(pb, AveragedBucketing) and isinstance(pb.base, MixtureMean)
-    keep = pure(b, draws=None)  # state only: the bucketing keeps its generator, the pool its draw
-    assert keep is b
     m = MixTailor([cc, Comed(f=2)], rng=torch.Generator().manual_seed(2))
     pm = pure(m, draws=None)
-    assert isinstance(pm, MixTailor) and isinstance(pm.pool[0], ClippingAt) and pm.rng is m.rng
+    assert isinstance(pm, MixTailor) and isinstance(pm.pool[0], ClippingAt)
+
+
+def test_state_only_stand_ins_keep_drawing_from_copies_of_the_generators():
+    """draws=None (the game's payoffs): bucketing and MixTailor stay random, drawing what
+    the rule would have drawn next, but the caller's generators and last_index stay put."""
+    G = rows(12, 4, seed=2)
+    b = Bucketing(base="comed", s=2, f=1, generator=5)
+    state = b.generator.get_state().clone()
+    kb = pure(b, draws=None)
+    assert isinstance(kb, Bucketing) and kb.generator is not b.generator
+    first = kb(G)
+    assert b.generator.get_state().equal(state)
+    assert first.equal(b(G))  # the same draw the rule makes next
+    m = MixTailor([Comed(f=2), Krum(f=2), Geomed(f=2)], rng=torch.Generator().manual_seed(3))
+    km = pure(m, draws=None)
+    picks = [km(G) for _ in range(5)]
+    assert m.last_index is None and m.rng.get_state().equal(torch.Generator().manual_seed(3).get_state())
+    for out in picks:
+        assert out.equal(m(G))
+    assert pure(Bucketing(base="comed", s=2, f=1), draws=None).generator is None
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, 1e30])

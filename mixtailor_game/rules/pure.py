@@ -34,7 +34,9 @@ starts it, an approximation.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -184,17 +186,15 @@ class MixtureMean(Rule):
 def pure(rule, draws: int | None = DRAWS, seed: int = 0):
     """A deterministic, side-effect-free stand-in for ``rule`` (see the module docstring);
     ``rule`` itself when it already is one. ``draws``, ``seed``: for bucketing.
-    ``draws=None`` removes state only: bucketing and MixTailor keep drawing from
-    their own generators (a Monte Carlo over draws, as the game's payoffs are),
-    around stateless bases and pool rules."""
+    ``draws=None`` removes state only: bucketing and MixTailor keep drawing (a
+    Monte Carlo over draws, as the game's payoffs are), from copies of their
+    generators (the caller's do not advance), around pure bases and pool rules."""
     if draws is not None:
         draws = check_int("pure", "draws", draws, low=1)
     if isinstance(rule, MixTailor):
-        if draws is None:
-            rules = tuple(pure(r, None, seed) for r in rule.pool)
-            if all(a is b for a, b in zip(rules, rule.pool)):
-                return rule
-            return MixTailor(rules, rule.probs, rng=rule.rng)
+        if draws is None:  # a new object: a call also records last_index
+            return MixTailor(tuple(pure(r, None, seed) for r in rule.pool), rule.probs,
+                             rng=_copy_generator(rule.rng))
         rule = rule.public
     if isinstance(rule, RulePool):
         return MixtureMean(tuple(pure(r, draws, seed) for r in rule.rules), rule.probs)
@@ -205,8 +205,21 @@ def pure(rule, draws: int | None = DRAWS, seed: int = 0):
         return ClippingAt(inner, rule.center_)
     if isinstance(rule, (Bucketing, NNM)):
         base = pure(rule.base, draws, seed)
-        if isinstance(rule, Bucketing) and draws is not None:
-            return AveragedBucketing(rule, draws, seed, base)
-        # replace keeps a bucketing generator (the same object: it goes on drawing)
+        if isinstance(rule, Bucketing):
+            if draws is not None:
+                return AveragedBucketing(rule, draws, seed, base)
+            if rule.generator is not None:  # OS entropy (None) has no state to protect
+                return dataclasses.replace(rule, base=base, generator=_copy_generator(rule.generator))
         return rule if base is rule.base else dataclasses.replace(rule, base=base)
     return rule
+
+
+def _copy_generator(gen):
+    """An independent generator in ``gen``'s current state (OS entropy as it is)."""
+    if isinstance(gen, torch.Generator):
+        out = torch.Generator(device=gen.device)
+        out.set_state(gen.get_state())
+        return out
+    if isinstance(gen, random.SystemRandom) or gen is None:
+        return gen
+    return copy.deepcopy(gen)  # numpy.random.Generator, random.Random
