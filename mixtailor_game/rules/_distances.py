@@ -370,6 +370,33 @@ def squared_distances_from(G: torch.Tensor, k: int, p: float = 2.0) -> torch.Ten
     return out
 
 
+def ranking_squared_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """:func:`squared_distances` for rules that only compare them (Krum's scores,
+    Bulyan's Krum selection, NNM's neighbours): float64 rows so large or so small
+    that float64 cuts their squared distances (inf past ~1e154 apart, 0 below
+    ~1e-162) are measured divided by a power of two near their largest entry,
+    which is exact and changes no comparison. Unscaled, rows ~1e160 scored inf
+    everywhere and Krum returned row 0 even when it held NaN; rows ~1e-300 all
+    scored 0 and Krum returned an outlier. Float32 and narrower rows never need it."""
+    D2 = squared_distances(G, p)
+    if G.dtype != torch.float64:
+        return D2
+    if G.dim() == 3:
+        return torch.stack([ranking_squared_distances(g, p) for g in G.unbind(0)])
+    ok = finite_rows(G)
+    if int(ok.sum()) < 2:
+        return D2
+    sub = D2[ok][:, ok]
+    off = sub[~torch.eye(sub.shape[0], dtype=torch.bool, device=sub.device)]
+    if not (bool(torch.isinf(off).any()) or float(off.max()) < 1e-200):
+        return D2
+    top = float(G[ok].abs().max())
+    if top == 0.0:
+        return D2
+    scale = 2.0 ** math.floor(math.log2(top))
+    return D2 if scale == 1.0 else squared_distances(G / scale, p)
+
+
 def pairwise_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """Matrix ``D[i, j] = ||G_i - G_j||_p`` (unsquared) of shape ``(n, n)``, in ``G``'s dtype.
 

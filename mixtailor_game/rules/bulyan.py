@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_int, check_regime, fail
-from ._distances import check_p, nearest_row, squared_distances
+from ._distances import check_p, nearest_row, ranking_squared_distances, squared_distances
 from ._network import closest_to_median_rows
 from .base import Rule, check_gradients, finite_rows, mean_rows, name_field
 from .geomed import check_geomed_p, geomed, geomed_solve
@@ -79,7 +79,7 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0,
     ``memo`` / ``fixed_from``: see :func:`nearest_selection` (average and comed only).
     """
     if select == "krum":
-        return krum_selection(squared_distances(G, p), f)
+        return krum_selection(ranking_squared_distances(G, p), f)
     return nearest_selection(G, f, select, p, memo=memo, fixed_from=fixed_from)[0]
 
 
@@ -197,7 +197,7 @@ def bulyan(
     check_bulyan_regime(n, f)
     # Krum selecting and Krum aggregating use the same distances: computed once
     if select == "krum" and aggregate == "krum":
-        D2 = squared_distances(G, p)
+        D2 = ranking_squared_distances(G, p)
         return bulyan_aggregate(G, krum_selection(D2, f), f, aggregate, p, D2)
     return bulyan_aggregate(G, bulyan_select(G, f, select, p), f, aggregate, p)
 

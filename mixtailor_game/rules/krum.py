@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_int, check_regime
-from ._distances import check_p, squared_distances
+from ._distances import check_p, ranking_squared_distances
 from .base import Rule, check_batch, check_gradients, mean_rows, name_field
 
 
@@ -42,7 +42,7 @@ def _scores(G, f, p, where: str) -> torch.Tensor:
     p = check_p(where, p)
     n = G.shape[0]
     check_krum_regime(where, n, f)
-    return scores_from_squared(squared_distances(G, p), n - f - 2)
+    return scores_from_squared(ranking_squared_distances(G, p), n - f - 2)
 
 
 def krum_scores(G: torch.Tensor, f: int, p: float = 2.0) -> torch.Tensor:
@@ -106,7 +106,7 @@ class Krum(Rule):
     def batched(self, Gb):
         n = check_batch(Gb, self.family).shape[-2]
         self.check(n)
-        scores = scores_from_squared(squared_distances(Gb, self.p), n - self.f - 2)
+        scores = scores_from_squared(ranking_squared_distances(Gb, self.p), n - self.f - 2)
         idx = torch.argmin(scores, dim=-1)
         return Gb[torch.arange(Gb.shape[0], device=Gb.device), idx].clone()
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from .._checks import check_int, check_regime
-from ._distances import pairwise_distances
+from ._distances import ranking_squared_distances
 from ._wrap import check_base, resolve_base
 from .base import Rule, check_gradients, finite_rows, name_field
 
@@ -23,7 +23,7 @@ def nnm_neighbours(G: torch.Tensor, f: int) -> torch.Tensor:
     """``Tensor[n, n - f]`` of row indices: row ``i`` holds ``i`` and its ``n - f - 1``
     nearest other rows in l_2 (ties to the lower index)."""
     n = G.shape[0]
-    D = pairwise_distances(G, 2.0)
+    D = ranking_squared_distances(G, 2.0)  # float64; only their order matters
     # Row i itself first, whatever ties at distance 0 exist.
     D = D.masked_fill(torch.eye(n, dtype=torch.bool, device=G.device), -1.0)
     return torch.sort(D, dim=1, stable=True).indices[:, : n - f]
