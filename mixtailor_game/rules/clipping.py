@@ -26,9 +26,12 @@ def clip_rows(D: torch.Tensor, tau: float) -> torch.Tensor:
     l_2 norm is overflow-safe, so a finite 1e30 row is clipped to length tau.
     """
     ok = torch.isfinite(D).all(dim=-1, keepdim=True)
-    norm = lp_norm_rows(D, 2.0).unsqueeze(-1)
+    # half precision: a norm past 65504 is inf there and would zero the row instead of
+    # clipping it, so norms and scales are taken in float32
+    wide = D.float() if D.dtype in (torch.float16, torch.bfloat16) else D
+    norm = lp_norm_rows(wide, 2.0).unsqueeze(-1)
     scale = torch.where(norm > tau, tau / norm, torch.ones_like(norm))
-    return torch.where(ok, D * scale, torch.zeros_like(D))
+    return torch.where(ok, wide * scale, torch.zeros_like(wide)).to(D.dtype)
 
 
 def centered_clip(G: torch.Tensor, center: torch.Tensor, tau: float, iters: int = 1) -> torch.Tensor:
