@@ -60,10 +60,11 @@ def check_real(
     return value
 
 
-def check_regime(where: str, ok: bool, condition: str, n: int, f: int) -> None:
-    """Raise ``ValueError("krum: needs n > 2f + 2, got n=6, f=2")`` unless ``ok``."""
+def check_regime(where: str, ok: bool, condition: str, n: int, f: int, name: str = "f") -> None:
+    """Raise ``ValueError("krum: needs n > 2f + 2, got n=6, f=2")`` unless ``ok``
+    (``name``: what the condition calls ``f``, e.g. the trimmed mean's ``b``)."""
     if not ok:
-        raise ValueError(f"{where}: needs {condition}, got n={n}, f={f}")
+        raise ValueError(f"{where}: needs {condition}, got n={n}, {name}={f}")
 
 
 def as_gradients(G, where: str) -> torch.Tensor:

@@ -347,7 +347,7 @@ def test_reduces_to_base_estimator(ours, base, seed, request):
 
 REGIMES = [
     ("comed", {"f": 2}, 4, r"^comed: needs n > 2f, got n=4, f=2$"),
-    ("trimmed_mean", {"b": 2}, 4, r"^trimmed_mean: needs n > 2b, got n=4, f=2$"),
+    ("trimmed_mean", {"b": 2}, 4, r"^trimmed_mean: needs n > 2b, got n=4, b=2$"),
     ("krum", {"f": 2, "p": 3.0}, 6, r"^krum: needs n > 2f \+ 2, got n=6, f=2$"),
     ("multi_krum", {"f": 2, "m": 2}, 6, r"^multi_krum: needs n > 2f \+ 2, got n=6, f=2$"),
     ("geomed", {"f": 3}, 6, r"^geomed: needs n > 2f, got n=6, f=3$"),

@@ -26,7 +26,7 @@ def trimmed_mean(G: torch.Tensor, b: int) -> torch.Tensor:
     """
     G = check_gradients(G, "trimmed_mean")
     b = check_int("trimmed_mean", "b", b, low=0)
-    check_regime("trimmed_mean", G.shape[0] > 2 * b, "n > 2b", G.shape[0], b)
+    check_regime("trimmed_mean", G.shape[0] > 2 * b, "n > 2b", G.shape[0], b, name="b")
     return trimmed_rows(G, b)
 
 
@@ -45,7 +45,7 @@ class TrimmedMean(Rule):
         return self.b
 
     def check(self, n: int) -> None:
-        check_regime("trimmed_mean", n > 2 * self.b, "n > 2b", n, self.b)
+        check_regime("trimmed_mean", n > 2 * self.b, "n > 2b", n, self.b, name="b")
 
     def __call__(self, G):
         return trimmed_mean(G, self.b)
