@@ -387,10 +387,10 @@ def ranking_squared_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     if int(ok.sum()) < 2:
         return D2
     sub = D2[ok][:, ok]
-    off = sub[~torch.eye(sub.shape[0], dtype=torch.bool, device=sub.device)]
+    off = sub[~torch.eye(sub.shape[0], dtype=torch.bool, device=sub.device)].detach()
     if not (bool(torch.isinf(off).any()) or float(off.max()) < 1e-200):
         return D2
-    top = float(G[ok].abs().max())
+    top = float(G[ok].detach().abs().max())
     if top == 0.0:
         return D2
     scale = 2.0 ** math.floor(math.log2(top))
