@@ -126,3 +126,15 @@ def test_max_steps_then_rerun_resumes(tmp_path, capsys):
 def test_subcommands_are_registered():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert {"train", "compare", "plot", "game"} <= set(sub.choices)
+
+
+@pytest.mark.parametrize("kind", ["file", "under_file"])
+def test_an_out_path_that_cannot_be_a_directory_fails_with_one_line(tmp_path, capsys, kind):
+    """A file where the run directory should go raised FileExistsError / NotADirectoryError
+    as a traceback; now the CLI's one-line error with the path."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    out = blocker if kind == "file" else blocker / "sub"
+    code = main(["train", "--steps", "1", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "train: error:" in err[0] and "afile" in err[0]

@@ -188,3 +188,23 @@ def test_sizes_below_one_are_usage_errors_not_violations(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main([argv[0], "--quick", *argv[1:]])
     assert exc.value.code == 2 and "must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_an_unwritable_json_path_fails_before_the_run(tmp_path, capsys):
+    """--json under a file crashed with FileExistsError after every case had run."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    code = main(["proposition1", "--quick", "--json", str(blocker / "x.json")])
+    out = capsys.readouterr()
+    assert code == 3 and "error: --json" in out.err and out.out == ""
+
+
+def test_threads_flag_sets_torch_threads():
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit):
+            main(["theorem1", "--threads", "0"])
+        code = main(["theorem1", "--threads", "1", "--json", "/dev/null/x.json"])  # fails fast, after the set
+        assert code == 3 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -9,6 +9,7 @@ some case is inconclusive (its CI straddles the bound) and none violates.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 import time
 
@@ -57,6 +58,9 @@ def _positive_float(text):
 def _common(sp):
     sp.add_argument("--quick", action="store_true", help="the small default grid (under 60 s on 2 cores)")
     sp.add_argument("--json", metavar="PATH", help="write the full results (every case, notes) as JSON")
+    sp.add_argument("--threads", type=_size_int, default=1, metavar="T",
+                    help="torch intra-op threads (default 1: the cases are small; on a loaded machine two "
+                         "threads made tiny kernels ~10^4 times slower)")
     sp.add_argument("--trials", type=_trials_int, help="Monte Carlo trials per estimate (confirmation)")
     sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     sp.add_argument("--bound-scale", type=_positive_float, default=1.0, metavar="S",
@@ -169,7 +173,16 @@ def run_prop1(args) -> tuple[dict, int]:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(args.threads)
+    if args.json:  # a path that cannot be written fails now, not after the whole run
+        target = Path(args.json)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                raise IsADirectoryError(f"--json {args.json} is a directory")
+        except OSError as exc:
+            print(f"error: --json {args.json}: {exc}", file=sys.stderr)
+            return 3
     t0 = time.perf_counter()
     try:
         if args.command == "proposition1":
