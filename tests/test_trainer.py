@@ -199,9 +199,11 @@ def test_run_directory_of_another_run_is_refused(tmp_path):
         Trainer(cfg(aggregator="comed", attack="ipm", steps=3), tmp_path)
 
 
+@pytest.mark.parametrize("finished", [False, True])
 @pytest.mark.parametrize("config_json", ["missing", "garbage"])
-def test_checkpoint_of_another_run_is_refused_without_its_config_json(tmp_path, config_json):
-    Trainer(cfg(aggregator="krum", attack="ipm", steps=6), tmp_path).run(max_steps=3)
+def test_checkpoint_of_another_run_is_refused_without_its_config_json(tmp_path, config_json, finished):
+    """Also once the run has finished: its summary was handed back to a different run."""
+    Trainer(cfg(aggregator="krum", attack="ipm", steps=6), tmp_path).run(max_steps=6 if finished else 3)
     if config_json == "missing":
         (tmp_path / "config.json").unlink()
     else:

@@ -617,10 +617,12 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             summary_path = self.out / rundir.SUMMARY
             state = rundir.load_checkpoint(self.out)
+            if state is not None and isinstance(state.get("config"), dict):
+                # config.json may be gone or foreign; checked before a finished run's summary
+                # is handed back (with config.json deleted, another run's result came back)
+                self._check_same_run(state["config"], "checkpoint")
             if summary_path.is_file() and state is not None and state["step"] >= c.steps:
                 return rundir.read_json(summary_path)
-            if state is not None and isinstance(state.get("config"), dict):
-                self._check_same_run(state["config"], "checkpoint")  # config.json may be gone or foreign
             rundir.atomic_write_json(self.out / rundir.CONFIG, c.to_dict())
             offset = 0
             if state is not None:
