@@ -289,3 +289,13 @@ def test_resampling_mode_builds_the_pool_for_s_times_f(tmp_path):
         cfg(aggregator="krum", bucketing=2, bucketing_mode="shuffle")
     with pytest.raises(ValueError, match="krum"):  # Krum at f' = 4 needs n > 10: not with 10 workers
         Trainer(cfg(aggregator="krum", bucketing=2, bucketing_mode="resample", workers=10, byzantine=2))
+
+
+def test_a_first_step_that_fails_leaves_no_run_behind(tmp_path):
+    """Settings only a step can check (alie with one visible row) failed at step 1 and
+    left config.json behind: the corrected command was refused as a different run."""
+    bad = cfg(attack="alie", knowledge="partial:1", steps=3)
+    with pytest.raises(ValueError, match="alie: visible rows must be >= 2"):
+        Trainer(bad, tmp_path).run()
+    assert not any(tmp_path.iterdir())
+    assert Trainer(cfg(attack="alie", knowledge="partial:2", steps=3), tmp_path).run()["steps"] == 3

@@ -623,6 +623,11 @@ class Trainer:
                 self._check_same_run(state["config"], "checkpoint")
             if summary_path.is_file() and state is not None and state["step"] >= c.steps:
                 return rundir.read_json(summary_path)
+            # a directory this call starts: if its first step fails (a setting only a step
+            # can check, e.g. alie with one visible row) the files go again, so that the
+            # corrected command is not refused as "a different run"
+            created = [p for p in (self.out / rundir.CONFIG, self.out / rundir.METRICS, self.out / rundir.CHECKPOINT)
+                       if state is None and not p.exists()]
             rundir.atomic_write_json(self.out / rundir.CONFIG, c.to_dict())
             offset = 0
             if state is not None:
@@ -635,9 +640,11 @@ class Trainer:
         t_start = time.perf_counter()
         t_last = t_start
         stop_signal = _StopOnInterrupt() if log is not None else None
+        finished_here = 0
         try:
             while self.step < stop:
                 row = self.train_step()
+                finished_here += 1
                 if self.step % c.eval_every == 0 or self.step == c.steps:
                     acc, test_loss = self.evaluate()
                     row["test_accuracy"], row["test_loss"] = acc, test_loss
@@ -663,6 +670,12 @@ class Trainer:
                     # Ctrl-C waited for this step to finish: keep it, then stop
                     self._checkpoint(log)
                     raise KeyboardInterrupt
+        except Exception:
+            if log is not None and finished_here == 0 and created:
+                log.close()
+                for path in created:
+                    path.unlink(missing_ok=True)
+            raise
         finally:
             if stop_signal is not None:
                 stop_signal.restore()
