@@ -138,3 +138,10 @@ def test_an_out_path_that_cannot_be_a_directory_fails_with_one_line(tmp_path, ca
     code = main(["train", "--steps", "1", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "train: error:" in err[0] and "afile" in err[0]
+
+
+def test_compare_refuses_probs_without_mixtailor(tmp_path, capsys):
+    code = main(["compare", "--aggregators", "krum,comed", "--probs", "0.5,0.5", "--steps", "1",
+                 "--out", str(tmp_path / "c"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--probs applies to mixtailor only" in err and not (tmp_path / "c").exists()

@@ -184,6 +184,9 @@ def cmd_compare(args) -> int:
     names = [a.strip() for a in args.aggregators.split(",") if a.strip()]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"compare: --aggregators must be a comma list of distinct names, got {args.aggregators!r}")
+    if getattr(args, "probs", None) is not None and "mixtailor" not in names:
+        raise ValueError(f"compare: --probs applies to mixtailor only, which --aggregators {args.aggregators!r} "
+                         "does not hold")
     base = config_from_args(args, aggregator="mixtailor")  # checks --pool / --probs as well
     configs = {}
     for name in names:
