@@ -378,11 +378,11 @@ def ranking_squared_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     which is exact and changes no comparison. Unscaled, rows ~1e160 scored inf
     everywhere and Krum returned row 0 even when it held NaN; rows ~1e-300 all
     scored 0 and Krum returned an outlier. Float32 and narrower rows never need it."""
+    if G.dtype == torch.float64 and G.dim() == 3:  # each batch element on its own scale
+        return torch.stack([ranking_squared_distances(g, p) for g in G.unbind(0)])
     D2 = squared_distances(G, p)
     if G.dtype != torch.float64:
         return D2
-    if G.dim() == 3:
-        return torch.stack([ranking_squared_distances(g, p) for g in G.unbind(0)])
     ok = finite_rows(G)
     if int(ok.sum()) < 2:
         return D2
