@@ -185,6 +185,23 @@ def test_line_finds_krum_windows_narrower_than_its_linear_grid(seed, kind):
     assert old.value > brute + 0.05 * abs(brute)
 
 
+def test_expected_value_keeps_the_whole_dense_grid():
+    """An expectation thins the points near the rows (in high dimension they cluster); it
+    thinned the dense grid with them, opening gaps of ~0.06 s0 beside each projection, and
+    a Krum window there was missed (1.06677 against the rules' 1.00796)."""
+    from mixtailor_game.rules import Geomed
+
+    V = torch.tensor([[-0.74576, 0.91599], [1.71418, 2.26050], [-2.34511, 1.23019], [-0.17036, 0.71461]],
+                     dtype=torch.float64)
+    prob = solvers.ExpectedValue(V, 1, [Geomed(f=1, p=2), Krum(f=1, p=math.inf), Comed(f=1)])
+    inst = prob.compile()
+    s0 = float((inst.R.double() - inst.offset64).norm(dim=1).max()) / float(inst.line64.norm())
+    brute = _line_brute(inst, np.linspace(-2 * s0, 2 * s0, 8001))
+    sol = solvers.solve(prob, method="line")
+    assert sol.value <= brute + 1e-5 * abs(brute)
+    assert sol.value == pytest.approx(1.00796, abs=1e-4)
+
+
 def test_lambda_at_the_domains_end_that_keeps_growing_is_flagged():
     """The mean reaches any lambda along the line: the search's answer is its domain's end
     (481.98 here), which was reported `feasible` with no word that lambda grows past it.
