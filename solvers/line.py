@@ -103,7 +103,7 @@ from mixtailor_game.rules.krum import scores_from_squared
 
 from .krum_line import BYZANTINE, BulyanKrumLine, KrumLine, krum_choices
 from .problems import Instance
-from .solution import make_solution, unique_rules
+from .solution import filter_ignored, make_solution, unique_rules
 
 # Below this many entries (n * d) the Krum-based closed forms take the rules' own
 # distance matrix at each t (cheap there) instead of the shared honest block
@@ -1531,7 +1531,9 @@ def solve_line(inst: Instance, **options) -> tuple:
         raise fail("solvers.line", "expect_search", "'lazy' or 'exhaustive'", opts["expect_search"])
     check_real("solvers.line", "expect_tol", opts["expect_tol"], low=0.0)
     if not line_length(inst) > 0:
-        obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"])
+        # the line is one point (honest rows summing to zero, so mu = 0 too): the rules are
+        # run there, not the closed forms, whose breakpoints divide by the line (NaN)
+        obj = LineObjective(inst, opts["chunk_elems"], False, opts["tol"])
         t, s = obj.scores(np.array([0.0]))
         if obj.lazy:
             obj.certify()
@@ -1596,9 +1598,7 @@ def method_line(inst: Instance, **options):
     """``solvers.solve(problem, method="line")``; see the module docstring."""
     t0 = time.perf_counter()
     if inst.structure != "optimal" and inst.eps > 0 and inst.f >= 2:
-        B = line_rows(inst, [0.0])[0]
-        return make_solution(inst, B, method="line", status="infeasible", t0=t0,
-                             info=dict(reason="identical rows cannot be eps apart"))
+        return filter_ignored(inst, method_line, "line", t0, **options)
     tol = options.get("tol", 1e-6)
     t, score, info = solve_line(inst, **options)
     B = line_rows(inst, [t])[0]
@@ -1608,6 +1608,8 @@ def method_line(inst: Instance, **options):
                           else "the objective is not finite anywhere on the line")
     else:
         status = "optimal" if info["exact"] else "feasible"
+    if info["domain"] == (0.0, 0.0):
+        info["reason"] = "the honest mean is zero: every Byzantine row scores 0 (the line is a single point)"
     if info.get("unbounded"):
         info["reason"] = (f"unbounded below along the line: the objective still decreases past the domain "
                           f"{tuple(info['domain'])} (a mean, or a trimmed mean with b < f); the answer is the "

@@ -98,7 +98,7 @@ from mixtailor_game.rules import Comed, Mean, TrimmedMean
 
 from .line import line_rows
 from .problems import Instance
-from .solution import make_solution, unique_rules
+from .solution import filter_ignored, make_solution, unique_rules
 
 OPTIONS = ("box", "time_limit", "mip_rel_gap", "t_max", "max_binaries", "tol", "reduce", "tighten")
 
@@ -778,8 +778,7 @@ def method_milp(inst: Instance, **options):
     if reason is not None:
         raise ValueError(f"solvers.milp: not applicable: {reason}")
     if inst.structure != "optimal" and inst.eps > 0 and inst.f >= 2:
-        return make_solution(inst, line_rows(inst, [0.0])[0], method="milp", status="infeasible", t0=t0,
-                             info=dict(reason="identical rows cannot be eps apart"))
+        return filter_ignored(inst, method_milp, "milp", t0, **options)
     # Solve in normalized coordinates (G - w_0) / sigma: the rules here are affine
     # equivariant, and HiGHS's absolute tolerances misjudge feasibility at gradient scales.
     orig = inst

@@ -106,7 +106,7 @@ from . import bulyan_exact
 from .line import line_rows, solve_line
 from .milp import _Formulation, _bounds, _fallback_rows, check_options, filter_margin, normalize, problem_unbounded, push_apart
 from .problems import Instance
-from .solution import evaluate, make_solution, unique_rules
+from .solution import evaluate, filter_ignored, make_solution, unique_rules
 
 OPTIONS = ("time_limit", "box", "gap_tol", "margin", "tol", "seed", "verbose", "max_binaries", "scip_params")
 # Few cut rounds at the root: on these small models SCIP's default (unlimited rounds of
@@ -565,8 +565,7 @@ def method_miqcp(inst: Instance, **options):
         raise ValueError(f"solvers.miqcp: not applicable: {reason}")
     scip = _import_scip()
     if inst.structure != "optimal" and inst.eps > 0 and inst.f >= 2:
-        return make_solution(inst, line_rows(inst, [0.0])[0], method="miqcp", status="infeasible", t0=t0,
-                             info=dict(reason="identical rows cannot be eps apart"))
+        return filter_ignored(inst, method_miqcp, "miqcp", t0, **options)
     orig = inst
     lam = inst.objective == "lambda"
     inst, o_t, sigma, ufac, vscale = normalize(inst)

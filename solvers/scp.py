@@ -58,7 +58,7 @@ from mixtailor_game._checks import check_int, check_real, fail
 from .line import line_rows, solve_line
 from .linearize import rule_gradient
 from .problems import Instance
-from .solution import filter_holds, make_solution, pair_distances, unique_rules
+from .solution import filter_holds, filter_ignored, make_solution, pair_distances, unique_rules
 
 _W = "solvers.scp"
 OK_STATUSES = ("optimal", "optimal_inaccurate")
@@ -263,8 +263,7 @@ def method_scp(inst: Instance, **options):
     if opts["init"] is not None:
         B = _init_rows(inst, opts["init"])
     if inst.structure != "optimal" and inst.eps > 0 and inst.f >= 2:
-        return make_solution(inst, line_rows(inst, [0.0])[0], method="scp", status="infeasible", t0=t0,
-                             info=dict(reason="identical rows cannot be eps apart"))
+        return filter_ignored(inst, method_scp, "scp", t0, **options)
     uniq, _, w = unique_rules(inst.rules, inst.weights)
     if opts["init"] is None:
         t_best, _, linfo = solve_line(inst, **opts["line_options"])

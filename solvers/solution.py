@@ -17,6 +17,7 @@ the lowest index, so ties go to the Byzantine rows). The objective is then
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -209,3 +210,15 @@ def make_solution(inst: Instance, B: torch.Tensor, *, method: str, status: str, 
         objective=inst.objective, problem=inst.name, rule_names=names, residual=ev["residual"],
         filter_ok=ev["filter_ok"], info=info,
     )
+
+
+def filter_ignored(inst: Instance, method_fn, method: str, t0: float, **options) -> AttackSolution:
+    """Identical rows (``structure`` line / suboptimal, ``f >= 2``) cannot be ``eps > 0``
+    apart: the answer is ``infeasible`` with the best rows ``method_fn`` finds when the
+    filter is ignored (``eps = 0``), as :class:`AttackSolution` promises (zero rows were
+    returned before, 0.5144 where the line reaches 0.4644)."""
+    best = method_fn(dataclasses.replace(inst, eps=0.0), **options)
+    info = dict(best.info, reason="identical rows cannot be eps apart; the rows are the best found with "
+                "the filter ignored (eps = 0)")
+    return make_solution(inst, best.byzantine, method=method, status="infeasible", t0=t0,
+                         iterations=best.iterations, info=info, tol=options.get("tol", 1e-6))

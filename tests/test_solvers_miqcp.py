@@ -205,6 +205,8 @@ def test_infeasible_filters_are_a_status():
     sol = solvers.solve(solvers.P2(V, 2, [Krum(f=2)], eps=0.1, structure="suboptimal"), method="miqcp")
     assert sol.status == "infeasible" and sol.byzantine.shape == (2, 1)
     assert sol.certificate is False and sol.gap is None
+    free = solvers.solve(solvers.P2(V, 2, [Krum(f=2)], structure="suboptimal"), method="miqcp")
+    assert torch.equal(sol.byzantine, free.byzantine) and sol.value == free.value  # zero rows before
 
 
 @needs_scip

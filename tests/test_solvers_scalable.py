@@ -121,6 +121,22 @@ def test_identical_rows_with_a_filter_are_infeasible(method):
     sol = solvers.solve(p, method=method)
     assert sol.status == "infeasible" and sol.certificate is False
     assert sol.byzantine.shape == (2, 2)
+    # the rows are the best the method finds with the filter ignored (zero rows before)
+    free = solvers.solve(solvers.P2(V, 2, [Comed(f=2)], eps=0.0, structure="suboptimal"), method=sol.method)
+    assert free.status != "infeasible" and "filter ignored" in sol.info["reason"]
+    assert torch.equal(sol.byzantine, free.byzantine) and sol.value == free.value
+
+
+def test_a_zero_honest_mean_scores_zero_everywhere_and_is_optimal():
+    """Honest rows summing to zero make mu = 0: every Byzantine row scores 0, and the line
+    is one point; it came back `infeasible`, "not finite anywhere on the line" (NaN from
+    the closed forms' breakpoints)."""
+    V0 = torch.tensor([[1.0, 2], [-1, -2], [3, 1], [-3, -1]], dtype=torch.float64)
+    for prob in (solvers.P3(V0, 1, [Comed(f=1)]), solvers.P3(torch.zeros(4, 2), 1, [Comed(f=1), Krum(f=1)]),
+                 solvers.ExpectedValue(V0, 1, [Comed(f=1), Geomed(f=1)])):
+        sol = solvers.solve(prob)
+        assert (sol.method, sol.status, sol.value) == ("line", "optimal", 0.0)
+        assert "honest mean is zero" in sol.info["reason"]
 
 
 def test_values_are_recomputed_by_the_real_rules():
