@@ -67,14 +67,16 @@ def check_regime(where: str, ok: bool, condition: str, n: int, f: int, name: str
         raise ValueError(f"{where}: needs {condition}, got n={n}, {name}={f}")
 
 
-def as_gradients(G, where: str) -> torch.Tensor:
-    """Check that ``G`` is a floating 2-D tensor ``(n, d)`` with n, d >= 1."""
+def as_gradients(G, where: str, name: str = "G", rows: str = "n") -> torch.Tensor:
+    """Check that ``G`` is a floating 2-D tensor ``(n, d)`` with n, d >= 1; errors call it
+    ``name`` with ``rows`` rows (the solvers' ``honest`` has ``k`` rows)."""
+    shape = f"({rows}, d)"
     if not isinstance(G, torch.Tensor):
-        raise TypeError(f"{where}: G must be a torch.Tensor of shape (n, d), got {type(G).__name__}")
+        raise TypeError(f"{where}: {name} must be a torch.Tensor of shape {shape}, got {type(G).__name__}")
     if G.dim() != 2:
-        raise fail(where, "G", "2-D of shape (n, d)", tuple(G.shape))
+        raise fail(where, name, f"2-D of shape {shape}", tuple(G.shape))
     if not G.is_floating_point():
-        raise TypeError(f"{where}: G must have a floating dtype, got {G.dtype}")
+        raise TypeError(f"{where}: {name} must have a floating dtype, got {G.dtype}")
     if G.shape[0] < 1 or G.shape[1] < 1:
-        raise fail(where, "G", "non-empty (n >= 1, d >= 1)", tuple(G.shape))
+        raise fail(where, name, f"non-empty ({rows} >= 1, d >= 1)", tuple(G.shape))
     return G

@@ -178,7 +178,7 @@ class _Problem:
 
     def _validate_common(self):
         w = self.where
-        honest = as_gradients(self.honest, w) if isinstance(self.honest, torch.Tensor) else None
+        honest = as_gradients(self.honest, w, "honest", "k") if isinstance(self.honest, torch.Tensor) else None
         if honest is None:
             raise TypeError(f"{w}: honest must be a torch.Tensor of shape (k, d), got {type(self.honest).__name__}")
         f = check_int(w, "f", self.f, low=1)

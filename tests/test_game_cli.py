@@ -59,6 +59,10 @@ def test_bad_input_is_one_line_error(capsys):
     # the design and the vulnerability graph read <AGG, mean>: not silently skipped
     assert main(["game", "--payoff", "cosine", "--design", "2"]) == 2
     assert "game: payoff must be 'inner' with --design or --threshold, got 'cosine'" in capsys.readouterr().err
+    # a design larger than the pool is refused before the matrix is computed and printed
+    assert main(["game", "--pool", "comed,krum", "--design", "3"]) == 2
+    out, err = capsys.readouterr()
+    assert "game: design must be <= 2, got 3" in err and out == ""
 
 
 # --------------------------------------------------------------------------- double oracle

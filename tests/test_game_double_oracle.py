@@ -59,6 +59,11 @@ def test_oracle_failure_is_a_status():
 def test_bad_oracle_row():
     with pytest.raises(ValueError, match="double_oracle: oracle loss row must be 3 finite numbers"):
         double_oracle(lambda p: ("a", [1.0, np.nan, 0.0]), 3)
+    # an M that is not the matrix's number of rules: named, not numpy's matmul error
+    with pytest.raises(ValueError, match=r"matrix_oracle: mix p must be 3 probabilities .*double_oracle's M.*got 2"):
+        double_oracle(matrix_oracle(np.eye(3)), 2)
+    with pytest.raises(ValueError, match=r"matrix_oracle: L must be a non-empty 2-D matrix"):
+        matrix_oracle(np.ones(3))
 
 
 def test_continuous_attack_space_with_exact_oracle():

@@ -24,7 +24,7 @@ def V(k=4, d=2, seed=0):
     (lambda: solvers.ExpectedValue(V(), f=1, pool=[Comed(f=1)] * 2, probs=[0.9, 0.3]),
      r"expected: probs must be summing to 1"),
     (lambda: solvers.P3(torch.ones(3, dtype=torch.float64), f=1, pool=[Comed(f=1)]),
-     r"P3: G must be 2-D of shape \(n, d\), got \(3,\)"),
+     r"P3: honest must be 2-D of shape \(k, d\), got \(3,\)"),
     (lambda: solvers.P3(V(), f=1, pool=[Comed(f=1)], space="model", model=torch.zeros(3)),
      r"P3: model must be a Tensor of shape \(2,\)"),
     (lambda: solvers.P3(V(), f=1, pool=[Comed(f=1)], own=torch.zeros(2, 2)),

@@ -177,6 +177,8 @@ def run(args) -> int:
         raise fail(where, "payoff", "'inner' with --design or --threshold", args.payoff)
     do_opts = _double_oracle_options(args)
     rules = build_pool(args.pool, n, f, args.seed)
+    M = len(rules)
+    K = None if args.design is None else check_int(where, "design", args.design, low=1, high=M)  # before the run
     attacks = split_top_level(args.attacks)
     if not attacks:
         raise fail(where, "attacks", "a non-empty comma list of attack specs", args.attacks)
@@ -186,7 +188,6 @@ def run(args) -> int:
     pm = payoff_matrix(attacks, rules, samples, n=n, f=f, payoff=args.payoff, knowledge=args.knowledge,
                        defense=defense, generator=gen)
     eq = solve_zero_sum(pm.loss)
-    M = len(rules)
     uniform = np.full(M, 1.0 / M)
     out = sys.stdout
     print(f"payoff = {'<AGG, honest mean>' if args.payoff == 'inner' else 'cos(AGG, honest mean)'}"
@@ -219,8 +220,7 @@ def run(args) -> int:
                   f"lambda {_fmt(s.lam)}, Prop. 1 {cond}, bound {_fmt(s.bound)}, "
                   f"uniform mix payoff {_fmt(s.uniform_inner)}", file=out)
         result["vulnerability"] = [s.to_dict() for s in sums]
-        if args.design is not None:
-            K = check_int(where, "design", args.design, low=1, high=M)
+        if K is not None:
             C = pm.values < -args.threshold
             designs = [design_pool(C, K, method="greedy"), design_pool(C, K, method="ilp")]
             print("", file=out)

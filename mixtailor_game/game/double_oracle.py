@@ -152,8 +152,15 @@ def double_oracle(
 def matrix_oracle(L) -> Callable:
     """The exact oracle of a finite game: ``p -> (argmax_a (L p)_a, L[a])`` (ties: lowest index)."""
     L = np.asarray(L, dtype=np.float64)
+    if L.ndim != 2 or L.size == 0:
+        raise fail("matrix_oracle", "L", "a non-empty 2-D matrix (attacks x rules)", L.shape)
 
     def oracle(p):
+        p = np.asarray(p, dtype=np.float64)
+        if p.shape != (L.shape[1],):
+            # double_oracle's M must be the matrix's number of rules
+            raise fail("matrix_oracle", "mix p", f"{L.shape[1]} probabilities (one per column of L; "
+                       "double_oracle's M)", p.shape[0] if p.ndim == 1 else p.shape)
         a = int(np.argmax(L @ p))
         return a, L[a]
 
