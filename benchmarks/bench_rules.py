@@ -56,11 +56,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mixtailor_game.rules import (  # noqa: E402
-    Comed, MixTailor, bulyan, comed, geomed, geomed_solve, krum, krum_scores, trimmed_mean,
+    Comed, Geomed, MixTailor, bulyan, comed, geomed, geomed_solve, krum, krum_scores, trimmed_mean,
 )
 from mixtailor_game.rules.bulyan import closest_to_median_mean  # noqa: E402
 
 N, F = 12, 2
+BATCH = 1000  # small geomed problems in the batched comparison
 
 
 def load_byzfl():
@@ -225,6 +226,17 @@ def main(argv=None) -> int:
         "no ByzFL Bulyan; the inverse is the speed-up")
     add("straightforward Bulyan / Bulyan (speed-up)", t["bulyan_recompute"] / t["bulyan"], (">=", 5))
     add("MixTailor([comed]) / comed", t["mixtailor"] / t["comed_rule"], ("<=", 1.05))
+
+    # many small problems (the line search's dense grid, the verify checkers): geomed's
+    # vectorized batch against the loop over the batch that Rule.batched does by default
+    Gs = torch.randn(BATCH, N, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for p in (2.0, 8.0):
+        rule = Geomed(f=F, p=p)
+        t = time_interleaved({"batched": lambda: rule.batched(Gs),
+                              "loop": lambda: torch.stack([rule(x) for x in Gs])}, max(1, repeats // 3))
+        seconds[f"geomed_p{p:g}_batched"], seconds[f"geomed_p{p:g}_loop"] = t["batched"], t["loop"]
+        add(f"geomed p={p:g}, {BATCH} problems of {N} x 10: loop / batched (speed-up)", t["loop"] / t["batched"],
+            None, "Geomed.batched against a loop of Geomed.__call__ (float64)")
 
     mem = peak_extra_memory(d)
     for name in mem:

@@ -12,7 +12,7 @@ import torch
 from .._checks import check_int, check_real, check_regime, fail
 from ._compile import CompiledKernel
 from ._distances import check_p, lp_distances_to
-from .base import Rule, check_gradients, finite_rows, name_field, tuning_field
+from .base import Rule, check_batch, check_gradients, finite_rows, name_field, tuning_field
 from .median import comed
 
 
@@ -593,3 +593,12 @@ class Geomed(Rule):
         G = check_gradients(G, "geomed")
         self.check(G.shape[0])
         return geomed(G, self.p, nu=self.nu, max_iter=self.max_iter, tol=self.tol)
+
+    def batched(self, Gb: torch.Tensor) -> torch.Tensor:
+        """Small problems (``n d <= 2^16``) in one vectorized IRLS loop, what it does not
+        settle (and larger problems) by :func:`geomed_solve` (:mod:`._geomed_batch`)."""
+        from ._geomed_batch import geomed_batched  # it builds on this module
+
+        check_batch(Gb, "geomed")
+        self.check(Gb.shape[1])
+        return geomed_batched(Gb, self.p, nu=self.nu, max_iter=self.max_iter, tol=self.tol)
