@@ -242,6 +242,23 @@ def test_nnm_with_ties_and_non_finite_rows():
     assert torch.isfinite(make_rule("nnm", base="krum", f=2)(torch.tensor(G))).all()
 
 
+def test_nnm_batched_mixes_each_problem_and_batches_the_base(monkeypatch):
+    """The base rule runs once on the stacked mixed rows (its vectorized form), with the
+    same result as the loop of NNM calls; NaN rows never reach the output."""
+    G = torch.randn(40, 9, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    G[::3, 0] = math.nan
+    G[::4, 1, 2] = math.inf
+    for base in ("comed", "krum", "trimmed_mean"):
+        rule = NNM(base=base, f=2)
+        calls = []
+        real = type(rule.base).batched
+        monkeypatch.setattr(type(rule.base), "batched", lambda self, Gb: calls.append(Gb.shape) or real(self, Gb))
+        out = rule.batched(G)
+        monkeypatch.undo()
+        assert calls == [(40, 9, 4)]
+        assert torch.equal(out, torch.stack([rule(x) for x in G])) and bool(torch.isfinite(out).all())
+
+
 def test_nnm_errors():
     with pytest.raises(ValueError, match=r"nnm: f must be >= 0, got -1"):
         make_rule("nnm", base="comed", f=-1)

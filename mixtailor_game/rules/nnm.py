@@ -11,7 +11,7 @@ import torch
 from .._checks import check_int, check_regime
 from ._distances import ranking_squared_distances
 from ._wrap import check_base, resolve_base
-from .base import Rule, check_gradients, finite_rows, name_field
+from .base import Rule, check_batch, check_gradients, finite_rows, name_field
 
 
 def check_nnm_regime(n: int, f: int) -> None:
@@ -100,3 +100,11 @@ class NNM(Rule):
         G = check_gradients(G, "nnm")
         self.check(G.shape[0])
         return nnm(G, self.f, self.base)
+
+    def batched(self, Gb: torch.Tensor) -> torch.Tensor:
+        """Each problem mixed on its own (an (n, n) product), then the base rule's own
+        batched form on the mixed rows: a vectorized base (comed, Krum, small geomeds)
+        runs once for the whole batch."""
+        check_batch(Gb, "nnm")
+        self.check(Gb.shape[1])
+        return self.base.batched(torch.stack([nnm_mix(G, self.f) for G in Gb.unbind(0)]))
