@@ -117,10 +117,14 @@ def test_plot_any_run_directories(tmp_path, capsys):
 def test_max_steps_then_rerun_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--aggregator", "comed", "--out", str(out), *FAST]
-    assert main([*argv, "--max-steps", "4"]) == 0
-    assert "stopped at step 4 (rerun to resume)" in capsys.readouterr().out
+    assert main([*argv, "--max-steps", "4"]) == 0  # FAST evaluates every 3 steps
+    printed = capsys.readouterr().out
+    # the accuracy is step 3's: it said "after 4 steps"
+    assert "stopped at step 4 (rerun to resume)" in printed and "at step 3 (the last evaluation" in printed
     assert main(argv) == 0
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3, 4, 5, 6]
+    assert "after 6 steps" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["test_accuracy_step"] == 6
 
 
 def test_subcommands_are_registered():

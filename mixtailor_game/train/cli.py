@@ -157,8 +157,11 @@ def cmd_train(args) -> int:
     trainer = Trainer(config, out, progress=not args.quiet)
     summary = trainer.run(max_steps=args.max_steps)
     state = "finished" if summary["complete"] else f"stopped at step {summary['steps']} (rerun to resume)"
+    evaluated = summary.get("test_accuracy_step")
+    when = (f"after {summary['steps']} steps" if evaluated in (None, summary["steps"])
+            else f"at step {evaluated} (the last evaluation; --eval-every {config.eval_every})")
     print(f"{summary['aggregator_name']} vs {config.attack} {config.attack_params}: {state}, "
-          f"test accuracy {_fmt(summary['test_accuracy'])} after {summary['steps']} steps "
+          f"test accuracy {_fmt(summary['test_accuracy'])} {when} "
           f"({summary['wall_time_s']:.1f} s); run directory {out}")
     return 0
 

@@ -358,6 +358,7 @@ class Trainer:
         self.wall_time = 0.0
         self.invocations = 0
         self.last_accuracy = None
+        self.last_eval_step = None  # the step test_accuracy is from (a run stopped early)
         self.last_loss = None
         self.best_accuracy = None
 
@@ -405,6 +406,7 @@ class Trainer:
             "wall_time": self.wall_time,
             "invocations": self.invocations,
             "last_accuracy": self.last_accuracy,
+            "last_eval_step": self.last_eval_step,
             "best_accuracy": self.best_accuracy,
             "last_loss": self.last_loss,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -460,6 +462,7 @@ class Trainer:
         self.wall_time = float(state["wall_time"])
         self.invocations = int(state.get("invocations", 0))
         self.last_accuracy = state.get("last_accuracy")
+        self.last_eval_step = state.get("last_eval_step")
         self.best_accuracy = state.get("best_accuracy")
         self.last_loss = state.get("last_loss")
         self.model.load_state_dict(state["model"])
@@ -648,7 +651,7 @@ class Trainer:
                 if self.step % c.eval_every == 0 or self.step == c.steps:
                     acc, test_loss = self.evaluate()
                     row["test_accuracy"], row["test_loss"] = acc, test_loss
-                    self.last_accuracy = acc
+                    self.last_accuracy, self.last_eval_step = acc, self.step
                     if acc is not None:
                         self.best_accuracy = acc if self.best_accuracy is None else max(self.best_accuracy, acc)
                 now = time.perf_counter()
@@ -705,6 +708,7 @@ class Trainer:
         c = self.config
         return {
             "test_accuracy": self.last_accuracy,
+            "test_accuracy_step": self.last_eval_step,
             "best_test_accuracy": self.best_accuracy,
             "final_loss": self.last_loss,
             "steps": self.step,
