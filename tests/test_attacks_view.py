@@ -57,6 +57,30 @@ def test_view_with_nothing_visible_raises_in_attacks():
         make_attack("ipm")(v)
 
 
+@pytest.mark.parametrize("name", ["ipm", "random_eps", "alie", "min_max", "min_sum", "sign_flip", "fang_trim",
+                                  "fang_krum", "mimic", "gaussian"])
+def test_non_finite_visible_rows_are_left_out(name):
+    """One NaN / Inf honest row made every Byzantine row of IPM, ALIE, min-max, sign flip and
+    Fang-trim NaN (a NaN attack, silently): the attacks now see the finite rows only, and
+    send what they send on those rows."""
+    g = torch.Generator().manual_seed(3)
+    H = torch.randn(10, 6, dtype=torch.float64, generator=g)
+    bad = H.clone()
+    bad[3, 2], bad[5, 0] = float("nan"), float("inf")
+    keep = [i for i in range(10) if i not in (3, 5)]
+    out = make_attack(name)(AdversaryView(bad, n=12, f=2))
+    assert bool(torch.isfinite(out).all())
+    # the same rows as on the finite ones (fang_krum / fang_trim read k = n - f as full
+    # knowledge, random_eps draws from the view's generator state)
+    if name not in ("fang_krum", "fang_trim", "random_eps"):
+        view = AdversaryView(H[keep], n=12, f=2)
+        torch.testing.assert_close(out, make_attack(name)(view))
+    with pytest.raises(ValueError, match=r"^ipm: needs at least one finite visible row, got none \(3 rows, all with NaN/Inf\)$"):
+        make_attack("ipm")(AdversaryView(torch.full((3, 2), float("nan")), n=12, f=2))
+    with pytest.raises(ValueError, match=r"^min_sum: visible rows must be >= 2"):  # it said min_max
+        make_attack("min_sum", perturbation="std")(AdversaryView(torch.randn(1, 3), n=12, f=2))
+
+
 def test_mixtailor_defense_is_reduced_to_its_public_pool():
     mt = MixTailor(paper_pool(2, 0), rng=torch.Generator().manual_seed(0))
     v = make_view(H, n=12, f=2, defense=mt)

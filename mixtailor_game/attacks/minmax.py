@@ -26,15 +26,16 @@ class GammaResult(NamedTuple):
     ok: Callable[[float], bool]
 
 
-def perturbation(V: torch.Tensor, kind: str) -> torch.Tensor:
-    """``p``: ``-mu / ||mu||`` (unit), ``-sign(mu)`` (sign) or ``-sigma`` (std)."""
+def perturbation(V: torch.Tensor, kind: str, where: str = "min_max") -> torch.Tensor:
+    """``p``: ``-mu / ||mu||`` (unit), ``-sign(mu)`` (sign) or ``-sigma`` (std); errors
+    name the attack ``where``."""
     mu = V.mean(dim=0)
     if kind == "unit":
         norm = torch.linalg.vector_norm(mu)
         return -mu / norm if norm > 0 else torch.zeros_like(mu)
     if kind == "sign":
         return -torch.sign(mu)
-    return -mean_std(V, "min_max")[1]
+    return -mean_std(V, where)[1]
 
 
 def _pair_distances(V: torch.Tensor) -> torch.Tensor:
@@ -97,7 +98,7 @@ def gamma_attack(V, kind: str, objective: str, search: str, gamma_init: float, t
     """Shared core of min-max and min-sum (computed in float64)."""
     X = V.double()
     mu = X.mean(dim=0)
-    p = perturbation(X, kind)
+    p = perturbation(X, kind, objective)
     ok = (min_max_condition if objective == "min_max" else min_sum_condition)(X, mu, p)
     if not bool((p != 0).any()):
         gamma = 0.0

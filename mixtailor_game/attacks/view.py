@@ -22,6 +22,7 @@ import torch
 
 from .._checks import check_int, fail
 from ..rules import MixTailor, RulePool
+from ..rules.base import finite_rows
 
 KNOWLEDGE = ("full", "partial:K", "own")
 
@@ -111,12 +112,24 @@ class AdversaryView:
 
     def visible(self, where: str) -> torch.Tensor:
         """The rows an attack estimates honest statistics from: the visible honest
-        rows, or ``own`` when none is visible (raises ``ValueError`` if neither)."""
+        rows, or ``own`` when none is visible (raises ``ValueError`` if neither).
+
+        Rows with a NaN / Inf entry are left out (one such row made every Byzantine row
+        of IPM, ALIE, min-max, sign flip and Fang-trim NaN, silently: a NaN attack,
+        not the one asked for); ``ValueError`` when no finite row is left."""
         if self.k > 0:
-            return self.honest
-        if self.own is not None:
-            return self.own
-        raise ValueError(f"{where}: needs visible honest rows or view.own, got k=0 and own=None")
+            rows = self.honest
+        elif self.own is not None:
+            rows = self.own
+        else:
+            raise ValueError(f"{where}: needs visible honest rows or view.own, got k=0 and own=None")
+        ok = finite_rows(rows)
+        if bool(ok.all()):
+            return rows
+        if not bool(ok.any()):
+            raise ValueError(f"{where}: needs at least one finite visible row, got none ({rows.shape[0]} rows, "
+                             "all with NaN/Inf)")
+        return rows[ok]
 
     def generator(self) -> torch.Generator:
         """``rng`` if given; otherwise a fresh CPU generator seeded with ``step``.
