@@ -257,6 +257,13 @@ def test_nnm_batched_mixes_each_problem_and_batches_the_base(monkeypatch):
         monkeypatch.undo()
         assert calls == [(40, 9, 4)]
         assert torch.equal(out, torch.stack([rule(x) for x in G])) and bool(torch.isfinite(out).all())
+    # a plain callable base (no batched form) is looped over: it raised AttributeError
+    def med(X):
+        return comed(X)
+
+    med.f = 2
+    plain = NNM(base=med, f=2)
+    assert torch.equal(plain.batched(G), torch.stack([plain(x) for x in G]))
 
 
 def test_nnm_errors():

@@ -107,4 +107,7 @@ class NNM(Rule):
         runs once for the whole batch."""
         check_batch(Gb, "nnm")
         self.check(Gb.shape[1])
-        return self.base.batched(torch.stack([nnm_mix(G, self.f) for G in Gb.unbind(0)]))
+        Y = torch.stack([nnm_mix(G, self.f) for G in Gb.unbind(0)])
+        if hasattr(self.base, "batched"):
+            return self.base.batched(Y)
+        return torch.stack([self.base(y) for y in Y.unbind(0)])  # a plain callable base
