@@ -103,6 +103,33 @@ def test_geomed_reaches_the_minimum_on_small_random_inputs():
         assert res.objective <= best * (1 + 1e-5) + 1e-12, (X.tolist(), p)
 
 
+@pytest.mark.parametrize("p", [2.0, 3.0, 7.0, 16.0])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_geomed_with_one_huge_finite_row_still_moves(p, dtype):
+    """A finite row of 1e30 pulls with a unit force like any row, but its distance's
+    rounding (~1e14) swamped every step's change of the objective: the solver stayed at
+    its start, the coordinate-wise median (p = 7: 0.124 above the minimum; p = 2 stopped
+    after 4 steps, 3.6e-2 off). Steps are now ranked with that row's distance linearized.
+    Reference: scipy on the five rows plus the far row's exact linear pull."""
+    from scipy.optimize import minimize
+
+    from mixtailor_game.rules import Geomed, comed
+
+    G = torch.tensor([[0, 0], [2, 0.5], [0.3, 2], [1.7, 1.9], [-1, 1.2], [1e30, 1e30]], dtype=dtype)
+    H = G[:5].double().numpy()
+    pull = -np.full(2, 2.0 ** ((1.0 - p) / p))  # the gradient of ||z - (c, c)||_p as c -> inf
+
+    def F(z):
+        return float(np.sum(np.sum(np.abs(z - H) ** p, axis=1) ** (1.0 / p)) + pull @ z)
+
+    res = geomed_solve(G, p)
+    best = minimize(F, res.z.double().numpy(), method="Nelder-Mead",
+                    options=dict(xatol=1e-12, fatol=1e-14, maxiter=20000))
+    assert F(res.z.double().numpy()) <= best.fun + 1e-7
+    assert F(res.z.double().numpy()) < F(comed(G).double().numpy()) - 1e-4
+    torch.testing.assert_close(Geomed(f=2, p=p).batched(G[None])[0], res.z, rtol=1e-4, atol=1e-4)
+
+
 def test_messages_name_the_trim_and_unknown_geomed_options():
     from mixtailor_game.rules import geomed, trimmed_mean
 
