@@ -133,7 +133,9 @@ class FangKrum(Attack):
     those rows as the benign set, as Fang et al. do. Model space (their
     original form): ``w_0 - lam * s`` with ``s = sign(w - w_0)``.
 
-    Differences from Fang et al.: gradient space by default (``w_Re`` is the
+    Differences from Fang et al.: the default ``direction="mean"`` (DESIGN.md's
+    pin); Fang et al.'s ``s`` is the sign of the model change without attack, i.e.
+    ``direction="aggregate"``; gradient space by default (``w_Re`` is the
     origin, the crafted gradient is ``-lam * sign(mu)``); l_p distances with
     ``||s||_p`` in place of ``sqrt(d)``; ``sign(0) = 0``; under partial
     knowledge the neighbour count is ``min(n - f - 2, rows - 1)`` (Fang use
