@@ -196,6 +196,10 @@ def make_solution(inst: Instance, B: torch.Tensor, *, method: str, status: str, 
     if status != "infeasible":
         if not ev["filter_ok"] or (ev["feasible_lambda"] is False):
             status = "infeasible"
+        elif status == "feasible" and inst.kind != "tailored" and not bool(inst.u.any()):
+            # mu = 0: <AGG, mu> = 0 for any rows, so rows passing the filter are optimal
+            status = "optimal"
+            info.setdefault("reason", "the honest mean is zero: every Byzantine row scores 0")
     gap = None
     if bound is not None and status != "infeasible" and math.isfinite(bound):
         gap = abs(ev["value"] - bound)

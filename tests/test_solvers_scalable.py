@@ -137,6 +137,8 @@ def test_a_zero_honest_mean_scores_zero_everywhere_and_is_optimal():
         sol = solvers.solve(prob)
         assert (sol.method, sol.status, sol.value) == ("line", "optimal", 0.0)
         assert "honest mean is zero" in sol.info["reason"]
+    sol = solvers.solve(solvers.P1(V0, 1, [Krum(f=1), Geomed(f=1)]), method="scp")  # said "feasible"
+    assert (sol.status, sol.value) == ("optimal", 0.0) and "honest mean is zero" in sol.info["reason"]
 
 
 def test_values_are_recomputed_by_the_real_rules():
