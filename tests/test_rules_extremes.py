@@ -130,6 +130,22 @@ def test_geomed_with_one_huge_finite_row_still_moves(p, dtype):
     torch.testing.assert_close(Geomed(f=2, p=p).batched(G[None])[0], res.z, rtol=1e-4, atol=1e-4)
 
 
+def test_geomed_does_not_stop_on_a_row_that_is_not_the_minimizer():
+    """From the coordinate-wise median, IRLS at p = 16 crawled onto row 1 (its weight 1/nu
+    dominated the steps) and stopped there "converged" at 4.2686; the minimum (scipy) is
+    3.7605. At convergence on a row the solver now runs Vardi and Zhang's test and restarts
+    from their step; the batched form, which hands such problems to it, agrees."""
+    from mixtailor_game.rules import Geomed
+
+    x = torch.tensor([[-1.26546530802849033, -1.11953518302712540, 1.16648572052548549],
+                      [0.92623245729687775, 0.65392449673508091, 0.14821544548810084],
+                      [-1.14610922319760133, 1.87277637685534160, 0.99455292511187521]], dtype=torch.float64)
+    res = geomed_solve(x, 16.0)
+    assert res.converged and res.objective == pytest.approx(3.760470103025553, rel=1e-9)
+    assert float(geomed_objective(Geomed(p=16.0).batched(x[None])[0], x, 16.0)) == pytest.approx(
+        3.760470103025553, rel=1e-9)
+
+
 def test_messages_name_the_trim_and_unknown_geomed_options():
     from mixtailor_game.rules import geomed, trimmed_mean
 
