@@ -22,9 +22,11 @@ solver); ``benchmarks/bench_rules.py``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .geomed import UPCAST_ELEMENTS, geomed_solve
+from .geomed import SMALL_SCALE, UPCAST_ELEMENTS, geomed_solve
 
 # settled when ||grad||_q <= this times the number of rows (a sum of dual-unit vectors);
 # 1e-5 let flat p = 16 objectives stop up to 8e-8 above the single solver
@@ -95,6 +97,21 @@ def _leave_rows(z, X, ok, p: float, nu: float, r, A, s):
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1)
+
+
+def _scale_exponents(X: torch.Tensor, ok: torch.Tensor, p: float) -> torch.Tensor:
+    """Per problem, :func:`.geomed.scale_exponent`'s ``k`` (distances from the median start
+    far below 1 are rescaled by ``2^k`` so that the absolute smoothing ``nu`` does not
+    swallow them), as an integer tensor ``(B,)``."""
+    nan = torch.full_like(X, float("nan"))
+    z0 = torch.nanmedian(torch.where(ok.unsqueeze(2), X, nan), dim=1).values
+    r, _, _ = _distances(torch.nan_to_num(z0), torch.where(ok.unsqueeze(2), X, torch.zeros_like(X)), ok, p)
+    med = torch.nanmedian(torch.where(ok & (r > 0) & torch.isfinite(r), r, torch.full_like(r, float("nan"))),
+                          dim=1).values
+    k = torch.where(med < 2.0 ** SMALL_SCALE, -torch.frexp(med).exponent, torch.zeros_like(med, dtype=torch.int32))
+    top = torch.where(ok.unsqueeze(2), X.abs(), torch.zeros_like(X)).amax(dim=(1, 2))
+    room = math.floor(math.log2(torch.finfo(X.dtype).max / 4)) - torch.frexp(top).exponent
+    return torch.minimum(k, room).clamp_min(0).to(torch.int32)
 
 
 def _vectorized(X, ok, p: float, nu: float, max_iter: int, tol: float):
@@ -199,7 +216,10 @@ def geomed_batched(Gb: torch.Tensor, p: float = 2.0, *, nu: float = 1e-6, max_it
     if p == 1 or Gb[0].numel() > BATCH_ELEMENTS:
         z, settled = X.new_zeros(X.shape[0], X.shape[2]), torch.zeros(X.shape[0], dtype=torch.bool, device=X.device)
     else:
-        z, settled = _vectorized(X, ok, p, nu, max_iter, tol)
+        # each problem on its rows times 2^k, as geomed_solve does (scale_exponent)
+        factor = torch.ldexp(torch.ones_like(X[:, 0, 0]), _scale_exponents(X, ok, p))
+        z, settled = _vectorized(X * factor[:, None, None], ok, p, nu, max_iter, tol)
+        z = z / factor[:, None]
         settled &= ok.sum(1) >= 3
     for b in torch.nonzero(~settled).squeeze(1).tolist():
         # from its own start: a warm start next to a row can keep it there
