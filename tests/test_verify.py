@@ -184,10 +184,24 @@ def test_grid_outside_the_regime_is_an_error(capsys):
 
 @pytest.mark.parametrize("argv", [["theorem1", "--d", "0"], ["proposition1", "--points", "0"]])
 def test_sizes_below_one_are_usage_errors_not_violations(argv, capsys):
-    # exit 1 means "a bound was violated": a crash there read as a false violation
-    with pytest.raises(SystemExit) as exc:
-        main([argv[0], "--quick", *argv[1:]])
-    assert exc.value.code == 2 and "must be an integer >= 1, got 0" in capsys.readouterr().err
+    # exit 1 means "a bound was violated": a crash there read as a false violation; and
+    # argparse's own exit 2 read as "inconclusive": usage errors are 3, in one line
+    assert main([argv[0], "--quick", *argv[1:]]) == 3
+    err = capsys.readouterr().err
+    assert "must be an integer >= 1, got 0" in err and len(err.strip().splitlines()) == 1
+
+
+def test_grad_norm_must_be_finite_and_positive(capsys):
+    """--grad-norm nan ran to a NaN estimate and exited 2 ("inconclusive"); -1 was taken."""
+    for bad in ("nan", "inf", "-1"):
+        assert main(["theorem1", "--quick", "--grad-norm", bad]) == 3
+        assert "argument --grad-norm: must be finite and > 0" in capsys.readouterr().err
+
+
+def test_a_run_where_no_case_makes_a_claim_is_not_a_pass():
+    """Proposition 1 with thresholds beyond the sweep makes no claim anywhere: it exited 0."""
+    assert exit_code(["no-claim", "no-claim"]) == 2
+    assert exit_code(["no-claim", "holds"]) == 0
 
 
 def test_an_unwritable_json_path_fails_before_the_run(tmp_path, capsys):
@@ -203,8 +217,7 @@ def test_threads_flag_sets_torch_threads():
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # so that the flag's 1 is observable
     try:
-        with pytest.raises(SystemExit):
-            main(["theorem1", "--threads", "0"])
+        assert main(["theorem1", "--threads", "0"]) == 3
         code = main(["theorem1", "--threads", "1", "--json", "/dev/null/x.json"])  # fails fast, after the set
         assert code == 3 and torch.get_num_threads() == 1
     finally:

@@ -3,12 +3,15 @@
 The CLI parses the grid, calls :mod:`~mixtailor_game.verify.krum_bias` or
 :mod:`~mixtailor_game.verify.proposition1`, prints one table row per case and
 exits with 0 when every case holds, 1 when a case violates its bound, 2 when
-some case is inconclusive (its CI straddles the bound) and none violates.
+some case is inconclusive (its CI straddles the bound) and none violates, or when no
+case makes a claim (nothing was tested), and 3 on bad input (one line on stderr; argparse's
+own usage errors exited 2, the code of "inconclusive").
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 import sys
 import time
@@ -50,13 +53,23 @@ _size_int = _int_at_least(1)
 
 def _positive_float(text):
     v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
     return v
 
 
+class _UsageError(Exception):
+    """A command-line error argparse found (reported in one line, exit 3)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: {message}")
+
+
 def _common(sp):
-    sp.add_argument("--quick", action="store_true", help="the small default grid (under 60 s on 2 cores)")
+    sp.add_argument("--quick", action="store_true",
+                    help="the small default grid (about 2 minutes for theorem1 on 2 shared cores)")
     sp.add_argument("--json", metavar="PATH", help="write the full results (every case, notes) as JSON")
     sp.add_argument("--threads", type=_size_int, default=1, metavar="T",
                     help="torch intra-op threads (default 1: the cases are small; on a loaded machine two "
@@ -73,7 +86,7 @@ def _common(sp):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m mixtailor_game.verify",
+    ap = _Parser(prog="python -m mixtailor_game.verify",
                                  description="Empirical checks of the MixTailor paper's Theorems 1, 2 "
                                              "and Proposition 1 against a worst-case adversary search.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -85,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--laws", nargs="+", choices=LAWS, help="honest noise laws")
         sp.add_argument("--search-trials", type=_trials_int, help="trials of the search phase")
         sp.add_argument("--directions", nargs="+", choices=DIRECTIONS, help="searched directions")
-        sp.add_argument("--grad-norm", type=float, default=1.0, help="||grad F|| (default 1)")
+        sp.add_argument("--grad-norm", type=_positive_float, default=1.0, help="||grad F|| (default 1; finite, > 0)")
         sp.add_argument("--no-registry", action="store_true",
                         help="skip mixtailor_game.attacks / solvers families")
         sp.add_argument("--registry-budget", type=_positive_float,
@@ -172,7 +185,11 @@ def run_prop1(args) -> tuple[dict, int]:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     torch.set_num_threads(args.threads)
     if args.json:  # a path that cannot be written fails now, not after the whole run
         target = Path(args.json)
@@ -200,8 +217,11 @@ def main(argv=None) -> int:
     cases = payload.get("cases") or [row for s in payload.get("scenarios", []) for row in s["sweep"]]
     bad = [c for c in cases if c["status"] != HOLDS and c["status"] != "no-claim"]
     violated = [c for c in bad if c["status"] == VIOLATED]
-    print(f"{len(cases)} cases, {len(cases) - len(bad)} hold or make no claim, {len(violated)} VIOLATED, "
-          f"{len(bad) - len(violated)} inconclusive; wall time {wall:.1f} s; exit {code}")
+    claims = sum(c["status"] != "no-claim" for c in cases)
+    print(f"{len(cases)} cases, {len(cases) - len(bad)} hold or make no claim ({claims} make a claim), "
+          f"{len(violated)} VIOLATED, {len(bad) - len(violated)} inconclusive; wall time {wall:.1f} s; exit {code}")
+    if not claims:
+        print("  no case makes a claim: nothing was tested (exit 2)")
     for c in bad:
         print(f"  {c['status']}: {case_label(c)}")
     return code

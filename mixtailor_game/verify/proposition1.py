@@ -21,8 +21,9 @@ The checker, for each problem and attack scenario:
 3. classifies: a rule is *resilient* when its CI lies above 0 at every
    ``w``; every other rule counts as *compromised* (the bound
    ``E[U_i]^T grad F >= -lambda_i L`` of the proof holds for any rule, so this
-   is the proposition's own bookkeeping); measures ``lambda`` (unbiased
-   estimate of ``||E[U_i(w)]||``), ``L`` and ``beta_min``;
+   is the proposition's own bookkeeping); measures ``lambda`` (the square root
+   of an unbiased estimate of ``||E[U_i(w)]||^2``: biased upward, which makes the
+   threshold conservative), ``L`` and ``beta_min``;
 4. sweeps pools of ``M = q + r`` rules (q entries cycling over the
    compromised rules, r over the resilient ones) and reports, for each M/q,
    the mixture's ``E[U]^T grad F`` at its worst ``w`` (exact average over the
