@@ -222,3 +222,14 @@ def test_threads_flag_sets_torch_threads():
         assert code == 3 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_proposition1_sweep_reaches_thresholds_above_one_hundred():
+    """The sweep stopped at r = 400 resilient entries (M/q <= 101 at q = 4): the ipm-large
+    thresholds (538, 1066) made no claim. Both sides of each threshold are swept now."""
+    from mixtailor_game.verify.proposition1 import _sweep_values
+
+    rs = _sweep_values(4, [538.0, 1066.0])
+    ratios = [(4 + r) / 4 for r in rs]
+    for t in (538.0, 1066.0):
+        assert any(x <= t for x in ratios) and any(t < x < 1.01 * t for x in ratios)

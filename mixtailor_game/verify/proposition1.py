@@ -39,6 +39,7 @@ with the M/q from which the proposition guarantees it.
 from __future__ import annotations
 
 import math
+from collections import Counter
 import time
 
 import numpy as np
@@ -126,7 +127,12 @@ def _make_problem(name, m, d, sigma2, gen):
     raise fail("proposition1", "problem", f"one of {PROBLEMS}", name)
 
 
-def _sweep_values(q: int, thresholds: list, cap: int = 400) -> list:
+# The largest number r of resilient entries swept: 400 (M/q <= 101 at q = 4) left the
+# ipm-large thresholds (538, 1066) untested, with exit 0
+SWEEP_CAP = 5000
+
+
+def _sweep_values(q: int, thresholds: list, cap: int = SWEEP_CAP) -> list:
     """r values (M = q + r): a geometric grid from 1 and the values around each threshold."""
     top = max([2.0] + [t for t in thresholds if math.isfinite(t)]) * 1.25
     r_max = int(min(cap, max(2, math.ceil(q * (top - 1.0)))))
@@ -191,7 +197,8 @@ def run_scenario(problem: str, scenario: str, *, n: int, f: int, d: int, sigma2:
     for r in _sweep_values(q, [threshold, bound_scale * threshold, rough]):
         M = q + r
         entries = [comp[i % len(comp)] for i in range(q)] + [resil[i % len(resil)] for i in range(r)]
-        mix = [sum(IP[k][j] for k in entries) / M for j in range(len(omega))]
+        counts = Counter(entries)  # M is up to ~5000 entries cycling over a few rules
+        mix = [sum(c * IP[k][j] for k, c in counts.items()) / M for j in range(len(omega))]
         ests = [mean_estimate(x) for x in mix]
         jw = min(range(len(omega)), key=lambda j: ests[j].value)
         # cross-check: draw the rule with MixTailor (seeded, reproducible) for each trial
