@@ -233,3 +233,23 @@ def test_proposition1_sweep_reaches_thresholds_above_one_hundred():
     ratios = [(4 + r) / 4 for r in rs]
     for t in (538.0, 1066.0):
         assert any(x <= t for x in ratios) and any(t < x < 1.01 * t for x in ratios)
+
+
+def test_proposition1_rows_show_the_point_that_decides_their_status():
+    """A row showed the CI of its lowest estimate while its status read every point: an
+    "inconclusive" row printed [0.000106, 0.00231], above 0 (under the old 400-entry
+    sweep; the sweep points here did not hit it, so this is a regression net)."""
+    from mixtailor_game.verify.proposition1 import run_proposition1
+
+    payload = run_proposition1(quick=True, trials=None, seed=0, bound_scale=1e-6, problems=["logistic"],
+                               scenarios=["ipm-large"], n=None, f=None, d=None, sigma2=None, q=4, points=None)
+    rows = [row for s in payload["scenarios"] for row in s["sweep"]]
+    assert any(r["status"] == "inconclusive" for r in rows)
+    for r in rows:
+        lo, hi = r["inner"]["lo"], r["inner"]["hi"]
+        if r["status"] == "inconclusive":
+            assert lo <= 0 <= hi
+        elif r["status"] == "VIOLATED":
+            assert hi < 0
+        elif r["status"] == "holds":
+            assert lo > 0
