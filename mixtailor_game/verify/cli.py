@@ -87,8 +87,8 @@ def _common(sp):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="python -m mixtailor_game.verify",
-                                 description="Empirical checks of the MixTailor paper's Theorems 1, 2 "
-                                             "and Proposition 1 against a worst-case adversary search.")
+                 description="Empirical checks of the MixTailor paper's Theorems 1, 2 "
+                             "and Proposition 1 against a worst-case adversary search.")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, help_ in (("theorem1", "bias of generalized Krum, iid honest workers"),
                         ("theorem2", "bias of generalized Krum, heterogeneous honest workers")):
