@@ -215,3 +215,19 @@ def test_lambda_at_the_domains_end_that_keeps_growing_is_flagged():
     assert "may be unbounded" in s.info["reason"] and s.info["t"] in s.info["domain"]
     k = solvers.solve(solvers.TailoredAttack(V, 2, Krum(f=2), structure="suboptimal"), method="line")
     assert not k.info.get("grows_past_domain", False) and k.info["t"] not in k.info["domain"]
+
+
+def test_a_rounding_step_past_the_breakpoints_is_not_unboundedness():
+    """float32 rows at d = 184,586: a trimmed mean with b = f is constant past its
+    breakpoints, but the closed form read 4.7e-8 lower at every distance beyond the
+    domain (rounding), so the answer was `feasible`, "unbounded", and relax's bound -inf
+    (the benchmark's P3 had said `optimal` sessions before). A linear decrease doubles
+    from one width to two; a rounding step does not. b < f stays unbounded."""
+    g = torch.Generator().manual_seed(0)
+    V = (0.01 * torch.randn(10, 184_586, generator=g, dtype=torch.float64) + 0.002).float()
+    sol = solvers.solve(solvers.P3(V, 2, [TrimmedMean(b=2)]), method="line")
+    assert sol.status == "optimal" and not sol.info.get("unbounded", False)
+    rel = solvers.solve(solvers.P3(V, 2, [TrimmedMean(b=2)]), method="relax")
+    assert rel.bound is not None and rel.bound > -math.inf
+    weak = solvers.solve(solvers.ExpectedValue(V, 2, [TrimmedMean(b=1), Comed(f=2)]), method="line")
+    assert weak.info.get("unbounded") is True
