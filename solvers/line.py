@@ -486,7 +486,7 @@ class _OrderStat:
     piecewise_linear = True
 
     def __init__(self, inst, ks):
-        self.inst, self._ks = inst, list(ks)
+        self.inst, self.positions = inst, tuple(ks)  # relax's rounding slack reads them too
         H = torch.sort(inst.R.double(), 0).values
         m = H.shape[0]
         self.rows = sorted({k - inst.f for k in ks if k - inst.f >= 0} | {k for k in ks if k < m})
@@ -571,8 +571,8 @@ class _OrderStat:
         u, o, l = inst.u64, inst.offset64, inst.line64
         m = self.H.shape[0]
         inf = torch.full_like(self.H[0], math.inf)
-        lo = torch.stack([self.H[k - inst.f] if k - inst.f >= 0 else -inf for k in self._ks])
-        hi = torch.stack([self.H[k] if k < m else inf for k in self._ks])
+        lo = torch.stack([self.H[k - inst.f] if k - inst.f >= 0 else -inf for k in self.positions])
+        hi = torch.stack([self.H[k] if k < m else inf for k in self.positions])
         x = o + torch.as_tensor(t, dtype=torch.float64, device=o.device)[:, None] * l
         v = torch.minimum(torch.maximum(x[:, None, :], lo), hi).mean(1)
         return ((v - o) @ u).cpu().numpy()

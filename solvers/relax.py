@@ -114,12 +114,26 @@ def hull_vertices(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return t[h], v[h]
 
 
-def rounding_slack(inst: Instance, ts) -> float:
-    """8 ulps (of ``R``'s dtype) of ``||u||_1`` times the largest entry of the rows at ``ts``
-    and of ``R``: how far the real rules' rounded value can sit below the exact function."""
-    rows = line_rows(inst, list(ts)).double().abs().max()
-    m = max(float(rows), float(inst.R.double().abs().max()), float(inst.offset.double().abs().max()))
+def rounding_slack(inst: Instance, ts, obj=None) -> float:
+    """8 ulps (of ``R``'s dtype) of ``||u||_1`` times the largest entry the rules' outputs
+    can be made of: how far the real rules' rounded value can sit below the exact function.
+
+    That entry is the largest of ``R`` and of the rows at ``ts``, except when every rule of
+    ``obj`` is an order statistic kept inside the honest range (comed, trimmed mean with
+    ``b >= f``: each kept value lies between two honest values of its column). Then the
+    Byzantine rows' size cannot reach the output (at ``|t| ~ 2e4`` on a float32 trimmed mean
+    at d = 184,586 it made the slack 2.2 against a value of 0.83) and ``R`` bounds it."""
+    m = max(float(inst.R.double().abs().max()), float(inst.offset.double().abs().max()))
+    if not (obj is not None and all(honest_range_only(e, inst) for e in obj.evals)):
+        m = max(m, float(line_rows(inst, list(ts)).double().abs().max()))
     return 8.0 * float(torch.finfo(inst.R.dtype).eps) * float(inst.u.double().abs().sum()) * m
+
+
+def honest_range_only(evaluator, inst: Instance) -> bool:
+    """Whether every value the closed form keeps is an order statistic between the honest
+    column's smallest and largest value (positions ``f <= k < n - f`` of the merged column)."""
+    ks = getattr(evaluator, "positions", None)
+    return ks is not None and all(inst.f <= k < inst.n - inst.f for k in ks)
 
 
 def _combined(inst: Instance, obj, t: np.ndarray) -> np.ndarray:
@@ -179,7 +193,7 @@ def method_relax(inst: Instance, **options):
         # the envelope is of the exact (float64) function; the real rules round in R's
         # dtype (float32: values up to ~5 ulps of |<x, u>| off, bounds 4.5e-7 relative above
         # the value were seen), so the bound is lowered by 8 ulps of the largest |row| |u|_1
-        slack = rounding_slack(inst, [t_r, t_line])
+        slack = rounding_slack(inst, [t_r, t_line], obj)
         relaxed -= slack
     info = dict(t=t_r, relaxed_value=relaxed, bound_valid=bound_valid, envelope_lines=n_lines,
                 line_value=line_sol.value, line_t=t_line, samples=len(t), domain=(lo, hi), unbounded=unbounded,
