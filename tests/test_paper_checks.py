@@ -160,6 +160,62 @@ def test_claims_verdicts_follow_the_numbers(tmp_path):
         C.claim("x", "y", "z", "maybe")
 
 
+def test_fig2_defends_claim_needs_krum_to_fail(tmp_path):
+    """"MixTailor defends where Krum fails" is reproduced only when Krum failed and MixTailor did not."""
+    fig2 = load("fig2_krum_fails")
+    args = fig2.parse_args(["--scale", "tiny", "--out", str(tmp_path)])
+
+    def defends(krum, mix):
+        tab = {"digits eps=0.2 batch 128": {"omniscient": {"tail": 0.9}, "krum": {"tail": krum},
+                                            "comed": {"tail": 0.88}, "mixtailor": {"tail": mix}}}
+        (c,) = [c for c in fig2.make_claims(tab, args) if c["claim"].startswith("MixTailor defends")]
+        return c["verdict"], c["why"]
+
+    # the stored small-scale case: Krum 82.1% against 89.5% (hurt, not failed), MixTailor fine
+    verdict, why = defends(0.85, 0.89)
+    assert verdict == "not reproduced" and why.startswith("premise not met: Krum did not fail")
+    assert defends(0.85, 0.5)[0] == "not reproduced"        # neither premise nor defence
+    assert defends(0.3, 0.89) == ("reproduced", "")          # Krum failed, MixTailor did not
+    assert defends(0.3, 0.5)[0] == "not reproduced"          # both failed
+    assert defends(None, 0.89)[0] == "not run" and defends(0.3, None)[0] == "not run"
+
+
+def test_stored_claims_follow_the_stored_accuracies():
+    """Every stored fig*.json's verdicts are what its script's make_claims gives on its stored accuracies
+    (the claim's wording may be newer than a stored run: fig3's is, until its rerun)."""
+    files = sorted((CHECKS / "results").glob("fig*.json")) + sorted((CHECKS / "results").glob("*/fig*.json"))
+    assert files
+    for path in files:
+        data = json.loads(path.read_text())
+        mod = load(data["experiment"])
+        argv = ["--scale", data["scale"]]
+        if data["experiment"] == "fig1_iid":   # the eps actually run
+            argv += ["--eps"] + sorted({k.split("eps=")[1] for k in data["accuracy"]}, key=float)
+        got = mod.make_claims(data["accuracy"], mod.parse_args(argv))
+        key = lambda cs: [(c["setting"], c["measured"], c["verdict"], c["why"]) for c in cs]  # noqa: E731
+        assert key(got) == key(data["claims"]), path.name
+
+
+def test_claims_table_names_the_run_length_of_nested_settings(tmp_path):
+    """A shortened paper-scale Fig. 3 run (lengths inside settings[panel]["config"]) must not read as 50K steps."""
+    table = load("claims_table")
+    claim = {"claim": "c", "setting": "s", "measured": "m", "verdict": "reproduced", "why": ""}
+    fig3 = {"experiment": "fig3_noniid", "scale": "paper", "seeds": [0], "claims": [claim],
+            "settings": {"draw": "seeded from the run seed",
+                         "panel n=12": {"n": 12, "config": "mnist, paper_cnn, n=12, f=2, 500 steps, batch 50"},
+                         "panel n=24": {"n": 24, "config": "mnist, paper_cnn, n=24, f=2, 500 steps, batch 50"}}}
+    (tmp_path / "fig3_noniid.json").write_text(json.dumps(fig3))
+    # no length in the settings: the runs' configs give it
+    runs_only = {"experiment": "fig9", "scale": "small", "seeds": [0, 1], "claims": [claim], "settings": {},
+                 "runs": [{"config": {"steps": 120}}, {"config": {"steps": 120}}]}
+    (tmp_path / "fig9.json").write_text(json.dumps(runs_only))
+    lines = table.rows(tmp_path)
+    assert lines[2].startswith("| fig3_noniid (paper, 500 steps, 1 seed) |")
+    assert lines[3].startswith("| fig9 (small, 120 steps, 2 seeds) |")
+    for line in table.rows(CHECKS / "results")[2:]:
+        assert " steps, " in line.split(" | ")[0], line   # every committed row names its length
+
+
 def test_tail_accuracy_and_table():
     C = load("_common")
     assert C.tail_accuracy([[1, 0.1], [2, 0.5], [3, 0.6], [4, 0.7]]) == pytest.approx(0.6)
