@@ -21,8 +21,10 @@ Scales (``--scale``):
     when it exists, else ``digits``), multinomial logistic regression
     (d = 7,850), 200 steps, lr 0.05, batch 50 per worker (Fig. 2: 128),
     momentum 0.9, weight decay 1e-4, evaluation on 2,000 test images every 20
-    steps. Runs on a 2-core CPU: the 64-rule pool's geometric medians cost
-    ~0.1 s a step at d = 7,850 but seconds at the CNN's d = 184,586.
+    steps. Runs on a 2-core CPU (the stored small runs took 0.01-1.2 s a
+    MixTailor step on a shared machine). With the CNN (d = 184,586) a
+    MixTailor step takes ~0.32 s on 2 threads, aggregation ~0.05 s of it
+    (``benchmarks/results/trainer.json``): ~4.4 h for 50K steps.
 ``paper``
     the paper's Table 1: the 2-conv + 2-fc CNN (``paper_cnn``), 50K
     iterations, lr 0.001, batch 50, momentum 0.9, weight decay 1e-4 (CIFAR-10:
