@@ -3,7 +3,11 @@
 (a) n = 12, f = 2, iid: at every step the attacker draws eps uniformly from
 {0.1, 10} (``make_attack("random_eps")``, a small eps against Krum, a large one
 against comed). References in the same panel: Krum under the fixed eps = 0.1
-and comed under the fixed eps = 10 (the tailored attacks of Fig. 1).
+and comed under the fixed eps = 10 (the tailored attacks of Fig. 1). The paper
+contradicts itself here: its Fig. 4 paragraph says "a small eps to corrupt
+Comed, a large one to corrupt Krum", while Sec. 5's attack paragraph ("A small
+eps corrupts Krum, while a large one corrupts comed"), Fig. 1 and Xie et al.
+(2020b) pair them the other way; we follow the latter.
 (b) n = 12, f = 4, IPM eps = 10; Bulyan needs n >= 4f + 3 = 19, so MixTailor's
 pool is the paper's pool without Bulyan (48 rules: Krum, comed, geomed).
 
