@@ -269,6 +269,17 @@ def test_label_scheme_one_label_per_worker_and_cover(n):
     assert {int(y[s][0]) for s in shards} == set(range(10))
 
 
+@pytest.mark.parametrize("n", [12, 24])
+def test_label_scheme_first_workers_hold_every_class(n):
+    """Workers 0 .. K-1 hold the classes in order, the extra shards come after them: the
+    trainer's honest workers (all but the last f) then hold every label (paper Fig. 3).
+    The class-major order gave the last two workers digits 8 and 9 alone at n = 12."""
+    y = load_dataset("digits").train_y
+    shards = partition(y, n, "label", generator=torch.Generator().manual_seed(0))
+    assert [int(y[s][0]) for s in shards[:10]] == list(range(10))
+    assert {int(y[s][0]) for s in shards[:n - 2]} == set(range(10))
+
+
 def test_label_scheme_fewer_workers_than_classes_holds_whole_labels():
     y = torch.arange(10).repeat_interleave(5)
     shards = partition(y, 3, "label", generator=torch.Generator().manual_seed(1))

@@ -299,3 +299,15 @@ def test_a_first_step_that_fails_leaves_no_run_behind(tmp_path):
         Trainer(bad, tmp_path).run()
     assert not any(tmp_path.iterdir())
     assert Trainer(cfg(attack="alie", knowledge="partial:2", steps=3), tmp_path).run()["steps"] == 3
+
+
+def test_label_partition_gives_every_digit_to_an_honest_worker():
+    """Paper Fig. 3: the good workers each hold one label and together all of them. With
+    the Byzantine workers fixed as the last f, MNIST's split at n = 12 left digits 8 and 9
+    to the two Byzantine workers alone (the honest model never trained on them)."""
+    cfg = TrainConfig(dataset="digits", workers=12, byzantine=2, partition="label", steps=1, seed=0)
+    trainer = Trainer(cfg, None)
+    y = trainer.train_y
+    honest = [s for i, s in enumerate(trainer.shards) if i not in set(trainer._byzantine().tolist())]
+    assert len(honest) == 10 and all(len(torch.unique(y[s])) == 1 for s in honest)
+    assert {int(y[s][0]) for s in honest} == set(range(10))

@@ -13,11 +13,17 @@
   workers goes, in turn, to the class with the most examples per worker
   (never more workers than examples); a class with k workers is cut into k
   near-equal shards, so **every worker holds exactly one label** and no
-  shard is empty. If ``n < K`` the sorted classes are cut into ``n``
-  near-equal groups of whole classes (each worker holds whole labels). The
-  shards cover every example. Which examples of a class go to which of its
-  workers is random (the generator), the class-to-worker map is not (worker 0
-  gets the smallest label).
+  shard is empty. Workers ``0 .. K-1`` hold the K classes in label order (one
+  shard each) and the extra workers ``K .. n-1`` the classes' further shards:
+  the first K workers hold every class between them. The trainer makes the
+  last ``f`` workers Byzantine, so with ``n - f >= K`` every label has an
+  honest worker, as in the paper's Fig. 3 (ten good workers, one digit each);
+  a class-major order gave MNIST's second shards of digits 1 and 7 to workers
+  2 and 9 and left digits 8 and 9 to the two Byzantine workers alone. If
+  ``n < K`` the sorted classes are cut into ``n`` near-equal groups of whole
+  classes (each worker holds whole labels). The shards cover every example.
+  Which examples of a class go to which of its workers is random (the
+  generator), the class-to-worker map is not (worker 0 gets the smallest label).
 * ``dirichlet`` (Hsu et al. 2019): for each class c, proportions
   ``q_c ~ Dirichlet(alpha * 1_n)`` and the class's shuffled examples are cut
   at the cumulative proportions. Redrawn (at most 100 times) until every
@@ -77,10 +83,9 @@ def _label_shards(y: np.ndarray, n: int, rng: np.random.Generator) -> list[np.nd
     for _ in range(n - k):  # each extra worker to the class with the most examples per worker
         load = np.where(workers < counts, counts / workers, -1.0)
         workers[int(np.argmax(load))] += 1
-    shards: list[np.ndarray] = []
-    for idx, w in zip(members, workers):
-        shards += np.array_split(idx, int(w))
-    return shards
+    per_class = [np.array_split(idx, int(w)) for idx, w in zip(members, workers)]
+    # first shards first: workers 0 .. K-1 cover every class (see the module docstring)
+    return [parts[0] for parts in per_class] + [part for parts in per_class for part in parts[1:]]
 
 
 def _dirichlet_shards(y: np.ndarray, n: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
