@@ -3,14 +3,17 @@
 The paper's MixTailor draws every rule of its pool with probability 1/M. The
 game layer computes the defender's minimax mix over the same pool against a
 set of attacks (``mixtailor_game.game``). This check trains the same model
-twice per data set, once with each mix, against an adaptive attacker that
-knows the pool *and its probabilities* (``make_attack("adaptive",
-problem="expected")``: it minimizes the expected ``<AGG, honest mean>`` under
-the published probabilities, see ``solvers.ExpectedValue``), and compares test
-accuracy. An omniscient run (the mean of the honest rows only) gives the
-no-attack reference.
+once per data set and entry of ``--mixes`` (default all four: ``uniform``,
+``equilibrium``, ``double_oracle`` and ``omniscient``) against an adaptive
+attacker that knows the pool *and its probabilities*
+(``make_attack("adaptive", problem="expected")``: it minimizes the expected
+``<AGG, honest mean>`` under the published probabilities, see
+``solvers.ExpectedValue``), and compares test accuracy. The omniscient run
+(the mean of the honest rows only, no attack) is the no-attack reference.
 
-Steps, for every data set (digits always; MNIST when ``--data-dir`` is given):
+Steps, for every data set of ``--datasets`` (default: digits, plus MNIST when
+``--data-dir`` is given and not ``--quick``; the stored MNIST run used
+``--datasets mnist``, so it has no digits panel):
 
 1. pilot: a short run of uniform MixTailor without attack that saves gradient
    snapshots (``save_snapshots``);
@@ -23,7 +26,7 @@ Steps, for every data set (digits always; MNIST when ``--data-dir`` is given):
    on every snapshot (the same problem the adaptive attacker solves in
    training), so the mix is computed against the attacker it will meet;
 3. training: every mix of ``--mixes`` under ``--attack`` (default the adaptive
-   attacker above), plus the omniscient reference, ``--seeds`` seeds; the
+   attacker above; the omniscient reference without attack), ``--seeds`` seeds; the
    server's draw is seeded (``deterministic_draw``) as in the other checks;
 4. outputs in ``--out``: ``equilibrium_mixing.json`` (probabilities, payoff
    matrix, double-oracle history, every run's curve, final / tail accuracy and
