@@ -6,12 +6,15 @@ Edit a notebook here, not in JupyterLab, so that the stored files stay small,
 clean (no outputs) and reviewable. Each notebook has exactly one cell tagged
 ``parameters`` that sets ``SCALE = "full"`` and its parameters;
 ``tests/test_notebooks.py`` inserts ``SCALE = "small"`` after it (as papermill
-would) and executes the notebook with nbclient: every "small" notebook must run
-in under a minute on a 2-core CPU.
+would) and executes the notebook with nbclient. The test only limits each cell
+to 300 s and does not time the whole notebook; the "small" notebooks are meant
+to stay under a minute on a 2-core CPU (measured: 4-15 s each, kernel start
+included) and each prints its elapsed time at the end.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import nbformat
@@ -133,7 +136,9 @@ def scaled(sol, V):
 
 P3 searches one scale `lambda` for all Byzantine rows (`B = -lambda sum V_i`); the
 expected-value attacker minimises the *average* inner product under the uniform
-mix (the pool's probabilities). Filled markers: certificate (`xi* < 0`)."""),
+mix (the pool's probabilities). Filled markers: value < 0 (for P3, a
+certificate: every rule of the pool is turned; a negative expected value is
+not one, it is an average over the rules)."""),
     new_code_cell('''\
 def sweep(points, make_nf):
     rows = []
@@ -280,6 +285,8 @@ for r in results:
     if r["threshold"] is not None:
         print(f"    lambda={r['lam']:.3g}  L={r['L']:.3g}  beta_min={r['beta_min']:.3g}  "
               f"guaranteed M/q > {r['threshold']:.3g}  measured positive from M/q >= {r['actual_threshold']}")
+        print(f"    with the compromised rules' measured worst inner product instead of -lambda L: "
+              f"M/q > {r['rough_threshold']:.3g}")
     else:
         print("    ", r["note"])'''),
     new_markdown_cell("""\
@@ -328,8 +335,14 @@ plt.show()
 print(f"elapsed {time.perf_counter() - T0:.1f} s")'''),
     new_markdown_cell("""\
 Reading the plots: the measured mixture turns positive at a much smaller `M/q`
-than the guarantee, which is loose by the factor `lambda L / beta_min` (the
-compromised rules are rarely as bad as `-lambda L` along `grad F`)."""),
+than the guarantee `1 + lambda L / beta_min`. The guarantee combines worst cases
+taken separately over Omega (and over the rules): `-lambda L` for the
+compromised rules, `beta_min` for the weakest resilient one. They need not fall
+at the same `w`, and the mixture pays for neither in full. In the `ipm-small`
+scenario the compromised Krums do reach `-lambda L` (the printed threshold with
+their measured worst inner product is about the guaranteed one), so there the
+slack comes only from combining the worst cases; in others (`ipm-large`) the
+compromised rules also stay well above `-lambda L`."""),
 ]
 
 # --------------------------------------------------------------------------- 03
@@ -558,6 +571,8 @@ NOTEBOOKS = {
 def main() -> None:
     for name, cells in NOTEBOOKS.items():
         nb = notebook(cells)
+        for i, cell in enumerate(nb.cells):   # stable ids: a rebuild changes only the cells edited
+            cell.id = hashlib.sha1(f"{name}:{i}".encode()).hexdigest()[:8]
         nbformat.validate(nb)
         nbformat.write(nb, HERE / name)
         print("wrote", HERE / name)
