@@ -19,7 +19,9 @@ rules are black boxes; the method:
    (a single rule or an expectation, structure ``"line"``) instead scores all
    its breakpoints, up to ``exact_breakpoints`` (10^7), in one vectorized call
    (order statistics by running sums: ``O(log d)`` per candidate) and stops
-   there, optimal; after the first scoring, both sides of every point where an
+   there, optimal; so does the max of a few such rules (P1-P3 over comed /
+   trimmed mean / mean, up to ``MAX_EXACT_RULES``), with the points between
+   breakpoints where two rules cross (:func:`max_crossings`); after the first scoring, both sides of every point where an
    l_2 Krum's choice, or an l_2 Bulyan's Krum selection, changes (closed form,
    :mod:`solvers.krum_line`: the squared distances are quadratics in ``t``), so
    no window where it picks the Byzantine rows is missed at any d (other norms
@@ -112,6 +114,7 @@ SMALL_ELEMENTS = 1 << 16
 # The most breakpoints a single closed-form function scores at once (solve_line,
 # relax): 10^7 float64 candidates, ~80 MB per array
 EXACT_BREAKPOINTS = 10_000_000
+MAX_EXACT_RULES = 8  # a max of closed forms: every pair's crossings are searched
 
 OPTIONS = ("t_max", "n_geo", "n_lin", "n_dense", "max_breakpoints", "exact_breakpoints", "rounds", "exact_rounds", "zoom", "keep",
            "chunk_elems", "fast", "tol", "t_range", "expect_search", "expect_tol")
@@ -972,12 +975,18 @@ class LineObjective:
         return all(e.piecewise_linear for e in self.evals)
 
     def vectorized(self, t: np.ndarray) -> np.ndarray:
-        """The objective at every ``t`` in one call per rule, uncached: for a single rule
-        or an expectation of closed-form rules (``solve_line``'s breakpoint path)."""
+        """The objective at every ``t`` in one call per rule, uncached: for a single rule,
+        an expectation or a max of closed-form rules (``solve_line``'s breakpoint path)."""
         self.n_evals += len(t)
         if self.inst.kind == "expected":
             return sum(w * e(t) for w, e in zip(self.w, self.evals) if w > 0)
-        return self.evals[0](t)
+        if len(self.evals) == 1:
+            return self.evals[0](t)
+        return np.max(self.per_rule(t), axis=1)
+
+    def per_rule(self, t: np.ndarray) -> np.ndarray:
+        """``[T, U]``: each distinct rule's value at every ``t`` (closed forms only)."""
+        return np.stack([e(t) for e in self.evals], 1)
 
     def scores(self, t: np.ndarray) -> np.ndarray:
         t = np.unique(np.asarray(t, dtype=np.float64))
@@ -1444,6 +1453,29 @@ def candidates(inst: Instance, obj: LineObjective, opts: dict):
     return np.unique(t), used_bp, (lo, hi)
 
 
+def max_crossings(t: np.ndarray, vals: np.ndarray, chunk: int = 2 ** 20) -> np.ndarray:
+    """Where the max of the rules can have its minimum strictly between two candidates.
+
+    ``vals[k, m]`` is rule ``m`` at ``t[k]`` (sorted ``t`` including every breakpoint, so
+    each rule is linear between neighbours). On such an interval the max is convex and
+    its minimum is at an end or at a vertex of the upper envelope, a crossing of two
+    rules; where one rule is the largest at both ends it is the largest throughout
+    (two lines), so only intervals whose argmax changes are searched, every pair."""
+    top = np.argmax(vals, axis=1)
+    idx = np.flatnonzero(top[:-1] != top[1:])
+    out = []
+    for c in range(0, len(idx), chunk):
+        i = idx[c:c + chunk]
+        t0, t1, v0, v1 = t[i], t[i + 1], vals[i], vals[i + 1]
+        for a in range(vals.shape[1]):
+            for b in range(a + 1, vals.shape[1]):
+                d0, d1 = v0[:, a] - v0[:, b], v1[:, a] - v1[:, b]
+                m = d0 * d1 < 0
+                out.append(t0[m] + (t1[m] - t0[m]) * (d0[m] / (d0[m] - d1[m])))
+    x = np.concatenate(out) if out else np.zeros(0)
+    return x[np.isfinite(x)]
+
+
 def decreases_past(score, lo: float, hi: float) -> bool:
     """Whether a piecewise-linear ``score`` (of an array of ``t``) whose breakpoints all lie
     in ``[lo, hi]`` still decreases past an end: it is linear there, so it is then
@@ -1546,14 +1578,23 @@ def solve_line(inst: Instance, **options) -> tuple:
         return 0.0, float(s[0]), dict(evaluations=obj.n_evals, exact=True, domain=(0.0, 0.0), obj=obj)
     obj = LineObjective(inst, opts["chunk_elems"], opts["fast"], opts["tol"], opts["expect_search"], opts["expect_tol"])
     exact_form = bool(obj.piecewise_linear and inst.structure == "line" and inst.objective != "lambda"
-                      and (inst.kind != "max" or len(obj.uniq) == 1))
+                      and (inst.kind != "max" or len(obj.uniq) <= MAX_EXACT_RULES))
     if exact_form:
         # One piecewise-linear function (a rule, or an expectation of rules): its minimum
         # on [lo, hi] is at a breakpoint or an end, so every breakpoint is scored in one
-        # vectorized call (O(log d) each, _OrderStat) and no zoom is needed.
+        # vectorized call (O(log d) each, _OrderStat) and no zoom is needed. A max of
+        # several is linear-per-rule between breakpoints: add where two of them cross.
         t, used_bp, (lo, hi) = candidates(inst, obj, {**opts, "max_breakpoints": opts["exact_breakpoints"]})
         if used_bp:
-            s = obj.vectorized(t)
+            if inst.kind == "max" and len(obj.uniq) > 1:
+                vals = obj.per_rule(t)
+                obj.n_evals += len(t)
+                x = np.setdiff1d(max_crossings(t, vals), t)
+                t, s = np.concatenate([t, x]), np.concatenate([vals.max(1), obj.vectorized(x)])
+                order = np.argsort(t)  # ties go to the smallest t, as on one rule
+                t, s = t[order], s[order]
+            else:
+                s = obj.vectorized(t)
             i = int(np.argmin(s))
             unbounded = decreases_past(obj.vectorized, lo, hi)
             return float(t[i]), float(s[i]), dict(evaluations=len(t), exact=not unbounded, unbounded=unbounded,
@@ -1587,7 +1628,7 @@ def solve_line(inst: Instance, **options) -> tuple:
         t, s = obj.scores(t)
     i = int(np.argmin(s))
     exact = bool(used_bp and inst.structure == "line" and inst.objective != "lambda"
-                 and (inst.kind != "max" or len(obj.uniq) == 1))
+                 and (inst.kind != "max" or len(obj.uniq) == 1))  # several: the crossings above
     info = dict(evaluations=obj.n_evals, exact=exact, domain=(lo, hi), obj=obj)
     if exact and decreases_past(obj.vectorized, lo, hi):
         info.update(exact=False, unbounded=True)

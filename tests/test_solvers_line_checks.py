@@ -263,3 +263,32 @@ def test_a_rounding_step_past_the_breakpoints_is_not_unboundedness():
     assert rel.bound is not None and rel.bound > -math.inf
     weak = solvers.solve(solvers.ExpectedValue(V, 2, [TrimmedMean(b=1), Comed(f=2)]), method="line")
     assert weak.info.get("unbounded") is True
+
+
+def test_max_crossings_finds_the_envelope_vertices_between_candidates():
+    """Between two candidates each rule is linear: the max's minimum is at a crossing of
+    two rules, searched only where the largest rule changes."""
+    from solvers.line import max_crossings
+
+    t = np.array([0.0, 1.0, 2.0])
+    vals = np.array([[1.0, -1.0, 0.0], [-1.0, 1.0, -0.5], [0.0, 2.0, 3.0]])  # [T, U]
+    x = np.sort(max_crossings(t, vals))
+    # interval [0, 1] (a on top at 0, b at 1), every pair: b = c at 0.4, a = b at 0.5 (the
+    # vertex), a = c at 2/3; [1, 2] (b on top at 1, c at 2): b = c at 1.6
+    assert x == pytest.approx([0.4, 0.5, 2 / 3, 1.6])
+    assert len(max_crossings(t, np.stack([t, t - 1.0], 1))) == 0  # one rule on top throughout
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_p3_over_several_closed_forms_is_optimal_and_matches_brute_force(seed):
+    """P3 over comed + trimmed means (+ a mean): a max of piecewise-linear functions,
+    scored at every breakpoint and crossing (was `feasible` from the grid search)."""
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    H = torch.randn(int(rng.integers(6, 11)), int(rng.integers(1, 6)), generator=g, dtype=torch.float64) + 0.5
+    pool = [Comed(f=2), TrimmedMean(b=2), TrimmedMean(b=3)] + ([Mean()] if seed % 2 else [])
+    prob = solvers.P3(H, 2, pool)
+    sol = solvers.solve(prob, method="line")
+    brute = _line_brute(prob.compile(), np.linspace(-4 * abs(sol.info["t"]) - 4, 4 * abs(sol.info["t"]) + 4, 20001))
+    assert sol.status == "optimal"
+    assert sol.value <= brute + 1e-12 * (1 + abs(brute))
