@@ -93,7 +93,8 @@ def test_paper_settings_follow_table_1(tmp_path):
     mn = next(c for d, c in by_ds.items() if d != "cifar10")
     assert (mn["steps"], mn["batch_size"], mn["weight_decay"]) == (50_000, 50, 1e-4)
     cf = by_ds["cifar10"]
-    assert (cf["model"], cf["steps"], cf["batch_size"]) == ("cifar_cnn", 40_000, 80)
+    # A.8: one 2-conv + 2-fc network for both data sets
+    assert (cf["model"], cf["steps"], cf["batch_size"]) == ("paper_cnn", 40_000, 80)
     assert {r.label for r in runs} == {"omniscient", "krum", "comed", "mixtailor"}
     assert {r.config["attack_params"]["eps"] for r in runs} == {0.1, 10.0}
 
