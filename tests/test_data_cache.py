@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import time
 
 import numpy as np
 import pytest
+import torch
 
 from mixtailor_game.data import idx as idx_mod
 from mixtailor_game.data import load_dataset
@@ -62,14 +64,51 @@ def test_second_load_reads_no_file(tmp_path, count_reads, gz):
     assert len(count_reads) == 4
 
 
+def _on_disk(d):
+    return idx_mod.load_idx_dataset("mnist", d, 0.1307, 0.3081, cache=False)
+
+
 def test_changed_file_is_read_again(tmp_path, count_reads):
     d = make_mnist(tmp_path / "mnist")
     a = load_dataset("mnist", str(d))
-    make_mnist(d, n_train=24, seed=1)  # rewrite: new size and mtime
-    st = (d / "train-images-idx3-ubyte").stat()
-    os.utime(d / "train-images-idx3-ubyte", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    sizes = {p.name: p.stat().st_size for p in d.iterdir()}
+    make_mnist(d, seed=1)  # rewrite in place: same shapes, so the same sizes, other data
+    assert {p.name: p.stat().st_size for p in d.iterdir()} == sizes
+    for p in d.iterdir():  # a later mtime, whatever the file system's timestamp granularity
+        st = p.stat()
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     b = load_dataset("mnist", str(d))
-    assert len(count_reads) == 8 and b is not a and b.train_x.shape[0] == 24
+    assert len(count_reads) == 8 and b is not a
+    assert not torch.equal(b.train_y, a.train_y) and torch.equal(b.train_y, _on_disk(d).train_y)
+
+
+@pytest.mark.parametrize("how", ["in_place", "renamed_over"])
+def test_same_size_same_mtime_replacement_is_read_again(tmp_path, count_reads, how):
+    """Files replaced by others of the same size whose old mtimes are restored (``cp -p``,
+    ``rsync -t``, ``tar x``, ``os.utime``; MNIST and Fashion-MNIST files have equal sizes)
+    are read again: the key also holds the inode and the status-change time (found by audit)."""
+    d = make_mnist(tmp_path / "mnist")
+    a = load_dataset("mnist", str(d))
+    old = {p.name: p.stat() for p in d.iterdir()}
+    src = make_mnist(tmp_path / "other", seed=1)
+    for name, st in old.items():
+        if how == "in_place":
+            (d / name).write_bytes((src / name).read_bytes())
+        else:  # rsync's way: a new file (new inode) renamed over the old one
+            tmp = d / (name + ".part")
+            tmp.write_bytes((src / name).read_bytes())
+            os.replace(tmp, d / name)
+        os.utime(d / name, ns=(st.st_atime_ns, st.st_mtime_ns))
+        # a rewrite within one tick of the file system's clock keeps the ctime: wait for the tick
+        deadline = time.monotonic() + 5
+        while (d / name).stat().st_ctime_ns == st.st_ctime_ns and time.monotonic() < deadline:
+            time.sleep(0.005)
+            os.utime(d / name, ns=(st.st_atime_ns, st.st_mtime_ns))  # sets the ctime to now
+        new = (d / name).stat()
+        assert (new.st_size, new.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    b = load_dataset("mnist", str(d))
+    assert len(count_reads) == 8 and b is not a, "the cache served the replaced files"
+    assert not torch.equal(b.train_y, a.train_y) and torch.equal(b.train_y, _on_disk(d).train_y)
 
 
 def test_keys_separate_directories_normalizations_and_cache_off(tmp_path, count_reads):

@@ -5,11 +5,18 @@ big-endian uint32 dimensions, then the data in row-major order. Only type
 ``0x08`` (unsigned byte), the one MNIST uses, is supported.
 
 :func:`load_idx_dataset` keeps the data sets it loaded in an in-process cache
-keyed by the four files' paths, modification times (ns) and sizes and the
-normalization, so a process that trains many runs on MNIST (the paper
-checks) reads and decodes the files once; a file that changes on disk is
-read again. The cached tensors are shared between callers: treat them as
-read-only. :func:`clear_idx_cache` empties the cache; ``cache=False`` skips it.
+keyed by the normalization and, for each of the four files, its path, device
+and inode numbers, size, and modification and status-change times (ns), so a
+process that trains many runs on MNIST (the paper checks) reads and decodes
+the files once. A file rewritten or replaced on disk is read again, even one
+of the same size whose old modification time was restored (``cp -p``,
+``rsync -t``, ``tar x``, ``os.utime``; MNIST and Fashion-MNIST files have
+equal sizes): writing, renaming and ``utime`` all set the status-change time
+to the current time, no file call sets it back, and a file renamed over
+another has another inode. Only a same-size rewrite in place within one tick
+of the file system's clock (up to about 10 ms on Linux) could go unseen. The cached tensors are shared
+between callers: treat them as read-only. :func:`clear_idx_cache` empties the
+cache; ``cache=False`` skips it.
 """
 
 from __future__ import annotations
@@ -115,7 +122,8 @@ def load_idx_dataset(where: str, directory, mean: float, std: float, num_classes
     Images become float32 ``(N, 1, H, W)``, ``(x / 255 - mean) / std``;
     labels int64. Files may be plain or ``.gz``. ``cache`` (default): return
     the data set loaded earlier in this process from the same files (same
-    paths, modification times and sizes) and normalization, without reading
+    paths, device and inode numbers, sizes, modification and status-change
+    times; see the module docstring) and normalization, without reading
     them again; its tensors are shared, so do not modify them in place.
     """
     directory = Path(os.path.expanduser(str(directory)))
@@ -128,7 +136,7 @@ def load_idx_dataset(where: str, directory, mean: float, std: float, num_classes
     key = None
     if cache:
         try:
-            stamps = tuple((str(p.resolve()), st.st_mtime_ns, st.st_size)
+            stamps = tuple((str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
                            for pair in paths.values() for p in pair for st in (p.stat(),))
         except OSError:
             stamps = None  # let the read below report the file that cannot be read
