@@ -42,6 +42,7 @@ def test_paper_cnn_mnist_has_the_issues_d():
 
 def test_dropout_layers_present_and_removable():
     with_drop = make_model("paper_cnn", (1, 8, 8), 10)
+    # after the convolutions (paper A.8) and between the fc layers (this project's reading, documented)
     assert sum(isinstance(m, nn.Dropout) for m in with_drop.modules()) == 2
     without = make_model("paper_cnn", (1, 8, 8), 10, dropout=0.0)
     assert not any(isinstance(m, nn.Dropout) for m in without.modules())
@@ -73,6 +74,13 @@ def test_dropout_active_only_in_train_mode():
         (("mlp", (1, 8.0, 8), 10), {}, TypeError, r"mlp: input_shape entry must be an integer"),
         (("logreg", [], 10), {}, ValueError, r"logreg: input_shape must be a non-empty tuple"),
         (("paper_cnn", (1, 8, 8), 10), {"dropout": 1.0}, ValueError, r"paper_cnn: dropout must be in \[0, 1\), got 1.0"),
+        # every bad value states the one constraint (1.5 said "<= 1", found by audit)
+        (("paper_cnn", (1, 8, 8), 10), {"dropout": 1.5}, ValueError, r"^paper_cnn: dropout must be in \[0, 1\), got 1.5$"),
+        (("cifar_cnn", (3, 8, 8), 10), {"dropout": -0.1}, ValueError, r"^cifar_cnn: dropout must be in \[0, 1\), got -0.1$"),
+        (("paper_cnn", (1, 8, 8), 10), {"dropout": float("nan")}, ValueError, r"^paper_cnn: dropout must be in \[0, 1\), got nan$"),
+        (("paper_cnn", (1, 8, 8), 10), {"dropout": float("inf")}, ValueError, r"^paper_cnn: dropout must be in \[0, 1\), got inf$"),
+        (("paper_cnn", (1, 8, 8), 10), {"dropout": 10**400}, ValueError, r"^paper_cnn: dropout must be in \[0, 1\), got an int of about 1e\+400$"),
+        (("paper_cnn", (1, 8, 8), 10), {"dropout": "0.5"}, TypeError, r"paper_cnn: dropout must be a real number"),
     ],
 )
 def test_make_model_validation(args, kwargs, error, message):
@@ -82,3 +90,14 @@ def test_make_model_validation(args, kwargs, error, message):
 
 def test_model_names():
     assert model_names() == ["paper_cnn", "cifar_cnn", "mlp", "logreg"]
+
+
+def test_paper_cnn_docstrings_say_the_second_dropout_is_this_projects_reading():
+    """A.8 names one place for dropout; the model has two (found by audit): the docs must say so."""
+    import mixtailor_game.models as models
+
+    for doc in (models.__doc__, models.PaperCNN.__doc__):
+        text = " ".join(doc.split())
+        assert "between the two fully connected layers" in text and "not stated by the paper" in text
+    layers = [type(m).__name__ for m in make_model("paper_cnn", (1, 28, 28), 10).classifier]
+    assert layers == ["Flatten", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
