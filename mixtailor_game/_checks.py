@@ -8,20 +8,40 @@ match it and users see the parameter, the constraint and the value on one line.
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Integral, Rational, Real
 
 import torch
 
 
+_HUGE = 10**50
+
+
+def show_value(value, text=repr) -> str:
+    """``text(value)`` (``repr`` or ``str``), except an integer or fraction with 50 digits
+    or more (Python refuses to print ints past 4,300 digits), shown as
+    "an int of about 1e+400"."""
+    if isinstance(value, Rational) and not isinstance(value, bool):
+        num, den = int(value.numerator), int(value.denominator)
+        if abs(num) >= _HUGE or den >= _HUGE:
+            if num == 0:
+                return text(value)
+            e = math.log10(abs(num)) - math.log10(den)
+            exponent = math.floor(e)
+            mantissa = 10.0 ** (e - exponent)
+            kind = "an int" if isinstance(value, Integral) else f"a {type(value).__name__}"
+            return f"{kind} of about {'-' if num < 0 else ''}{mantissa:.3g}e{exponent:+d}"
+    return text(value)
+
+
 def fail(where: str, param: str, constraint: str, value) -> ValueError:
     """Build the project's one-line ``ValueError`` (raise the result)."""
-    return ValueError(f"{where}: {param} must be {constraint}, got {value!r}")
+    return ValueError(f"{where}: {param} must be {constraint}, got {show_value(value)}")
 
 
 def check_int(where: str, param: str, value, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as an ``int`` after checking ``low <= value <= high``."""
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{where}: {param} must be an integer, got {value!r}")
+        raise TypeError(f"{where}: {param} must be an integer, got {show_value(value)}")
     value = int(value)
     if low is not None and value < low:
         raise fail(where, param, f">= {low}", value)
@@ -41,10 +61,19 @@ def check_real(
     high_open: bool = False,
     allow_inf: bool = False,
 ) -> float:
-    """Return ``value`` as a ``float`` after checking it is finite and in range."""
+    """Return ``value`` as a ``float`` after checking it is finite and in range.
+
+    A number too large for a float (a huge ``int`` or ``Fraction``) fails as
+    "finite", or becomes ``inf`` / ``-inf`` under ``allow_inf``.
+    """
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{where}: {param} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        if not allow_inf:
+            raise fail(where, param, "finite", value) from None
+        value = math.inf if value > 0 else -math.inf
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
         raise fail(where, param, "finite", value)
     if low is not None:
@@ -64,7 +93,7 @@ def check_regime(where: str, ok: bool, condition: str, n: int, f: int, name: str
     """Raise ``ValueError("krum: needs n > 2f + 2, got n=6, f=2")`` unless ``ok``
     (``name``: what the condition calls ``f``, e.g. the trimmed mean's ``b``)."""
     if not ok:
-        raise ValueError(f"{where}: needs {condition}, got n={n}, {name}={f}")
+        raise ValueError(f"{where}: needs {condition}, got n={show_value(n, str)}, {name}={show_value(f, str)}")
 
 
 def as_gradients(G, where: str, name: str = "G", rows: str = "n") -> torch.Tensor:

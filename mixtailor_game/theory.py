@@ -22,12 +22,18 @@ bound ``E||V_i - V_zeta(i)||^2 <= 2 sigma^2`` is applied to a worker
 statements as printed, not repaired versions.
 
 Out-of-regime arguments raise a one-line ``ValueError`` in the project's
-format, e.g. ``"C: needs n > 2f + 2, got n=6, f=2"``.
+format, e.g. ``"C: needs n > 2f + 2, got n=6, f=2"``. Integer arguments may
+be arbitrarily large: the formulas are evaluated without converting them to
+float first, and a result beyond the float range is ``inf`` (a zero factor
+still gives 0). A real argument too large for a float (``sigma2=10**400``)
+is refused as not finite.
 """
 
 from __future__ import annotations
 
-from mixtailor_game._checks import check_int, check_real, check_regime
+import math
+
+from mixtailor_game._checks import check_int, check_real, check_regime, show_value
 
 __all__ = [
     "C",
@@ -38,6 +44,19 @@ __all__ = [
     "proposition1_threshold",
     "proposition1_condition",
 ]
+
+
+def _ratio(a: int, b: int) -> float:
+    """``a / b`` for ints ``b > 0``, correctly rounded; ``inf`` beyond the float range."""
+    try:
+        return a / b  # int / int is exact before rounding, whatever the sizes
+    except OverflowError:
+        return math.inf if a > 0 else -math.inf
+
+
+def _times(a: float, b: float) -> float:
+    """``a * b`` with ``0 * inf = 0`` (a zero bound stays zero)."""
+    return 0.0 if a == 0.0 or b == 0.0 else a * b
 
 
 def _check_nf(where: str, n, f) -> tuple[int, int]:
@@ -69,12 +88,21 @@ def C(n: int, f: int) -> float:
     1.0
     """
     n, f = _check_nf("C", n, f)
-    return 1.0 + 2.0 * f / (n - 2 * f - 2)
+    return 1.0 + _ratio(2 * f, n - 2 * f - 2)
 
 
 def _norm_factor(d: int, p: float) -> float:
     # C_{d,p} = d^((max(p,2) - min(p,2)) / p): Lemma 1 applied once (Appendix A.5).
-    return float(d) ** ((max(p, 2.0) - min(p, 2.0)) / p)
+    e = (max(p, 2.0) - min(p, 2.0)) / p
+    if e == 0.0:
+        return 1.0
+    try:
+        return float(d) ** e
+    except OverflowError:  # d beyond the float range (e <= 1, so d^e <= d): log space
+        try:
+            return math.exp(e * math.log(d))
+        except OverflowError:
+            return math.inf
 
 
 def Lambda(n: int, f: int, d: int, p: float) -> float:
@@ -125,7 +153,7 @@ def theorem1_bound(sigma2: float, n: int, f: int, d: int, p: float) -> float:
     12.0
     """
     sigma2 = check_real("theorem1_bound", "sigma2", sigma2, low=0.0)
-    return 2.0 * sigma2 * (1.0 + Lambda(n, f, d, p))
+    return _times(2.0 * sigma2, 1.0 + Lambda(n, f, d, p))
 
 
 def theorem2_constants(sigma2: float, delta2: float, n: int, f: int) -> tuple[float, float]:
@@ -140,8 +168,9 @@ def theorem2_constants(sigma2: float, delta2: float, n: int, f: int) -> tuple[fl
     sigma2 = check_real("theorem2_constants", "sigma2", sigma2, low=0.0)
     delta2 = check_real("theorem2_constants", "delta2", delta2, low=0.0)
     n, f = _check_nf("theorem2_constants", n, f)
-    c1 = 6.0 * sigma2 + 2.0 * (n - f + 3 + 2.0 * (n - f) / (n - 2 * f - 2)) * delta2
-    c2 = 4.0 * sigma2 + 8.0 * (n - f) * delta2
+    k = n - f
+    c1 = 6.0 * sigma2 + _times(2.0 * (_ratio(k + 3, 1) + 2.0 * _ratio(k, n - 2 * f - 2)), delta2)
+    c2 = 4.0 * sigma2 + _times(8.0 * _ratio(k, 1), delta2)
     return c1, c2
 
 
@@ -166,7 +195,7 @@ def theorem2_bound(sigma2: float, delta2: float, n: int, f: int, d: int, p: floa
     144.0
     """
     c1, c2 = theorem2_constants(sigma2, delta2, n, f)
-    return c1 + c2 * Lambda(n, f, d, p)
+    return c1 + _times(c2, Lambda(n, f, d, p))
 
 
 def _check_prop1(where: str, lam, L, beta_min) -> tuple[float, float, float]:
@@ -220,6 +249,6 @@ def proposition1_condition(M: int, q: int, lam: float, L: float, beta_min: float
     M = check_int("proposition1_condition", "M", M, low=2)
     q = check_int("proposition1_condition", "q", q, low=1)
     if not q < M:
-        raise ValueError(f"proposition1_condition: q must be < M, got q={q}, M={M}")
+        raise ValueError(f"proposition1_condition: q must be < M, got q={show_value(q, str)}, M={show_value(M, str)}")
     threshold = proposition1_threshold(lam, L, beta_min)
-    return M / q > threshold
+    return _ratio(M, q) > threshold

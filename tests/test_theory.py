@@ -92,3 +92,52 @@ def test_non_integers_raise_type_error():
         theory.C(7.5, 2)
     with pytest.raises(TypeError, match="Lambda: d must be an integer"):
         theory.Lambda(7, 2, 2.0, 2.0)
+
+
+# ----------------------------------------------------------------------------- huge Python ints (found by audit)
+@pytest.mark.parametrize("call, message", [
+    (lambda: theory.theorem1_bound(10**400, 7, 2, 1, 2.0), "theorem1_bound: sigma2 must be finite, got an int of about 1e+400"),
+    (lambda: theory.theorem2_bound(1.0, -10**400, 7, 2, 1, 2.0), "theorem2_constants: delta2 must be finite, got an int of about -1e+400"),
+    (lambda: theory.Lambda(7, 2, 16, 10**5000), "Lambda: p must be finite, got an int of about 1e+5000"),
+    (lambda: theory.proposition1_threshold(10**400, 1.0, 1.0), "proposition1_threshold: lam must be finite, got an int of about 1e+400"),
+    (lambda: theory.C(10**5000, 10**5000), "C: needs n > 2f + 2, got n=an int of about 1e+5000, f=an int of about 1e+5000"),
+    (lambda: theory.proposition1_condition(10**60, 10**60, 1.0, 1.0, 1.0), "q must be < M, got q=an int of about 1e+60, M=an int"),
+])
+def test_huge_real_arguments_give_the_one_line_value_error(call, message):
+    """A real too large for a float was an ``OverflowError`` traceback; an int past 4,300
+    digits cannot even be printed by Python, so the message shows its magnitude."""
+    with pytest.raises(ValueError) as info:
+        call()
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_huge_integer_arguments_give_exact_or_infinite_values():
+    big = 10**400
+    assert theory.Lambda(7, 2, big, 2.0) == 5.0  # d^0 = 1 for p = 2, whatever d
+    assert theory.Lambda(7, 2, big, 1.0) == math.inf  # d^1 is beyond the float range
+    assert theory.Lambda(7, 2, big, 2 / 0.99) == pytest.approx(5 * 10.0**4)  # d^0.01 = 10^4: log space
+    assert theory.C(big, big // 10) == pytest.approx(1.25)  # 1 + 2f/(n - 2f - 2) without float(f)
+    assert theory.C(2 * big + 3, big) == math.inf  # 2f / 1
+    assert theory.theorem1_bound(1.0, 7, 2, big, 1.0) == math.inf
+    assert theory.theorem1_bound(0.0, 7, 2, big, 1.0) == 0.0  # sigma = 0: the bound is 0, not 0 * inf = nan
+    assert theory.theorem2_constants(1.0, 0.0, big, 0) == (6.0, 4.0)
+    assert theory.theorem2_constants(1.0, 1.0, big, 0) == (math.inf, math.inf)
+    assert theory.theorem2_bound(0.0, 0.0, 7, 2, big, 1.0) == 0.0
+    assert theory.theorem2_bound(1.0, 0.0, 7, 2, big, 1.0) == math.inf
+    assert theory.proposition1_condition(big, 1, 2.0, 3.0, 1.5) is True
+    assert theory.proposition1_condition(big, big - 1, 2.0, 3.0, 1.5) is False
+    assert theory.proposition1_condition(10**400 * big, 1, 2.0, 3.0, 1.5) is True  # M / q = inf
+
+
+def test_check_real_huge_values():
+    from fractions import Fraction
+
+    from mixtailor_game._checks import check_real
+
+    with pytest.raises(ValueError, match=r"^w: x must be finite, got a Fraction of about 3.33e\+399$"):
+        check_real("w", "x", Fraction(10**400, 3))
+    assert check_real("w", "x", 10**400, allow_inf=True) == math.inf
+    assert check_real("w", "x", -10**400, allow_inf=True) == -math.inf
+    with pytest.raises(ValueError, match=r"^w: x must be >= 1, got -inf$"):
+        check_real("w", "x", -10**400, low=1.0, allow_inf=True)
+    assert check_real("w", "x", 10**300) == 1e300  # large but in range: unchanged behaviour
