@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -343,7 +344,7 @@ def test_partition_properties(n_total, k, n, scheme, seed):
         ({"n_workers": 11}, ValueError, r"partition: n_workers must be <= 10, got 11"),
         ({"n_workers": 2.0}, TypeError, r"partition: n_workers must be an integer"),
         ({"n_workers": 2, "scheme": "sorted"}, ValueError, r"partition: scheme must be one of iid, label, dirichlet, got 'sorted'"),
-        ({"n_workers": 2, "alpha": 0.0}, ValueError, r"partition: alpha must be > 0, got 0.0"),
+        ({"n_workers": 2, "scheme": "dirichlet", "alpha": 0.0}, ValueError, r"partition: alpha must be > 0, got 0.0"),
         ({"n_workers": 2, "generator": 3}, TypeError, r"partition: generator must be a torch.Generator"),
     ],
 )
@@ -365,3 +366,105 @@ def test_label_scheme_never_gives_a_class_more_workers_than_examples():
     shards = partition(y, 7, "label", generator=torch.Generator().manual_seed(0))
     assert sorted(len(s) for s in shards) == [1] * 7
     assert all(len(torch.unique(y[s])) == 1 for s in shards)
+
+
+# ----------------------------------------------------------------------------- found by audit
+def test_synthetic_logistic_follows_its_docstring():
+    """The docstring's model, y ~ Bernoulli(sigmoid(3 <w*, x>)), rebuilds the labels (it said sigmoid(<w*, x>))."""
+    from mixtailor_game.data import synthetic
+
+    assert "sigmoid(3 <w*, x>)" in synthetic.__doc__
+    ds = load_dataset("synthetic-logistic")
+    rng = np.random.default_rng(synthetic._SEED + 1)  # the loader's draws, in its order
+    x = rng.standard_normal((2500, 20))
+    w = rng.standard_normal(20) / np.sqrt(20)
+    u = rng.random(2500)
+    np.testing.assert_array_equal(x[:2000].astype(np.float32), ds.train_x.numpy())
+    y = (u < 1 / (1 + np.exp(-3 * (x @ w)))).astype(np.int64)
+    np.testing.assert_array_equal(y[:2000], ds.train_y.numpy())
+    assert np.mean(np.maximum(1 / (1 + np.exp(-3 * (x @ w))), 1 / (1 + np.exp(3 * (x @ w))))) == pytest.approx(0.815, abs=5e-4)
+
+
+@pytest.mark.parametrize("data, dtype", [
+    (np.random.default_rng(0).random((3, 3072)), "float64"),  # a preprocessed copy in [0, 1]: was all zeros
+    (np.full((3, 3072), 300, np.int64), "int64"),  # 300 wrapped to 44
+    (np.full((3, 3072), 7, np.int64), "int64"),  # in range, but not the official uint8 either
+    (np.zeros((3, 3072), np.float32), "float32"),
+])
+def test_cifar10_refuses_data_that_is_not_uint8(tmp_path, data, dtype):
+    write_cifar(tmp_path)
+    with open(tmp_path / "data_batch_3", "wb") as fh:
+        pickle.dump({b"data": data, b"labels": [0, 1, 2]}, fh)
+    with pytest.raises(DataFileError) as info:
+        load_dataset("cifar10", tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"cifar10: file {tmp_path / 'data_batch_3'} has data of dtype {dtype}, expected uint8; pass --data-dir")
+    assert "\n" not in msg
+
+
+def test_idx_header_whose_size_overflows_int64_is_named(tmp_path):
+    """dims (2^31, 2^31, 4): numpy's int64 product wrapped to 0, a header-only file passed the
+    size check and reshape raised numpy's own error without the file name."""
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**31, 2**31, 4))
+    with pytest.raises(DataFileError, match=rf"^idx: file {re.escape(str(path))} holds 0 data bytes, its header \(2147483648, 2147483648, 4\) says 18446744073709551616; "):
+        read_idx(path)
+    write_mnist_like(tmp_path)
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**31, 2**31, 4))
+    with pytest.raises(DataFileError, match=r"^mnist: file .*train-images-idx3-ubyte holds 0 data bytes, its header .*; pass --data-dir"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_dataset_equality_is_identity_and_hashable(tmp_path):
+    """The generated __eq__ compared tensors with ==, which raised for any two distinct loads."""
+    a, b = load_dataset("digits"), load_dataset("digits")
+    assert a == a and a != b and not (a == b)
+    assert len({a, b, a}) == 2 and {a: 1}[a] == 1
+    write_mnist_like(tmp_path)
+    m = load_dataset("mnist", tmp_path)
+    assert m == load_dataset("mnist", tmp_path)  # a cache hit is the same object
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
+def test_data_dir_that_is_a_file_or_empty(tmp_path, name):
+    f = tmp_path / "README.md"
+    f.write_text("not a directory")
+    with pytest.raises(DataFileError, match=rf"^{name}: data_dir {re.escape(str(f))} is not a directory; pass --data-dir"):
+        load_dataset(name, str(f))
+    # "" was Path("") = the current directory, searched silently
+    with pytest.raises(ValueError, match=rf"^{name}: data_dir must be a non-empty path, got ''; pass --data-dir"):
+        load_dataset(name, "")
+
+
+def test_gzip_bytes_under_a_plain_idx_name_get_a_precise_hint(tmp_path):
+    """A download that lost its .gz extension was 'not an IDX file (bad magic number)'."""
+    write_mnist_like(tmp_path)
+    plain = tmp_path / "t10k-images-idx3-ubyte"
+    raw = plain.read_bytes()
+    plain.write_bytes(gzip.compress(raw))
+    with pytest.raises(DataFileError) as info:
+        load_dataset("mnist", tmp_path)
+    assert str(info.value).startswith(
+        f"mnist: file {plain} is gzip-compressed, not a plain IDX file: name it t10k-images-idx3-ubyte.gz; pass --data-dir"
+    )
+    plain.rename(tmp_path / "t10k-images-idx3-ubyte.gz")  # following the hint works
+    assert load_dataset("mnist", tmp_path).test_x.shape == (4, 1, 28, 28)
+
+
+def test_alpha_is_validated_only_for_dirichlet():
+    """iid and label ignore alpha; a config with alpha 0 and partition iid failed for an unused value."""
+    from mixtailor_game.train.config import TrainConfig
+
+    y = torch.arange(12) % 3
+    for scheme in ("iid", "label"):
+        for alpha in (0.0, -1.0, float("nan")):
+            gen = torch.Generator().manual_seed(0)
+            ref = partition(y, 3, scheme, generator=torch.Generator().manual_seed(0))
+            assert all(torch.equal(s, t) for s, t in zip(partition(y, 3, scheme, alpha=alpha, generator=gen), ref))
+        TrainConfig(partition=scheme, alpha=0.0)
+    with pytest.raises(ValueError, match=r"^partition: alpha must be > 0, got 0.0$"):
+        partition(y, 3, "dirichlet", alpha=0.0)
+    with pytest.raises(ValueError, match=r"^TrainConfig: alpha must be > 0, got 0.0$"):
+        TrainConfig(partition="dirichlet", alpha=0.0)
+    with pytest.raises(TypeError, match=r"TrainConfig: alpha must be a real number"):
+        TrainConfig(partition="dirichlet", alpha="0.5")

@@ -57,7 +57,8 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
 
     ``data_dir``: directory of the files; ignored by ``digits`` and the
     synthetic problems, optional for ``fashion-mnist``, required for ``mnist``
-    and ``cifar10``.
+    and ``cifar10``. The empty string is refused (it would mean the current
+    directory), and so is a path that is not a directory.
 
     >>> ds = load_dataset("digits")
     >>> tuple(ds.train_x.shape), ds.num_classes, ds.input_shape

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-__all__ = ["Dataset", "DataFileError", "normalize_images"]
+__all__ = ["Dataset", "DataFileError", "normalize_images", "data_directory"]
 
 
 class DataFileError(FileNotFoundError, ValueError):
@@ -17,7 +19,7 @@ class DataFileError(FileNotFoundError, ValueError):
     """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """Train and test splits of one data set, ready for the trainer.
 
@@ -28,6 +30,10 @@ class Dataset:
     (``synthetic-quadratic``, ``num_classes == 1``). ``name``: the name
     given to :func:`load_dataset`; ``loss``: the loss the trainer should use
     with it (``"cross_entropy"`` or ``"mse"``).
+
+    Equality is identity (``eq=False``): two loads compare equal only when they
+    are the same object (a cache hit), and a ``Dataset`` is hashable. Compare
+    contents with ``torch.equal`` on the tensors.
     """
 
     train_x: torch.Tensor
@@ -51,3 +57,20 @@ def normalize_images(x_uint8: torch.Tensor, mean, std) -> torch.Tensor:
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return (x_uint8.to(torch.float32).div_(255.0) - mean_t).div_(std_t)
+
+
+def data_directory(where: str, directory, hint: str) -> Path:
+    """``directory`` (``~`` expanded) as a :class:`~pathlib.Path` of an existing directory.
+
+    Errors (one-line :class:`DataFileError` ending with ``hint``): the empty
+    string (``Path("")`` would silently mean the current directory), a path
+    that does not exist, a path that is not a directory.
+    """
+    if isinstance(directory, str) and directory == "":
+        raise DataFileError(f"{where}: data_dir must be a non-empty path, got ''; {hint}")
+    path = Path(os.path.expanduser(str(directory)))
+    if not path.is_dir():
+        if path.exists():
+            raise DataFileError(f"{where}: data_dir {path} is not a directory; {hint}")
+        raise DataFileError(f"{where}: directory {path} not found; {hint}")
+    return path

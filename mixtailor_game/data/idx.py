@@ -22,7 +22,7 @@ cache; ``cache=False`` skips it.
 from __future__ import annotations
 
 import gzip
-import os
+import math
 import threading
 import zlib
 from collections import OrderedDict
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mixtailor_game.data.base import DataFileError, Dataset, normalize_images
+from mixtailor_game.data.base import DataFileError, Dataset, data_directory, normalize_images
 
 __all__ = ["IDX_FILES", "read_idx", "find_file", "load_idx_dataset", "clear_idx_cache"]
 
@@ -66,8 +66,9 @@ def read_idx(path, where: str = "idx", hint: str = "replace it with an intact co
     """Read one IDX file of unsigned bytes into a numpy array of its declared shape.
 
     Errors: :class:`DataFileError` (one line, naming the file) when it cannot
-    be read, is not gzip although named ``.gz``, has a bad magic number, a
-    type other than unsigned byte, or a size that disagrees with its header.
+    be read, is not gzip although named ``.gz``, is gzip although not named
+    ``.gz``, has a bad magic number, a type other than unsigned byte, or a
+    size that disagrees with its header.
     """
     path = Path(path)
     try:
@@ -78,6 +79,10 @@ def read_idx(path, where: str = "idx", hint: str = "replace it with an intact co
             raw = path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
         raise DataFileError(f"{where}: file {path} cannot be read ({exc}); {hint}") from None
+    if path.suffix != ".gz" and raw[:2] == b"\x1f\x8b":
+        raise DataFileError(
+            f"{where}: file {path} is gzip-compressed, not a plain IDX file: name it {path.name}.gz; {hint}"
+        )
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataFileError(f"{where}: file {path} is not an IDX file (bad magic number); {hint}")
     dtype_code, ndim = raw[2], raw[3]
@@ -89,7 +94,7 @@ def read_idx(path, where: str = "idx", hint: str = "replace it with an intact co
     if ndim == 0 or len(raw) < header:
         raise DataFileError(f"{where}: file {path} has a truncated IDX header; {hint}")
     dims = tuple(int(v) for v in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # exact: numpy's int64 product wraps for huge headers
     if len(raw) - header != expected:
         raise DataFileError(
             f"{where}: file {path} holds {len(raw) - header} data bytes, its header {dims} says {expected}; {hint}"
@@ -126,11 +131,9 @@ def load_idx_dataset(where: str, directory, mean: float, std: float, num_classes
     times; see the module docstring) and normalization, without reading
     them again; its tensors are shared, so do not modify them in place.
     """
-    directory = Path(os.path.expanduser(str(directory)))
     names = ", ".join(s for pair in IDX_FILES.values() for s in pair)
     hint = f"pass --data-dir with the four IDX files ({names}, plain or .gz)"
-    if not directory.is_dir():
-        raise DataFileError(f"{where}: directory {directory} not found; {hint}")
+    directory = data_directory(where, directory, hint)
     paths = {split: tuple(find_file(where, directory, stem, hint) for stem in IDX_FILES[split])
              for split in ("train", "test")}
     key = None

@@ -112,7 +112,8 @@ def partition(labels, n_workers: int, scheme: str = "iid", alpha: float = 0.5, g
 
     Parameters: ``labels`` 1-D integer tensor / array of length N;
     ``n_workers`` in [1, N]; ``scheme`` in ``iid``, ``label``, ``dirichlet``;
-    ``alpha`` > 0 (``dirichlet`` only: small = skewed, large = near iid);
+    ``alpha`` > 0, checked and used by ``dirichlet`` only (small = skewed,
+    large = near iid; ``iid`` and ``label`` ignore it);
     ``generator`` as in the module docstring.
 
     Returns a list of ``n_workers`` sorted int64 tensors, pairwise disjoint.
@@ -125,7 +126,8 @@ def partition(labels, n_workers: int, scheme: str = "iid", alpha: float = 0.5, g
     n = check_int("partition", "n_workers", n_workers, low=1, high=len(y))
     if scheme not in PARTITION_SCHEMES:
         raise fail("partition", "scheme", f"one of {', '.join(PARTITION_SCHEMES)}", scheme)
-    alpha = check_real("partition", "alpha", alpha, low=0.0, low_open=True)
+    if scheme == "dirichlet":
+        alpha = check_real("partition", "alpha", alpha, low=0.0, low_open=True)
     rng = _numpy_rng(generator)
     if scheme == "iid":
         size = len(y) // n

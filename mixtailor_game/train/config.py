@@ -107,7 +107,8 @@ class TrainConfig:
         (``ipm``: ``eps=0.1``, the tailored attack that corrupts Krum).
     knowledge : what the adversary sees: ``"full"`` (all honest rows),
         ``"partial:K"`` (the first K honest rows), ``"own"`` (its own data only).
-    partition : ``iid``, ``label`` (paper Fig. 3) or ``dirichlet`` (``alpha``).
+    partition : ``iid``, ``label`` (paper Fig. 3) or ``dirichlet`` (``alpha``
+        > 0; checked only for ``dirichlet``, the other schemes ignore it).
     byzantine_mode : ``fixed`` (the last f workers) or ``random`` (f workers
         drawn anew at every step).
     bucketing : ``None`` or ``s >= 1``: wrap the rule in
@@ -181,7 +182,8 @@ class TrainConfig:
             raise TypeError(f"{WHERE}: deterministic_draw must be a bool, got {self.deterministic_draw!r}")
         check_knowledge(self.knowledge, n, f)
         _check_choice("partition", self.partition, PARTITIONS)
-        check_real(WHERE, "alpha", self.alpha, low=0.0, low_open=True)
+        if self.partition == "dirichlet":  # as partition(): iid and label ignore alpha
+            check_real(WHERE, "alpha", self.alpha, low=0.0, low_open=True)
         _check_choice("byzantine_mode", self.byzantine_mode, BYZANTINE_MODES)
         if self.bucketing is not None:
             check_int(WHERE, "bucketing", self.bucketing, low=1, high=n)
