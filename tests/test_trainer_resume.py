@@ -111,3 +111,32 @@ def test_sigkilled_subprocess_resumes_to_the_same_metrics(tmp_path):
     ref_w, got_w = _final_weights(ref), _final_weights(out)
     for k in ref_w:
         assert torch.equal(ref_w[k], got_w[k])
+
+
+def test_resume_under_other_code_keeps_the_steps_and_warns(tmp_path, reference):
+    """A run directory written by another version or commit of the toolkit is resumed (or
+    its summary handed back) as before, with a warning: Fig. 3's stored runs, made before a
+    data-split fix, would otherwise have come back silently on a rerun."""
+    import warnings
+
+    from mixtailor_game import __version__
+    from mixtailor_game.train import rundir
+
+    assert rundir.code_version().startswith(__version__)
+    cfg = CFG.replace(steps=8, eval_every=4)
+    Trainer(cfg, tmp_path).run(max_steps=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(cfg, tmp_path).run(max_steps=1)  # same code: silent
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    ckpt["code"] = "0.0.1+gdeadbeef"
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    with pytest.warns(UserWarning, match=r"written by mixtailor-game 0\.0\.1\+gdeadbeef, this is .*"
+                                         r"its finished steps are kept"):
+        s = Trainer(cfg, tmp_path).run()
+    assert s["steps"] == 8
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    del ckpt["code"]  # a checkpoint from before the field
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    with pytest.warns(UserWarning, match="of an unrecorded version"):
+        assert Trainer(cfg, tmp_path).run()["steps"] == 8

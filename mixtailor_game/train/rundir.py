@@ -23,9 +23,11 @@ disappears.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -36,6 +38,27 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
 SNAPSHOTS = "snapshots"
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """This toolkit's version, plus the git commit when the package is a git checkout
+    (``0.1.0+g1a2b3c4d5e6f``): a checkpoint records it, so that resuming a run (or
+    getting a finished run's summary back) under other code can say so."""
+    from mixtailor_game import __version__
+
+    pkg = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(pkg), "rev-parse", "--show-toplevel", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    lines = out.stdout.split()
+    # the commit only when the repository is this package's own (not a project that
+    # happens to hold a site-packages copy)
+    if out.returncode != 0 or len(lines) != 2 or (Path(lines[0]) / pkg.name).resolve() != pkg:
+        return __version__
+    return f"{__version__}+g{lines[1]}"
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -417,6 +417,7 @@ class Trainer:
             "rule_state": rule_state,
             "attack_state": attack_state,
             "config": self.config.result_dict(),
+            "code": rundir.code_version(),
         }
 
     def _object_states(self) -> tuple[dict, dict]:
@@ -624,6 +625,12 @@ class Trainer:
                 # config.json may be gone or foreign; checked before a finished run's summary
                 # is handed back (with config.json deleted, another run's result came back)
                 self._check_same_run(state["config"], "checkpoint")
+            if state is not None and state.get("code") != rundir.code_version():
+                # kept (finished work is not thrown away), but not silently: a fix to a rule
+                # or a data split does not reach the steps already done
+                warnings.warn(f"Trainer: run directory {str(self.out)!r} was written by mixtailor-game "
+                              f"{state.get('code') or 'of an unrecorded version'}, this is {rundir.code_version()}; "
+                              "its finished steps are kept (use another --out to redo them)", stacklevel=2)
             if summary_path.is_file() and state is not None and state["step"] >= c.steps:
                 return rundir.read_json(summary_path)
             # a directory this call starts: if its first step fails (a setting only a step
