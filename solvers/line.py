@@ -21,9 +21,10 @@ rules are black boxes; the method:
    (order statistics by running sums: ``O(log d)`` per candidate) and stops
    there, optimal; so does the max of a few such rules (P1-P3 over comed /
    trimmed mean / mean, up to ``MAX_EXACT_RULES``), with the points between
-   breakpoints where two rules cross (:func:`max_crossings`); after the first scoring, both sides of every point where an
-   l_2 Krum's choice, or an l_2 Bulyan's Krum selection, changes (closed form,
-   :mod:`solvers.krum_line`: the squared distances are quadratics in ``t``), so
+   breakpoints where two rules cross (:func:`max_crossings`); after the
+   first scoring, both sides of every point where an l_2 Krum's choice, or an
+   l_2 Bulyan's Krum selection, changes (closed form, :mod:`solvers.krum_line`:
+   the squared distances are quadratics in ``t``), so
    no window where it picks the Byzantine rows is missed at any d (other norms
    and selections rely on the grids);
 2. evaluates every distinct rule at every candidate (``rule.batched`` on
@@ -1628,7 +1629,7 @@ def solve_line(inst: Instance, **options) -> tuple:
         t, s = obj.scores(t)
     i = int(np.argmin(s))
     exact = bool(used_bp and inst.structure == "line" and inst.objective != "lambda"
-                 and (inst.kind != "max" or len(obj.uniq) == 1))  # several: the crossings above
+                 and (inst.kind != "max" or len(obj.uniq) == 1))  # a max of several: exact above only
     info = dict(evaluations=obj.n_evals, exact=exact, domain=(lo, hi), obj=obj)
     if exact and decreases_past(obj.vectorized, lo, hi):
         info.update(exact=False, unbounded=True)
