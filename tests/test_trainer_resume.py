@@ -140,3 +140,25 @@ def test_resume_under_other_code_keeps_the_steps_and_warns(tmp_path, reference):
     torch.save(ckpt, tmp_path / "checkpoint.pt")
     with pytest.warns(UserWarning, match="of an unrecorded version"):
         assert Trainer(cfg, tmp_path).run()["steps"] == 8
+
+
+@pytest.mark.parametrize("cut", ["deleted", "mid-line"])
+def test_metrics_removed_by_hand_are_not_padded_with_nul_bytes(tmp_path, cut):
+    """metrics.jsonl deleted, or cut inside a row, before a resume: truncating it up to the
+    checkpoint's offset padded the gap with NUL bytes, and no reader parsed it again."""
+    cfg = CFG.replace(steps=8, eval_every=4)
+    Trainer(cfg, tmp_path).run(max_steps=4)
+    log = tmp_path / "metrics.jsonl"
+    text = log.read_text()
+    if cut == "deleted":
+        log.unlink()
+        kept = []
+    else:
+        lines = text.splitlines(keepends=True)
+        log.write_text(lines[0] + lines[1][:5])
+        kept = [json.loads(lines[0])]
+    with pytest.warns(UserWarning, match=r"rows of finished steps were removed outside the trainer"):
+        Trainer(cfg, tmp_path).run()
+    assert b"\x00" not in log.read_bytes()
+    rows = read_metrics(tmp_path)
+    assert rows[:len(kept)] == kept and [r["step"] for r in rows[len(kept):]] == [5, 6, 7, 8]

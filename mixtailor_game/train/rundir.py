@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -121,6 +122,16 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         mode = "r+b" if self.path.exists() else "w+b"
         self._fh = open(self.path, mode)
+        size = self._fh.seek(0, os.SEEK_END)
+        if size < offset:
+            # deleted or cut short outside the trainer: truncate() would pad the gap with
+            # NUL bytes (no reader could parse the log again); keep the whole lines left
+            self._fh.seek(0)
+            kept = self._fh.read().rfind(b"\n") + 1
+            warnings.warn(f"MetricsLog: {str(self.path)!r} holds {size} bytes, the checkpoint recorded {offset}: "
+                          f"rows of finished steps were removed outside the trainer; the log goes on after "
+                          f"the {kept} bytes of whole lines left", stacklevel=2)
+            offset = kept
         self._fh.truncate(offset)
         self._fh.seek(offset)
         self.offset = offset
