@@ -18,6 +18,23 @@ once (``pool_warm_up_s``): large inputs run compiled kernels, and each new
 norm p compiles once per process, a cost a long run pays once. For contrast, the same steps with Krum alone (one rule,
 no draw) are timed in the same run.
 
+On CUDA every timer (each part and the whole step) synchronizes the device at
+both ends, so GPU work queued by the gradients finishes inside the gradients
+timer rather than in whichever later part synchronizes first.
+
+Expected share: the measured share depends on the one seeded sequence of rules
+drawn. ``expected_share_aggregation_and_attack`` does not: each rule family
+(the rule's name without its norm ``p``; Bulyan split by its selection, which
+dominates its cost) gets its mean measured aggregation cost per step, weighted
+by the pool's probability of drawing that family; that expected aggregation
+plus the mean attack is divided by the expected step (the mean step with its
+aggregation replaced by the expected one). A family of the pool never drawn in
+the timed steps is listed in ``families_not_drawn`` and makes
+``expected_share_complete`` false (the expected share then leaves it out).
+
+Every result records the UTC date, ``git describe --always --dirty``, the
+command, torch, threads and the 1/5/15-min load average before and after.
+
     python benchmarks/bench_trainer.py [--budget 300] [--min-steps 3] [--threads 2] \
         [--device cpu] [--engine auto] [--aggregators krum,mixtailor] [--out benchmarks/results/trainer.json]
 """
@@ -25,11 +42,14 @@ no draw) are timed in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import re
+import subprocess
 import sys
 import time
+from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -43,25 +63,91 @@ from mixtailor_game.train.engines import resolve_engine  # noqa: E402
 from mixtailor_game.train.rundir import atomic_write_json  # noqa: E402
 
 
-class Timed:
-    """Wrap a callable and add its wall time to ``self.seconds``."""
+def make_sync(device) -> callable:
+    """A function that waits for the device's queued work (CUDA); a no-op on the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
 
-    def __init__(self, fn, **attrs):
-        self.fn, self.seconds = fn, 0.0
+
+class Timed:
+    """Wrap a callable and add its wall time to ``self.seconds``; ``sync`` runs at both
+    ends (``torch.cuda.synchronize`` on CUDA) so that only this call's device work is counted."""
+
+    def __init__(self, fn, sync=lambda: None, **attrs):
+        self.fn, self.sync, self.seconds = fn, sync, 0.0
         self.__dict__.update(attrs)
 
     def __call__(self, *args, **kwargs):
+        self.sync()
         start = time.perf_counter()
         out = self.fn(*args, **kwargs)
+        self.sync()
         self.seconds += time.perf_counter() - start
         return out
 
 
-def instrument(trainer: Trainer) -> dict:
+def git_describe():
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def load_average():
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def family(name: str) -> str:
+    """A rule's family: its name without the norm ``p``; Bulyan keeps its selection only."""
+    base = name.split("[")[0]
+    select = re.search(r"select=([^,\]]+)", name)
+    return f"{base}[select={select.group(1)}]" if select else base
+
+
+def pool_families(trainer: Trainer) -> dict:
+    """Probability of drawing each family: MixTailor's pool and probabilities, else the one rule."""
+    mt = trainer.server.mixtailor
+    if mt is None:
+        return {family(trainer.server.name): 1.0}
+    probs = defaultdict(float)
+    for rule, p in zip(mt.pool, mt.probs):
+        probs[family(rule.name)] += float(p)
+    return dict(probs)
+
+
+def expected_share(steps: list, probs: dict) -> dict:
+    """Share of aggregation + attack with each family's mean measured aggregation cost
+    weighted by its probability (independent of the sequence drawn)."""
+    cost = defaultdict(list)
+    for s in steps:
+        cost[family(s["rule"])].append(s["aggregation_s"])
+    mean_cost = {fam: sum(v) / len(v) for fam, v in cost.items()}
+    missing = {fam: p for fam, p in probs.items() if p > 0 and fam not in mean_cost}
+    expected_agg = sum(p * mean_cost[fam] for fam, p in probs.items() if fam in mean_cost)
+    k = len(steps)
+    rest = sum(s["step_s"] - s["aggregation_s"] for s in steps) / k
+    attack = sum(s["attack_s"] for s in steps) / k
+    expected_step = rest + expected_agg
+    return {
+        "expected_share_aggregation_and_attack": (expected_agg + attack) / expected_step,
+        "expected_share_aggregation": expected_agg / expected_step,
+        "expected_aggregation_s": expected_agg,
+        "expected_step_s": expected_step,
+        "expected_share_complete": not missing,
+        "families": {fam: {"probability": p, "times_drawn": len(cost.get(fam, ())),
+                           "mean_aggregation_s": mean_cost.get(fam)} for fam, p in sorted(probs.items())},
+        "families_not_drawn": missing,
+    }
+
+
+def instrument(trainer: Trainer, sync) -> dict:
     timers = {
-        "gradients": Timed(trainer._per_worker_gradients),
-        "attack": Timed(trainer.attack, data_hook=getattr(trainer.attack, "data_hook", None)),
-        "aggregation": Timed(trainer.server.rule),
+        "gradients": Timed(trainer._per_worker_gradients, sync),
+        "attack": Timed(trainer.attack, sync, data_hook=getattr(trainer.attack, "data_hook", None)),
+        "aggregation": Timed(trainer.server.rule, sync),
     }
     trainer._per_worker_gradients = timers["gradients"]
     trainer.attack = timers["attack"]
@@ -69,7 +155,7 @@ def instrument(trainer: Trainer) -> dict:
     return timers
 
 
-def warm_pool(trainer: Trainer) -> float:
+def warm_pool(trainer: Trainer, sync) -> float:
     """Call every distinct rule of a MixTailor pool once on rows of the step's shape.
 
     Large inputs run compiled kernels (``rules/_compile.py``): each new norm p
@@ -80,22 +166,28 @@ def warm_pool(trainer: Trainer) -> float:
         return 0.0
     g = torch.Generator().manual_seed(0)
     G = torch.randn(trainer.config.workers, trainer.d, generator=g).to(trainer.config.device)
+    sync()
     start = time.perf_counter()
     for rule in set(mt.pool):
         rule(G)
+    sync()
     return time.perf_counter() - start
 
 
 def time_steps(config: TrainConfig, budget: float, min_steps: int, max_steps: int) -> dict:
     trainer = Trainer(config)
-    warm_up_s = warm_pool(trainer)
+    sync = make_sync(config.device)
+    probs = pool_families(trainer)
+    warm_up_s = warm_pool(trainer, sync)
     trainer.train_step()  # warm-up (first calls allocate)
-    timers = instrument(trainer)
+    timers = instrument(trainer, sync)
     steps, spent = [], 0.0
     while len(steps) < max_steps and (len(steps) < min_steps or spent < budget):
         before = {k: t.seconds for k, t in timers.items()}
+        sync()
         start = time.perf_counter()
         row = trainer.train_step()
+        sync()
         total = time.perf_counter() - start
         spent += total
         parts = {k: timers[k].seconds - before[k] for k in timers}
@@ -106,6 +198,7 @@ def time_steps(config: TrainConfig, budget: float, min_steps: int, max_steps: in
     agg = sum(s["aggregation_s"] for s in steps)
     att = sum(s["attack_s"] for s in steps)
     grads = sum(s["gradients_s"] for s in steps)
+    expected = expected_share(steps, probs)
     return {
         "aggregator": config.aggregator,
         "pool_warm_up_s": warm_up_s,
@@ -116,6 +209,7 @@ def time_steps(config: TrainConfig, budget: float, min_steps: int, max_steps: in
         "share_aggregation": agg / total,
         "share_attack": att / total,
         "share_gradients": grads / total,
+        **expected,
         "steps": steps,
     }
 
@@ -133,6 +227,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "trainer.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    date_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    load_before = load_average()
     base = TrainConfig(dataset="mnist", data_dir=args.data_dir, model="paper_cnn", workers=12, byzantine=2,
                        aggregator="mixtailor", pool="paper", deterministic_draw=True, attack="ipm",
                        attack_params={"eps": 0.1}, batch_size=50, lr=0.001, momentum=0.9, weight_decay=1e-4,
@@ -154,12 +250,21 @@ def main(argv=None) -> int:
         "threads": args.threads,
         "cpu_count": os.cpu_count(),
         "command": "python benchmarks/bench_trainer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date_utc": date_utc,
+        "git_describe": git_describe(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "cuda_synchronized_timers": device.type == "cuda",
         "target_share": 0.20,
         "mixtailor_share_aggregation_and_attack": mt["share_aggregation_and_attack"],
         "meets_target": mt["share_aggregation_and_attack"] <= 0.20,
+        "mixtailor_expected_share_aggregation_and_attack": mt["expected_share_aggregation_and_attack"],
+        "expected_meets_target": mt["expected_share_aggregation_and_attack"] <= 0.20,
+        "expected_share_complete": mt["expected_share_complete"],
         "results": results,
-        "note": ("shares are over the steps timed; MixTailor's cost depends on the rules drawn "
-                 "(seeded draw, so the same sequence in every run)"),
+        "note": ("share_*: over the steps timed, so MixTailor's depends on the rules drawn (seeded draw, the same "
+                 "sequence in every run); expected_share_*: each family's mean aggregation cost weighted by the "
+                 "pool's probability of drawing it, over the expected step (independent of the draw)"),
     }
     atomic_write_json(args.out, report)
     for agg, r in results.items():
@@ -167,7 +272,11 @@ def main(argv=None) -> int:
               f"({r['steps_per_s']:.1f} steps/s, engine {report['engine']}), "
               f"aggregation+attack {100 * r['share_aggregation_and_attack']:.1f}% "
               f"(aggregation {100 * r['share_aggregation']:.1f}%, attack {100 * r['share_attack']:.2f}%, "
-              f"gradients {100 * r['share_gradients']:.1f}%)")
+              f"gradients {100 * r['share_gradients']:.1f}%); expected aggregation+attack "
+              f"{100 * r['expected_share_aggregation_and_attack']:.1f}%"
+              + ("" if r["expected_share_complete"] else
+                 f" (families never drawn, left out: {', '.join(r['families_not_drawn'])})"))
+    print(f"load average (1/5/15 min) before {report['load_average_before']}, after {report['load_average_after']}")
     print(f"wrote {args.out}")
     return 0
 
