@@ -175,9 +175,18 @@ def _check_inputs(model, xs, ys, engine: str, loss: str):
 def resolve_engine(engine: str, device: torch.device, model: nn.Module | None = None) -> str:
     """The engine ``auto`` stands for: ``fused`` if ``model`` allows it, else ``vmap`` on CUDA and ``loop`` on CPU.
 
-    Measured (``benchmarks/bench_engines.py``, paper CNN, n = 12, b = 50):
-    fused is the fastest on both a 2-core CPU and an H100 (4.6 ms against
-    vmap's 6.9 ms and the loop's 26.6 ms per step there).
+    Measured (``benchmarks/bench_engines.py``, paper CNN, n = 12, b = 50; time
+    of one step's per-worker gradients / one gradient over the same 600
+    examples): on an H100 fused is the fastest (4.6 ms against vmap's 6.9 ms
+    and the loop's 26.6 ms, ratios 2.1 / 3.1 / 12;
+    ``benchmarks/results/engines_cuda.json``). On a quiet 2-core CPU the loop
+    is the fastest (loop 0.92, fused 1.16, vmap 1.23;
+    ``benchmarks/results/engines.json``), but its many small calls each pay
+    for the threads' synchronisation, so under competing load it degrades to
+    ~5 while fused stays near 1.1 (``bench_engines.py --competitors K``; that
+    run is not stored yet: ``benchmarks/results/engines_loaded.json`` once it
+    is). ``auto`` picks fused on the CPU too: about 25% slower than the loop
+    on a quiet machine, several times faster on a loaded one.
     """
     if engine != "auto":
         return engine
