@@ -345,3 +345,23 @@ def test_one_row_of_distances_shares_the_pairwise_compilation(monkeypatch):
     assert counters["stats"]["unique_graphs"] == before
     for k, row in zip((0, 4, 10), rows):
         assert torch.equal(row, D2[k])
+
+
+def test_a_chunked_caller_keeps_the_compiled_kernel_on_its_last_small_chunk(monkeypatch):
+    """The power sums are compiled per column chunk, decided on the whole rows: the last
+    chunk, below MIN_ELEMENTS alone, ran the eager function, whose float64 temporaries
+    the compiled loop never holds (Krum p = 3 at d = 10^5: 12x size(G) extra memory)."""
+    from mixtailor_game.rules import _distances
+
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "auto")
+    X = torch.randn(12, _distances.CHUNK_COLS + 300, generator=torch.Generator().manual_seed(0))
+    assert _distances._FUSED_POWER_SUMS.wanted(X) and not _distances._FUSED_POWER_SUMS.wanted(X[:, -300:])
+    ref = _distances._power_sums(X, 3.0)  # compiles (or has compiled) the kernel itself
+    if _distances._FUSED_POWER_SUMS.failed is not None:
+        pytest.skip(f"torch.compile unavailable: {_distances._FUSED_POWER_SUMS.failed}")
+    eager_calls = []
+    plain = _distances._FUSED_POWER_SUMS.fn
+    monkeypatch.setattr(_distances._FUSED_POWER_SUMS, "fn",
+                        lambda *a: eager_calls.append(a[0].shape) or plain(*a))
+    torch.testing.assert_close(_distances._power_sums(X, 3.0), ref, rtol=1e-12, atol=0.0)
+    assert eager_calls == []

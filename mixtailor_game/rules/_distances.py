@@ -89,7 +89,7 @@ def lp_distances_to(X: torch.Tensor, z: torch.Tensor, p: float) -> torch.Tensor:
     parts = []
     for s in range(0, X.shape[1], CHUNK_COLS):
         if fused:  # per chunk too: inductor keeps |x - z| in float64 for the two reductions
-            parts.append(_FUSED_DISTANCES(X[:, s : s + CHUNK_COLS], z[s : s + CHUNK_COLS], p))
+            parts.append(_FUSED_DISTANCES(X[:, s : s + CHUNK_COLS], z[s : s + CHUNK_COLS], p, wanted=True))
             continue
         parts.append(lp_norm_rows(X[:, s : s + CHUNK_COLS].double() - z[s : s + CHUNK_COLS].double(), p))
     P = torch.stack(parts, dim=-1)
@@ -255,7 +255,7 @@ def _power_sums(X: torch.Tensor, p: float) -> torch.Tensor:
         i, j = torch.triu_indices(n, n, 1, device=X.device)
         S = torch.zeros((n, n), dtype=torch.float64, device=X.device)
         for s in range(0, d, CHUNK_COLS):  # bounded extra memory: the float64 copy is per chunk
-            S[i, j] += _FUSED_POWER_SUMS(X[:, s : s + CHUNK_COLS], i, j, p)
+            S[i, j] += _FUSED_POWER_SUMS(X[:, s : s + CHUNK_COLS], i, j, p, wanted=True)
         return S
 
     def part(s: int) -> torch.Tensor:
@@ -355,7 +355,7 @@ def squared_distances_from(G: torch.Tensor, k: int, p: float = 2.0) -> torch.Ten
         i, j = torch.stack([torch.full_like(others, k), others])
         S = torch.zeros(n - 1, dtype=torch.float64, device=G.device)
         for s in range(0, d, CHUNK_COLS):
-            S += _FUSED_POWER_SUMS(G[:, s : s + CHUNK_COLS], i, j, p)
+            S += _FUSED_POWER_SUMS(G[:, s : s + CHUNK_COLS], i, j, p, wanted=True)
         D = S.pow(1.0 / p)
         # overflow, underflow and non-finite rows (NaN sums): the scaled norm, which
         # puts non-finite rows at distance inf as squared_distances does
