@@ -176,6 +176,25 @@ def test_probs_must_match_the_pool(tmp_path):
     assert {t.train_step()["rule"] for _ in range(5)} == {"comed"}
 
 
+def test_a_game_probs_file_follows_its_rule_names(tmp_path):
+    """`game --out` names the pool its probabilities are for: the same rules listed in
+    another order took the weights by position (geomed's 1.0 went to Krum, silently);
+    a file for another pool or another f is refused."""
+    probs_file = tmp_path / "eq.json"
+    probs_file.write_text(json.dumps({"pool": ["comed", "krum[p=2]", "geomed[p=2]", "trimmed_mean[b=2]"],
+                                      "probs": [0.0, 0.0, 1.0, 0.0], "byzantine": 2}))
+    t = Trainer(cfg(aggregator="mixtailor", pool="trimmed_mean,geomed,krum,comed", probs=str(probs_file),
+                    byzantine=2))
+    assert {t.train_step()["rule"] for _ in range(4)} == {"geomed[p=2]"}
+    with pytest.raises(ValueError, match=r"was written for byzantine=2, this run has byzantine=1"):
+        Trainer(cfg(aggregator="mixtailor", pool="comed,krum,geomed,trimmed_mean", probs=str(probs_file),
+                    byzantine=1))
+    with pytest.raises(ValueError, match=r"is for the pool \['comed', 'krum\[p=2\]', .*this run's pool is "
+                                         r"\['comed', 'krum\[p=3\]'"):
+        Trainer(cfg(aggregator="mixtailor", pool="comed,krum[p=3],geomed,trimmed_mean", probs=str(probs_file),
+                    byzantine=2))
+
+
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     with pytest.raises(ValueError, match=r"unknown key\(s\) 'lerning_rate'; valid keys: dataset, .*lr"):
         TrainConfig.from_dict({"lerning_rate": 0.1})

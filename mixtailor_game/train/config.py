@@ -266,6 +266,18 @@ def read_config_file(path) -> dict:
     return data
 
 
+def probs_file_pool(probs) -> dict | None:
+    """The ``pool`` (rule names, in the order of its ``probs``) and ``byzantine`` a probs
+    JSON file was written for (``mixtailor-game game --out``), or ``None`` (numbers, a
+    comma list, a plain JSON list). :func:`parse_probs` has checked the file."""
+    if not isinstance(probs, str) or not Path(probs.strip()).is_file():
+        return None
+    data = json.loads(Path(probs.strip()).read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("pool"), list):
+        return None
+    return {"pool": [str(x) for x in data["pool"]], "byzantine": data.get("byzantine")}
+
+
 def parse_probs(probs) -> tuple[float, ...] | None:
     """Normalize ``probs``: ``None``, a sequence of numbers, a comma list or a JSON file path.
 

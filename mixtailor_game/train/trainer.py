@@ -65,7 +65,7 @@ import torch
 
 from .._checks import fail
 from . import rundir
-from .config import EXECUTION_FIELDS, TrainConfig, parse_probs
+from .config import EXECUTION_FIELDS, TrainConfig, parse_probs, probs_file_pool
 
 FAMILIES_PREFIX = "families:"
 
@@ -141,6 +141,7 @@ def build_server(config: TrainConfig) -> Server:
         if probs is not None:
             if len(probs) != len(pool):
                 raise fail("TrainConfig", "probs", f"{len(pool)} numbers (one per rule of the pool)", len(probs))
+            probs = _probs_for_pool(config, probs, [r.name for r in pool])
             total = sum(probs)
             probs = tuple(p / total for p in probs)
         rng = torch.Generator().manual_seed(_seed(config.seed, STREAM_DRAW)) if config.deterministic_draw else None
@@ -215,6 +216,28 @@ def build_attack(config: TrainConfig):
         return make_attack(config.attack, **params)
     except (TypeError, ValueError) as exc:
         raise _rule_error("TrainConfig", exc) from None
+
+
+def _probs_for_pool(config: TrainConfig, probs: tuple, names: list) -> tuple:
+    """``probs`` in the order of ``names`` (this run's pool). A probs file written by
+    ``mixtailor-game game`` names its pool and f: the weights follow the names (the same
+    rules listed in another order gave geomed's equilibrium weight to Krum), and a file
+    for another pool or another f is refused."""
+    meta = probs_file_pool(config.probs)
+    if meta is None:
+        return probs
+    file_f = meta["byzantine"]
+    if file_f is not None and file_f != config.byzantine:
+        raise ValueError(f"TrainConfig: probs file {config.probs!r} was written for byzantine={file_f}, "
+                         f"this run has byzantine={config.byzantine}; write it again with game --byzantine "
+                         f"{config.byzantine}")
+    if meta["pool"] == names:
+        return probs
+    if sorted(meta["pool"]) != sorted(names) or len(set(names)) != len(names):
+        raise ValueError(f"TrainConfig: probs file {config.probs!r} is for the pool {meta['pool']}, this run's "
+                         f"pool is {names}; pass the pool the file was written for")
+    weight = dict(zip(meta["pool"], probs))
+    return tuple(weight[name] for name in names)
 
 
 def load_data(config: TrainConfig):
