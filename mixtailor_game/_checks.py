@@ -33,6 +33,25 @@ def show_value(value, text=repr) -> str:
     return text(value)
 
 
+def os_error_message(exc: OSError) -> str:
+    """One line for an ``OSError`` a user caused, naming the path: ``[Errno 17] File
+    exists: 'bad.json'`` said nothing of an ``--out`` that is a file."""
+    name = exc.filename
+    if name is None:
+        return str(exc)
+    if isinstance(exc, FileExistsError):
+        return f"{str(name)!r} is a file, not a directory"
+    if isinstance(exc, NotADirectoryError):
+        return f"a folder above {str(name)!r} is a file"
+    if isinstance(exc, IsADirectoryError):
+        return f"{str(name)!r} is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return f"{str(name)!r}: permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return f"{str(name)!r}: no such file or directory"
+    return f"{str(name)!r}: {exc.strerror or exc}"
+
+
 def fail(where: str, param: str, constraint: str, value) -> ValueError:
     """Build the project's one-line ``ValueError`` (raise the result)."""
     return ValueError(f"{where}: {param} must be {constraint}, got {show_value(value)}")

@@ -142,6 +142,23 @@ def test_an_out_path_that_cannot_be_a_directory_fails_with_one_line(tmp_path, ca
     code = main(["train", "--steps", "1", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "train: error:" in err[0] and "afile" in err[0]
+    # it says what is wrong (was "[Errno 17] File exists: '...afile'")
+    want = "is a file, not a directory" if kind == "file" else "a folder above .* is a file"
+    assert re.search(want, err[0]) and "Errno" not in err[0]
+
+
+def test_cli_warnings_are_one_line(tmp_path, capsys):
+    """A resumed run's warning (here: a checkpoint written by other code) printed the
+    source line after it; the CLI prints one line."""
+    out = tmp_path / "run"
+    assert main(["train", "--steps", "2", "--max-steps", "1", "--out", str(out), "--quiet"]) == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    ckpt["code"] = "0.0.1"
+    torch.save(ckpt, out / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["train", "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mixtailor-game train: warning: Trainer: run directory")
 
 
 def test_compare_refuses_probs_without_mixtailor(tmp_path, capsys):

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from .._checks import os_error_message
 from .krum_bias import grid_cases, run_case
 from .report import VIOLATED, HOLDS, exit_code, table, write_json
 from .sampling import DIRECTIONS, HETEROGENEITY, LAWS
@@ -198,7 +199,7 @@ def main(argv=None) -> int:
             if target.is_dir():
                 raise IsADirectoryError(f"--json {args.json} is a directory")
         except OSError as exc:
-            print(f"error: --json {args.json}: {exc}", file=sys.stderr)
+            print(f"error: --json {args.json}: {os_error_message(exc)}", file=sys.stderr)
             return 3
     t0 = time.perf_counter()
     try:
