@@ -106,6 +106,15 @@ def test_pool_and_rng_validation():
         MixTailor(_pool(2), rng=7)
 
 
+def test_paper_pool_takes_a_torch_generator_and_refuses_other_rngs():
+    """partition() and MixTailor take a torch.Generator; paper_pool gave numpy's
+    SeedSequence traceback for one."""
+    names = lambda seed: [r.name for r in paper_pool(2, torch.Generator().manual_seed(seed))]
+    assert names(0) == names(0) and names(0) != names(1)
+    with pytest.raises(TypeError, match=r"^paper_pool: rng must be None, an int seed, .* got str$"):
+        paper_pool(2, "0")
+
+
 def test_paper_pool_composition_and_reproducibility():
     pool = paper_pool(2, rng=np.random.default_rng(0))
     assert len(pool) == 64

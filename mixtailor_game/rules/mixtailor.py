@@ -181,7 +181,8 @@ def paper_pool(f: int, rng=None) -> list:
     each of the 4 x 4 (selection, aggregation) pairs from {krum, average,
     geomed, comed} once. Every rule with a norm (Krum, geomed, Bulyan) gets an
     integer ``p`` drawn uniformly from 1..16 with ``rng`` (a
-    ``numpy.random.Generator`` or an int seed; ``None`` draws fresh norms).
+    ``numpy.random.Generator``, a ``torch.Generator`` or an int seed; ``None``
+    draws fresh norms).
 
     Coinciding entries: the 16 comed entries are identical (comed has no norm);
     Krum or geomed entries that draw the same ``p`` are identical; a geomed
@@ -200,6 +201,12 @@ def pool_from_families(f: int, families: Sequence[str], rng=None) -> list:
     for fam in families:
         if fam not in allowed:
             raise fail("paper_pool", "families", f"a subset of {allowed}", tuple(families))
+    if isinstance(rng, torch.Generator):  # as partition() and MixTailor take one
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng, device=rng.device).item()))
+    elif rng is not None and not isinstance(rng, np.random.Generator) and (
+            isinstance(rng, bool) or not isinstance(rng, (int, np.integer))):
+        raise TypeError("paper_pool: rng must be None, an int seed, a numpy.random.Generator or a "
+                        f"torch.Generator, got {type(rng).__name__}")
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     pool: list = []
