@@ -23,7 +23,7 @@ Scales (``--scale``):
     momentum 0.9, weight decay 1e-4, evaluation on 2,000 test images every 20
     steps. Runs on a 2-core CPU (the stored small runs took 0.01-1.2 s a
     MixTailor step on a shared machine). With the CNN (d = 184,586) a
-    MixTailor step takes ~0.27 s on 2 threads, aggregation ~0.03 s of it
+    MixTailor step takes ~0.26 s on 2 threads, aggregation ~0.04 s of it
     (``benchmarks/results/trainer.json``): ~3.7 h for 50K steps.
 ``paper``
     the paper's Table 1: the 2-conv + 2-fc CNN (``paper_cnn``), 50K

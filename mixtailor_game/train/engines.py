@@ -180,13 +180,15 @@ def resolve_engine(engine: str, device: torch.device, model: nn.Module | None = 
     examples): on an H100 fused is the fastest (4.6 ms against vmap's 6.9 ms
     and the loop's 26.6 ms, ratios 2.1 / 3.1 / 12;
     ``benchmarks/results/engines_cuda.json``). On a quiet 2-core CPU the loop
-    is the fastest (loop 0.92, fused 1.16, vmap 1.23;
-    ``benchmarks/results/engines.json``), but its many small calls each pay
-    for the threads' synchronisation, so under competing load it degrades to
-    ~5 while fused stays near 1.1 (``bench_engines.py --competitors K``; that
-    run is not stored yet: ``benchmarks/results/engines_loaded.json`` once it
-    is). ``auto`` picks fused on the CPU too: about 25% slower than the loop
-    on a quiet machine, several times faster on a loaded one.
+    is the fastest (2026-11-29: loop 0.62, fused 1.01, vmap 1.10;
+    ``benchmarks/results/engines.json``; an earlier run 0.92 / 1.16 / 1.23);
+    its many small calls each pay for the threads' synchronisation, so with two
+    busy processes beside it (``--competitors 2``,
+    ``benchmarks/results/engines_loaded.json``) fused is the fastest (fused
+    1.11, loop 1.34, vmap 1.42; an unstored earlier run had the loop near 5).
+    ``auto`` keeps fused on the CPU: 1.6x slower than the loop on a quiet
+    2-core machine, 1.2x faster on a loaded one (``engine="loop"`` for quiet
+    CPUs). Not measured on CPUs with more cores.
     """
     if engine != "auto":
         return engine
