@@ -52,6 +52,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _provenance import git_describe  # noqa: E402
 
 from mixtailor_game.data import read_idx  # noqa: E402
 from mixtailor_game.models import make_model, num_parameters  # noqa: E402
@@ -63,12 +64,6 @@ MNIST = Path(os.environ["MNIST"]) if os.environ.get("MNIST") else ROOT / ".." / 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def git_describe():
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def mnist_600(generator: torch.Generator, data_dir: Path = MNIST) -> tuple[torch.Tensor, torch.Tensor, str]:

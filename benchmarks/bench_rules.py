@@ -91,6 +91,7 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _provenance import git_describe, load_average  # noqa: E402
 
 from mixtailor_game.rules import (  # noqa: E402
     Comed, Geomed, MixTailor, bulyan, comed, geomed, geomed_solve, krum, krum_scores, trimmed_mean,
@@ -228,13 +229,6 @@ def settle(limit_s: float = 60.0, quiet_s: float = 1.0) -> dict:
     return {"waited_s": round(time.perf_counter() - start, 2), "children_left": len(left)}
 
 
-def git_describe() -> str | None:
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def inductor_compile_threads() -> int | None:
@@ -245,8 +239,6 @@ def inductor_compile_threads() -> int | None:
     return inductor_config.compile_threads
 
 
-def load_average() -> list | None:
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 MEMORY_SNIPPET = r"""

@@ -61,7 +61,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -71,6 +70,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _provenance import git_describe, load_average  # noqa: E402
 
 import solvers  # noqa: E402
 from mixtailor_game.rules import Comed, TrimmedMean, paper_pool, pool_from_families  # noqa: E402
@@ -328,16 +328,8 @@ def bench_miqcp(seed=3, bulyan_only=False, repeats=1):
     return out
 
 
-def git_describe():
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
-def load_average():
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def result_key(args, d):

@@ -45,7 +45,6 @@ import argparse
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -56,6 +55,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _provenance import git_describe, load_average  # noqa: E402
 
 from mixtailor_game.train import TrainConfig, Trainer  # noqa: E402
 from mixtailor_game.models import make_model  # noqa: E402
@@ -88,16 +88,8 @@ class Timed:
         return out
 
 
-def git_describe():
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
-def load_average():
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def family(name: str) -> str:
