@@ -166,3 +166,13 @@ def test_compare_refuses_probs_without_mixtailor(tmp_path, capsys):
                  "--out", str(tmp_path / "c"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "--probs applies to mixtailor only" in err and not (tmp_path / "c").exists()
+
+
+def test_compare_says_when_it_reads_a_finished_run_back(tmp_path, capsys):
+    """A second `compare` into the same directory trains nothing; it said "training N steps"."""
+    argv = ["compare", "--steps", "2", "--out", str(tmp_path / "cmp")]
+    assert main(argv) == 0
+    assert "[krum] training 2 steps" in capsys.readouterr().err
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "[krum] finished run, read back" in err and "training" not in err

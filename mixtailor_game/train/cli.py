@@ -205,7 +205,9 @@ def cmd_compare(args) -> int:
     results = {}
     for name, trainer in trainers.items():
         if not args.quiet:
-            print(f"[{name}] training {trainer.config.steps} steps ...", file=sys.stderr, flush=True)
+            done = (trainer.out / rundir.SUMMARY).is_file()  # read back, not trained (checked by run())
+            what = "finished run, read back" if done else f"training {trainer.config.steps} steps ..."
+            print(f"[{name}] {what}", file=sys.stderr, flush=True)
         results[name] = trainer.run(max_steps=args.max_steps)
     print(f"{base.dataset}, n={base.workers}, f={base.byzantine}, attack {base.attack} {base.attack_params}, "
           f"{base.steps} steps, seed {base.seed}")
