@@ -330,3 +330,18 @@ def test_label_partition_gives_every_digit_to_an_honest_worker():
     honest = [s for i, s in enumerate(trainer.shards) if i not in set(trainer._byzantine().tolist())]
     assert len(honest) == 10 and all(len(torch.unique(y[s])) == 1 for s in honest)
     assert {int(y[s][0]) for s in honest} == set(range(10))
+
+
+def test_a_probs_file_rewritten_before_a_resume_is_refused(tmp_path):
+    """config.json keeps a --probs file's path: a file rewritten between a run and its resume
+    changed the mix of the remaining steps silently; the checkpoint now keeps the weights."""
+    probs_file = tmp_path / "eq.json"
+    probs_file.write_text(json.dumps({"probs": [0.0, 1.0, 0.0]}))
+    c = cfg(aggregator="mixtailor", pool="krum,comed,geomed", probs=str(probs_file), steps=4)
+    Trainer(c, tmp_path / "run").run(max_steps=2)
+    probs_file.write_text(json.dumps({"probs": [1.0, 0.0, 0.0]}))
+    with pytest.raises(ValueError, match=r"was trained with MixTailor weights \[0.0, 1.0, 0.0\], .* now gives "
+                                         r"\[1.0, 0.0, 0.0\]; restore them or use another --out"):
+        Trainer(c, tmp_path / "run").run()
+    probs_file.write_text(json.dumps({"probs": [0.0, 2.0, 0.0]}))  # the same weights once normalized
+    assert Trainer(c, tmp_path / "run").run()["steps"] == 4

@@ -410,6 +410,19 @@ class Trainer:
                 f"({k}: {old.get(k)!r} in its {where}, {new.get(k)!r} now); use another --out"
             )
 
+    def _check_same_probs(self, state: dict | None) -> None:
+        """Raise if the checkpoint's MixTailor weights are not the ones this config gives now
+        (a ``--probs`` file rewritten between a run and its resume; checkpoints from before
+        the weights were saved are not checked)."""
+        saved = None if state is None else state.get("probs")
+        mt = self.server.mixtailor
+        if saved is None or mt is None:
+            return
+        now = [float(x) for x in mt.probs]
+        if saved != now:
+            raise ValueError(f"Trainer: run directory {str(self.out)!r} was trained with MixTailor weights {saved}, "
+                             f"probs={self.config.probs!r} now gives {now}; restore them or use another --out")
+
     def _generators(self) -> dict:
         gens = {"batch": self.gen_batch, "byz": self.gen_byz, "attack": self.gen_attack,
                 "dropout": self.gen_dropout}
@@ -441,6 +454,8 @@ class Trainer:
             "attack_state": attack_state,
             "config": self.config.result_dict(),
             "code": rundir.code_version(),
+            # the weights themselves: config.json keeps a --probs file's path only
+            "probs": None if self.server.mixtailor is None else [float(x) for x in self.server.mixtailor.probs],
         }
 
     def _object_states(self) -> tuple[dict, dict]:
@@ -648,6 +663,7 @@ class Trainer:
                 # config.json may be gone or foreign; checked before a finished run's summary
                 # is handed back (with config.json deleted, another run's result came back)
                 self._check_same_run(state["config"], "checkpoint")
+            self._check_same_probs(state)
             if state is not None and state.get("code") != rundir.code_version():
                 # kept (finished work is not thrown away), but not silently: a fix to a rule
                 # or a data split does not reach the steps already done
