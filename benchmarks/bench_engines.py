@@ -52,7 +52,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _provenance import git_describe  # noqa: E402
+from _provenance import git_describe, load_average  # noqa: E402
 
 from mixtailor_game.data import read_idx  # noqa: E402
 from mixtailor_game.models import make_model, num_parameters  # noqa: E402
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
         "auto_engine": auto,
         "target": "auto_ratio <= 1.0 (the engine auto resolves to on this device: what users get)",
         "competitors": args.competitors,
-        "load_average_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_average_1min_before": (load_average() or [None])[0],
     }
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(args.competitors, 0))]
     try:
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         for proc in busy:
             proc.kill()
             proc.wait()
-    result["load_average_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    result["load_average_1min_after"] = (load_average() or [None])[0]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
