@@ -424,6 +424,8 @@ def test_nearest_selection_is_bulyan_select_with_each_rounds_target(select, p):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
     else:  # hints apply to the geomed's IRLS only
         assert seen == [] and all(torch.equal(a, b) for a, b in zip(warm, targets))
+    bare, none = nearest_selection(G, f, select, p, keep_targets=False)  # the rule's own call
+    assert bare == chosen and none == [None] * len(chosen)
 
 
 @pytest.mark.parametrize("select", ["average", "comed"])

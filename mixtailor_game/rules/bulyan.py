@@ -80,11 +80,11 @@ def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0,
     """
     if select == "krum":
         return krum_selection(ranking_squared_distances(G, p), f)
-    return nearest_selection(G, f, select, p, memo=memo, fixed_from=fixed_from)[0]
+    return nearest_selection(G, f, select, p, memo=memo, fixed_from=fixed_from, keep_targets=False)[0]
 
 
 def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=None, memo: dict | None = None,
-                      fixed_from: int | None = None) -> tuple[list, list]:
+                      fixed_from: int | None = None, keep_targets: bool = True) -> tuple[list, list]:
     """:func:`bulyan_select` for a selection whose output is not a row (average, comed,
     geomed), and that output in each round (the targets, ``theta`` d-vectors).
 
@@ -103,6 +103,9 @@ def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=
     its targets are ``None``. A geomed selection uses the memo only with
     ``start_for`` (a warm caller, whose results are the rule's up to the IRLS's
     tolerance anyway): the looked-up rounds started from another call's targets.
+
+    ``keep_targets=False`` returns ``None`` for every target (the rule itself: the
+    ``theta`` kept vectors were 0.58x size(G) of its peak memory by the last round).
     """
     use_memo = (memo is not None and fixed_from is not None
                 and (select in ("average", "comed") or (select == "geomed" and start_for is not None)))
@@ -130,7 +133,7 @@ def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=
             start, patience = hint
         j, target = _pick_nearest(rows, ok, select, p, start, patience)
         chosen.append(remaining.pop(j))
-        targets.append(target)
+        targets.append(target if keep_targets else None)
         for i in range(j, rows.shape[0] - 1):
             rows[i].copy_(rows[i + 1])
         rows, ok = rows[:-1], torch.cat([ok[:j], ok[j + 1:]])
