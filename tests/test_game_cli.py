@@ -172,3 +172,27 @@ def test_spec_pool_round_trips_into_train(tmp_path, capsys):
     assert [r.name for r in build_server(cfg).mixtailor.pool] == data["pool"]
     with pytest.raises(ValueError, match=r"TrainConfig: make_rule: krum takes parameters \['f', 'p'\], got unknown \['q'\]"):
         build_server(TrainConfig(aggregator="mixtailor", pool="krum[q=3],comed", byzantine=2, attack="none"))
+
+
+def test_double_oracle_payoffs_count_the_known_attacks(tmp_path, capsys, monkeypatch):
+    # a heuristic oracle weaker than the --attacks rows: the printed payoffs "against the
+    # attacker's best reply" were the oracle's (100 for both mixes) while an attack listed in
+    # the same output did far better against them
+    import importlib
+
+    do_mod = importlib.import_module("mixtailor_game.game.double_oracle")  # the package's name is the function
+
+    def weak_oracle(samples, f, rules, **kw):
+        return lambda p: ("weak", np.full(len(rules), -100.0))  # loss -100: payoff 100
+
+    monkeypatch.setattr(do_mod, "solvers_oracle", weak_oracle)
+    full = tmp_path / "all.json"
+    assert main(_do_args(tmp_path, "--do-iterations", "3", "--json", str(full))) == 0
+    assert "vulnerability (edge: <AGG, mean> < 0)" in capsys.readouterr().out  # it printed "< -0"
+    res = json.loads(full.read_text())
+    values = np.array(res["payoff"]["values"])
+    do = res["double_oracle"]
+    p = np.array(do["defender"])
+    assert do["status"] == "converged" and do["gap"] >= -1e-9
+    assert do["payoff_double_oracle"] == pytest.approx(np.min(values @ p), abs=1e-9)
+    assert do["payoff_uniform"] == pytest.approx(np.min(values.mean(axis=1)), abs=1e-9)

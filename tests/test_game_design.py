@@ -67,3 +67,14 @@ def test_worst_fraction_checks_its_indices_and_matrix():
         worst_fraction([[True, False]], [5])
     with pytest.raises(ValueError, match="worst_fraction: C must be boolean"):
         worst_fraction(np.array([[np.nan, 1.0]]), [0])
+
+
+@pytest.mark.parametrize("limit", [-1.0, 0, float("nan")])
+def test_bad_time_limit_refused(limit):
+    # HiGHS warned "Invalid option value" and ran without a limit (design_ilp), or design_pool
+    # fell back to greedy without saying why
+    C = np.eye(3, dtype=bool)
+    with pytest.raises(ValueError, match="design_ilp: time_limit must be"):
+        design_ilp(C, 2, time_limit=limit)
+    with pytest.raises(ValueError, match="design_ilp: time_limit must be"):
+        design_pool(C, 2, time_limit=limit)

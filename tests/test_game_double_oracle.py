@@ -108,3 +108,29 @@ def test_failed_oracle_leaves_no_stale_bound():
     res = double_oracle(lambda p: next(replies, None), 2, initial=[("a0", L[0])])
     assert res.status == "oracle_failed" and res.value == pytest.approx(0.5)
     assert np.isnan(res.upper) and res.gap == float("inf")
+
+
+@pytest.mark.parametrize("L, tol", [
+    # tol = 0: a gap of 1e-16 (round-off) re-added an attack of the set until the budget ran out
+    (np.array([[0.0, -1, -1], [0, -1, 1], [0, 1, -1], [-1, 1, -1], [0, -1, -1], [-1, -1, -1], [1, 1, 0],
+               [1, 1, 0]]), 0.0),
+    # payoffs ~1e12: round-off (1.2e-4) above an absolute tol
+    (np.array([[1000e9, 1001e9, 999e9, 1000e9], [1001e9, 999e9, 1001e9, 999e9]]), 1e-9),
+])
+def test_exact_oracle_stops_when_its_reply_is_already_in_the_set(L, tol):
+    res = double_oracle(matrix_oracle(L), L.shape[1], tol=tol, max_iter=len(L) + 5)
+    assert res.status == "converged"
+    assert len(set(res.attacks)) == len(res.attacks) <= len(L)  # no attack added twice
+    full = solve_zero_sum(L)
+    scale = np.abs(L).max()
+    assert res.value == pytest.approx(full.value, abs=1e-9 * scale)
+    assert np.max(L @ res.defender) <= full.value + 1e-9 * scale
+
+
+def test_weaker_heuristic_reply_does_not_lower_the_bound():
+    # the known attack costs the defender 1 against any mix; a heuristic oracle that only
+    # finds a harmless attack gave upper 0 and exploitability -1 for a mix that loses 1
+    res = double_oracle(lambda p: ("weak", np.zeros(2)), 2, initial=[("a0", np.ones(2))])
+    assert res.status == "converged"
+    assert res.upper == pytest.approx(1.0) and res.gap == pytest.approx(0.0, abs=1e-12)
+    assert all(g >= -1e-12 for g in res.exploitability)

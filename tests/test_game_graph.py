@@ -103,3 +103,10 @@ def test_prop1_is_not_claimed_with_no_rule_compromised_but_negative_inner_produc
     s = attack_summaries([[-0.1, -0.2]], norms=[[1.0, 1.0]], L=1.0, threshold=0.5)[0]
     assert s.q == 0 and s.condition is None
     assert attack_summaries([[0.1, 0.2]], norms=[[1.0, 1.0]], L=1.0, threshold=0.5)[0].condition is True
+
+
+def test_out_of_range_or_ragged_inner_is_one_line_error():
+    with pytest.raises(ValueError, match="vulnerability_graph: inner must be finite everywhere"):
+        vulnerability_graph([[10**400, 1.0]])
+    with pytest.raises(TypeError, match="attack_summaries: inner must be a 2-D array of real numbers"):
+        attack_summaries([[1.0, 2.0], [3.0]], L=1.0)

@@ -71,3 +71,9 @@ def test_follower_ties_broken_for_leader():
 def test_shape_mismatch():
     with pytest.raises(ValueError, match=r"solve_stackelberg: U must be of the same shape as L \(2, 2\)"):
         solve_stackelberg(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_bad_follower_matrix_is_named_u():
+    # a NaN in U was reported as "L must be finite everywhere"
+    with pytest.raises(ValueError, match="solve_stackelberg: U must be finite everywhere"):
+        solve_stackelberg([[1.0, 0.0]], [[0.0, np.nan]])

@@ -175,3 +175,13 @@ def test_payoffs_near_the_float64_maximum_are_solved():
     assert r.ok and r.value == 1e308
     r = solve_zero_sum([[1e308, -1e308], [-1e308, 1e308]])
     assert r.ok and np.allclose(r.defender, [0.5, 0.5])
+
+
+def test_out_of_range_or_ragged_input_is_one_line_error():
+    # numpy's "int too large to convert to float" / "inhomogeneous shape" named nothing
+    with pytest.raises(ValueError, match="solve_zero_sum: L must be finite everywhere, got 'an entry too large"):
+        solve_zero_sum([[10**400, 1]])
+    with pytest.raises(ValueError, match="best_response_gaps: L must be finite everywhere"):
+        best_response_gaps([[10**400, 1]], [0.5, 0.5], [1.0])
+    with pytest.raises(TypeError, match="best_response_gaps: L must be a 2-D array of real numbers"):
+        best_response_gaps([[1.0, 2.0], [3.0]], [0.5, 0.5], [0.5, 0.5])

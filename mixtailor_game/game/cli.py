@@ -212,7 +212,8 @@ def run(args) -> int:
     if args.payoff == "inner":
         G = vulnerability_graph(pm, threshold=args.threshold)
         sums = attack_summaries(pm, threshold=args.threshold)
-        print(f"vulnerability (edge: <AGG, mean> < {-args.threshold:g}): {G.number_of_edges()} edges; "
+        edge = -args.threshold + 0.0  # threshold 0 printed "< -0"
+        print(f"vulnerability (edge: <AGG, mean> < {edge:g}): {G.number_of_edges()} edges; "
               f"L = max ||honest mean|| = {_fmt(pm.grad_norm)}", file=out)
         for s in sums:
             cond = {True: "holds", False: "fails", None: "n/a"}[s.condition]
@@ -319,9 +320,12 @@ def _run_double_oracle(args, opts: dict, pm, rules, samples, f: int, out):
         return res, data
     uniform = np.full(M, 1.0 / M)
     reply = oracle(uniform)
-    uniform_upper = float(reply[1] @ uniform) if reply is not None else float("nan")
+    # the best known reply to the uniform mix, as res.upper is for the double-oracle mix: the
+    # oracle's, or an attack of the set (--attacks and those found) if that one is stronger
+    known = res.matrix @ uniform
+    uniform_upper = float(max(np.max(known), reply[1] @ uniform) if reply is not None else np.max(known))
     print(f"  status {res.status} after {len(res.history)} iterations, exploitability bound {res.gap:.3g}", file=out)
-    print(f"  payoff against the attacker's best response: double-oracle mix {_fmt(sign * res.upper)}"
+    print(f"  payoff against the attacker's best known reply: double-oracle mix {_fmt(sign * res.upper)}"
           f"   uniform mix (paper) {_fmt(sign * uniform_upper)}", file=out)
     print("  defender: " + ", ".join(f"{r}={p:.3f}" for r, p in zip(pm.rules, res.defender) if p > 5e-4), file=out)
     print("  attacker: " + ", ".join(f"{a}={q:.3f}" for a, q in zip(labels, res.attacker) if q > 5e-4), file=out)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from .._checks import check_int, fail
+from .._checks import check_int, check_real, fail
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,8 @@ def design_ilp(C, K: int, *, time_limit: float | None = None) -> PoolDesign:
     """
     where = "design_ilp"
     C, K = _as_compromise(C, K, where)
+    if time_limit is not None:  # HiGHS ignored a bad limit with a warning and ran unbounded
+        time_limit = check_real(where, "time_limit", time_limit, low=0.0, low_open=True)
     R = (~C).astype(np.float64)
     A, M = R.shape
     # variables (x_1..x_M, t); maximize t  <=>  minimize -t

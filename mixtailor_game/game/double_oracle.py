@@ -11,16 +11,23 @@ the attacker's side of their double oracle):
     for k = 0, 1, ...:
     1. solve the restricted game A_k x pool (LP): defender mix p_k, value v_k;
     2. oracle: the attacker's best response b_k to p_k and its row of losses
-       l(b_k) in R^M; u_k = l(b_k)^T p_k;
+       l(b_k) in R^M; u_k = max(l(b_k)^T p_k, max_{a in A_k} (L_k p_k)_a), the
+       loss of the best reply known (the attacker may replay an attack of A_k:
+       a heuristic oracle can return a weaker one);
     3. gap_k = u_k - v_k; record (k, |A_k|, v_k, u_k, gap_k);
-    4. stop if gap_k <= tol, else A_{k+1} = A_k + {b_k}.
+    4. stop if gap_k <= tol or l(b_k) is already a row of L_k (adding it again
+       would leave the LP unchanged: McMahan et al.'s "no new strategy"
+       termination; the gap is then the LP's round-off), else
+       A_{k+1} = A_k + {b_k}.
 
 With an exact oracle, ``v_k <= V* <= u_k`` (V* the value of the full game),
 so ``gap_k`` bounds the exploitability of ``p_k`` (``u_k - V*``) and the loop
-ends at an equilibrium of a finite game after at most |A| additions. With a
+ends at an equilibrium of a finite game after at most |A| additions, whatever
+``tol`` (round-off on large payoffs no longer re-adds known attacks). With a
 heuristic oracle (the attacks of ``solvers`` solve a nonconvex problem) ``u_k``
-is only the loss of the best attack that oracle found: the final gap
-certifies the mix against that oracle, not against every attack.
+is only the loss of the best attack known: the final gap (>= 0 up to the LP's
+round-off) certifies the mix against that oracle and the attacks of the set,
+not against every attack.
 
 Oracle interface: ``oracle(p: ndarray[M]) -> (attack, loss_row: ndarray[M])``
 or ``None`` when it fails. :func:`solvers_oracle` builds the one that calls
@@ -48,9 +55,11 @@ class DoubleOracleResult:
     ``defender``: final mix over rules; ``attacker``: mix over ``attacks`` (the
     attacks found, in order); ``matrix``: their loss rows ``(|A|, M)``;
     ``value``: the restricted game's value ``v``; ``upper``: the loss of the
-    oracle's best response to ``defender``; ``gap = upper - value``;
+    best known reply to ``defender`` (the oracle's, or an attack of the set if
+    that is worse for the defender); ``gap = upper - value``;
     ``history``: one dict per iteration (``iteration``, ``attacks``,
-    ``lower``, ``upper``, ``gap``); ``status``: ``"converged"``, ``"budget"``
+    ``lower``, ``upper``, ``gap``); ``status``: ``"converged"`` (gap <= tol,
+    or the oracle's reply was already in the set), ``"budget"``
     (``max_iter`` reached), ``"oracle_failed"`` (then ``upper`` is NaN and
     ``gap`` inf: no best response to the final mix is known) or the LP's
     failure status.
@@ -134,10 +143,15 @@ def double_oracle(
             status, upper = "oracle_failed", float("nan")
             break
         row = _as_row(reply[1], M)
-        upper = float(row @ p)
+        known = np.vstack(rows)
+        # the attacker may replay a known attack: a weaker reply of a heuristic oracle
+        # must not lower the bound (it gave negative "exploitability")
+        upper = max(float(row @ p), float(np.max(known @ p)))
         gap = upper - value
         history.append({"iteration": k, "attacks": len(rows), "lower": value, "upper": upper, "gap": gap})
-        if gap <= tol:
+        # a reply already in the set adds nothing: with round-off above tol (tol = 0, or
+        # payoffs ~1e12) the loop re-added the same attack until the budget ran out
+        if gap <= tol or bool((known == row).all(axis=1).any()):
             status = "converged"
             break
         attacks.append(reply[0])

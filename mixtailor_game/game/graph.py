@@ -36,6 +36,7 @@ import numpy as np
 from .._checks import check_real, fail
 from ..theory import proposition1_condition
 from .payoff import PayoffMatrix
+from .zero_sum import as_loss_matrix
 
 
 def _inputs(inner, attacks, rules, norms, where):
@@ -44,9 +45,7 @@ def _inputs(inner, attacks, rules, norms, where):
             raise fail(where, "payoff", "'inner' (compromise is defined by <AGG, mean> < 0)", inner.payoff)
         pm = inner
         return pm.values, list(pm.attacks), list(pm.rules), pm.norms, pm.grad_norm, pm.stderr
-    values = np.asarray(inner, dtype=np.float64)
-    if values.ndim != 2 or values.size == 0 or not np.isfinite(values).all():
-        raise fail(where, "inner", "a finite non-empty 2-D array (attacks, rules)", values.shape)
+    values = as_loss_matrix(inner, where, "inner")  # one-line errors for ragged / huge input too
     A, M = values.shape
     attacks = list(attacks) if attacks is not None else [f"attack{i}" for i in range(A)]
     rules = list(rules) if rules is not None else [f"rule{j}" for j in range(M)]

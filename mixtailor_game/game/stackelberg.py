@@ -112,7 +112,7 @@ def solve_stackelberg(L, U=None) -> StackelbergResult:
     """
     where = "solve_stackelberg"
     L = as_loss_matrix(L, where)
-    U = L.copy() if U is None else as_loss_matrix(U, where)
+    U = L.copy() if U is None else as_loss_matrix(U, where, "U")  # a bad U was called L
     if U.shape != L.shape:
         raise fail(where, "U", f"of the same shape as L {L.shape}", U.shape)
     Ln, Un = normalized_payoffs(L), normalized_payoffs(U)

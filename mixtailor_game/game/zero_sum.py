@@ -68,16 +68,19 @@ class ZeroSumResult:
         return self.status == "optimal"
 
 
-def as_loss_matrix(L, where: str) -> np.ndarray:
-    """Return ``L`` as a finite float64 matrix ``(A, M)`` with A, M >= 1, or raise ``ValueError``."""
+def as_loss_matrix(L, where: str, name: str = "L") -> np.ndarray:
+    """Return ``L`` as a finite float64 matrix ``(A, M)`` with A, M >= 1, or raise ``ValueError``
+    (``TypeError`` for what is not an array of numbers); messages call it ``name``."""
     try:
         arr = np.asarray(L, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{where}: L must be a 2-D array of real numbers, got {type(L).__name__}") from None
+        raise TypeError(f"{where}: {name} must be a 2-D array of real numbers, got {type(L).__name__}") from None
+    except OverflowError:  # a Python int past the float64 range: numpy's message names nothing
+        raise fail(where, name, "finite everywhere", "an entry too large for float64") from None
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise fail(where, "L", "a non-empty 2-D array (attacks, rules)", arr.shape)
+        raise fail(where, name, "a non-empty 2-D array (attacks, rules)", arr.shape)
     if not np.isfinite(arr).all():
-        raise fail(where, "L", "finite everywhere", "an array with NaN or Inf")
+        raise fail(where, name, "finite everywhere", "an array with NaN or Inf")
     return arr
 
 
@@ -89,9 +92,7 @@ def best_response_gaps(L, defender, attacker) -> tuple[float, float]:
     (what the defender saves by its best pure reply to ``q``). Both are >= 0
     for probability vectors and both are 0 at an equilibrium.
     """
-    L = np.asarray(L, dtype=np.float64)
-    if L.ndim != 2 or not np.isfinite(L).all():
-        raise fail("best_response_gaps", "L", "a finite 2-D array (attacks, rules)", L.shape)
+    L = as_loss_matrix(L, "best_response_gaps")
     p = _simplex_point("best_response_gaps", "defender", defender, L.shape[1])
     q = _simplex_point("best_response_gaps", "attacker", attacker, L.shape[0])
     value = float(q @ L @ p)
