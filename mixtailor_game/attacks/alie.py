@@ -10,7 +10,7 @@ import torch
 from scipy.stats import norm
 
 from .._checks import check_int, check_real, check_regime, fail
-from .base import Attack, repeat_row
+from .base import Attack, repeat_row, saturate, scaled64
 from .view import AdversaryView
 
 
@@ -29,10 +29,18 @@ def alie_z(n: int, f: int) -> float:
 
 
 def mean_std(visible: torch.Tensor, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-coordinate mean and unbiased standard deviation (needs >= 2 rows)."""
+    """Per-coordinate mean and unbiased standard deviation (needs >= 2 rows).
+
+    The squares inside ``std`` overflow for finite rows past ``~1e154`` (float64):
+    ALIE sent ``-inf`` and Fang-trim ``NaN``. Then both are recomputed on rows scaled
+    by a power of two (:func:`~.base.scaled64`), exact otherwise."""
     if visible.shape[0] < 2:
         raise fail(where, "visible rows", ">= 2 to estimate a standard deviation", visible.shape[0])
-    return visible.mean(dim=0), visible.std(dim=0, correction=1)
+    mu, sigma = visible.mean(dim=0), visible.std(dim=0, correction=1)
+    if bool(torch.isfinite(mu).all()) and bool(torch.isfinite(sigma).all()):
+        return mu, sigma
+    X, s = scaled64(visible)
+    return (X.mean(dim=0) * s).to(visible.dtype), saturate((X.std(dim=0, correction=1) * s).to(visible.dtype))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,4 +78,4 @@ class ALIE(Attack):
 
     def craft(self, view: AdversaryView) -> torch.Tensor:
         mu, sigma = mean_std(view.visible("alie"), "alie")
-        return repeat_row(mu - self.z_for(view.n, view.f) * sigma, view.f)
+        return repeat_row(saturate(mu - self.z_for(view.n, view.f) * sigma), view.f)

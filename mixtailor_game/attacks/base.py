@@ -13,6 +13,7 @@ Bulyan) see exactly the gradient-space attack.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -33,6 +34,49 @@ def check_choice(where: str, param: str, value, choices) -> str:
 def repeat_row(row: torch.Tensor, f: int) -> torch.Tensor:
     """``Tensor[f, d]`` with ``f`` copies of ``row`` (a new tensor, not a view)."""
     return row.unsqueeze(0).expand(f, -1).clone()
+
+
+def pow2_scale(X: torch.Tensor) -> float:
+    """A power of two ``s <= max |X|`` (1 when ``X`` is all zeros or empty): ``X / s`` has
+    entries of magnitude below 2, and dividing or multiplying by ``s`` is exact."""
+    if X.numel() == 0:
+        return 1.0
+    lo, hi = torch.aminmax(X)  # no |X| copy of the rows
+    top = max(-float(lo), float(hi))
+    if top == 0.0 or not math.isfinite(top):
+        return 1.0
+    return math.ldexp(1.0, math.frexp(top)[1] - 1)
+
+
+def scaled64(V: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``(V / s)`` in float64 and ``s`` (:func:`pow2_scale`): statistics of ``V / s`` cannot
+    overflow, and multiplying them by ``s`` gives those of ``V``."""
+    X = V.double()
+    s = pow2_scale(X)
+    return X / s, s
+
+
+def row_mean(V: torch.Tensor) -> torch.Tensor:
+    """Mean of the rows of ``V`` (finite entries), in ``V``'s dtype.
+
+    ``V.mean`` sums first: rows of float32 near 3e38 overflowed the sum and the mean came
+    out ``inf`` although it is representable. Only then is it recomputed on scaled rows."""
+    mu = V.mean(dim=0)
+    if bool(torch.isfinite(mu).all()):
+        return mu
+    X, s = scaled64(V)
+    return (X.mean(dim=0) * s).to(V.dtype)
+
+
+def saturate(B: torch.Tensor) -> torch.Tensor:
+    """``B`` with ``+-inf`` replaced by the dtype's largest finite value (NaN stays).
+
+    A crafted value past the dtype's range (``-eps * mu`` with ``eps = 10`` on float16
+    rows, ``b * max_j``) overflowed to ``inf``, and the rules drop a non-finite row:
+    the attack vanished instead of pushing as far as the dtype allows (as
+    :func:`~mixtailor_game.attacks.fang_krum.fang_krum` already caps lambda)."""
+    big = torch.finfo(B.dtype).max
+    return B.clamp(-big, big)
 
 
 def uniform(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:

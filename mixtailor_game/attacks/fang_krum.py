@@ -11,7 +11,7 @@ import torch
 from .._checks import check_real, check_regime
 from ..rules import lp_norm_rows, pairwise_distances
 from ..rules.base import finite_rows
-from .base import Attack, check_choice, normal
+from .base import Attack, check_choice, normal, pow2_scale
 from .view import AdversaryView
 
 DIRECTIONS = ("mean", "aggregate")
@@ -28,12 +28,24 @@ class FangKrumResult(NamedTuple):
     halvings: int
 
 
-def krum_index(S: torch.Tensor, neighbours: int, p: float) -> int:
-    """Index Krum (paper eq. (3)) selects in ``S`` with ``neighbours`` neighbours;
-    ties go to the lowest index."""
+def krum_scores(S: torch.Tensor, neighbours: int, p: float) -> torch.Tensor:
+    """Krum's scores (paper eq. (3)) of the rows of ``S``, in float64."""
     D2 = pairwise_distances(S, p).double().square()  # float64: float32 squares of huge rows overflow
     D2.fill_diagonal_(math.inf)
-    scores = torch.topk(D2, neighbours, dim=1, largest=False).values.sum(dim=1)
+    return torch.topk(D2, neighbours, dim=1, largest=False).values.sum(dim=1)
+
+
+def krum_index(S: torch.Tensor, neighbours: int, p: float) -> int:
+    """Index Krum (paper eq. (3)) selects in ``S`` with ``neighbours`` neighbours;
+    ties go to the lowest index.
+
+    Squared distances past ``~1e154`` overflow even float64: every score was ``inf``
+    and the first row (a Byzantine one) counted as selected while the server's Krum
+    picked an honest row. Then the scores are recomputed on ``S / s`` (``s`` a power
+    of two, which scales every score by ``s^2`` and keeps the argmin)."""
+    scores = krum_scores(S, neighbours, p)
+    if not bool(torch.isfinite(scores).all()):
+        scores = krum_scores(S / pow2_scale(S), neighbours, p)
     return int(torch.argmin(scores))
 
 

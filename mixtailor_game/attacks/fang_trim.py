@@ -9,7 +9,7 @@ import torch
 
 from .._checks import check_real, fail
 from .alie import mean_std
-from .base import Attack, check_choice, uniform
+from .base import Attack, check_choice, saturate, uniform
 from .view import AdversaryView
 
 VARIANTS = ("auto", "full", "partial")
@@ -29,6 +29,7 @@ def fang_trim_bounds(V: torch.Tensor, b: float, variant: str) -> tuple[torch.Ten
     push down: ``[min_j / b, min_j]`` if ``min_j > 0`` else ``[b min_j, min_j]``.
     ``partial`` (mean / std of the visible rows): push up
     ``[mu_j + 3 sigma_j, mu_j + 4 sigma_j]``, down ``[mu_j - 4 sigma_j, mu_j - 3 sigma_j]``.
+    An end past the dtype's range is its largest finite value (:func:`~.base.saturate`).
     """
     up = push_direction(V) > 0
     if variant == "full":
@@ -39,7 +40,7 @@ def fang_trim_bounds(V: torch.Tensor, b: float, variant: str) -> tuple[torch.Ten
         mu, sigma = mean_std(V, "fang_trim")
         lo_up, hi_up = mu + 3 * sigma, mu + 4 * sigma
         lo_dn, hi_dn = mu - 4 * sigma, mu - 3 * sigma
-    return torch.where(up, lo_up, lo_dn), torch.where(up, hi_up, hi_dn)
+    return saturate(torch.where(up, lo_up, lo_dn)), saturate(torch.where(up, hi_up, hi_dn))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,4 +88,4 @@ class FangTrim(Attack):
         V = view.visible("fang_trim")
         lo, hi = fang_trim_bounds(V, self.b, self.resolved_variant(view))
         U = uniform((view.f, view.d), view.generator(), V)
-        return lo + U * (hi - lo)
+        return saturate(lo + U * (hi - lo))

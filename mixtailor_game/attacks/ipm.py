@@ -9,16 +9,17 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_real, fail
-from .base import Attack, repeat_row, uniform
+from .base import Attack, repeat_row, row_mean, saturate
 from .view import AdversaryView
 
 
 def ipm(visible: torch.Tensor, f: int, eps: float) -> torch.Tensor:
     """``f`` copies of ``-eps * mu``, ``mu`` the mean of the rows of ``visible``.
 
-    The inner product of each row with ``mu`` is ``-eps * ||mu||^2``.
+    The inner product of each row with ``mu`` is ``-eps * ||mu||^2``. Past the dtype's
+    range the rows saturate at its largest finite value (:func:`~.base.saturate`).
     """
-    return repeat_row(-eps * visible.mean(dim=0), f)
+    return repeat_row(saturate(-eps * row_mean(visible)), f)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +59,12 @@ class IPM(Attack):
         return ipm(view.visible("ipm"), view.f, self.eps)
 
 
-def draw_eps(eps_set: tuple, probs: tuple, gen: torch.Generator, like: torch.Tensor) -> float:
-    """One ``eps`` from ``eps_set`` with probabilities ``probs`` (inverse-CDF draw)."""
-    u = float(uniform((), gen, like.new_zeros(())).double())
+def draw_eps(eps_set: tuple, probs: tuple, gen: torch.Generator) -> float:
+    """One ``eps`` from ``eps_set`` with probabilities ``probs`` (inverse-CDF draw).
+
+    ``u`` stays float64: rounded to the rows' dtype (bfloat16 keeps 8 bits) it
+    reached 1.0 and the last eps came out about twice as often as ``probs`` says."""
+    u = float(torch.rand((), generator=gen, device=gen.device, dtype=torch.float64))
     acc = 0.0
     for eps, p in zip(eps_set, probs):
         acc += p
@@ -109,7 +113,7 @@ class RandomEps(Attack):
 
     def draw(self, view: AdversaryView) -> float:
         """The ``eps`` this attack uses at ``view`` (same generator state -> same eps)."""
-        return draw_eps(self.eps_set, self.probs, view.generator(), view.honest)
+        return draw_eps(self.eps_set, self.probs, view.generator())
 
     def craft(self, view: AdversaryView) -> torch.Tensor:
         visible = view.visible("random_eps")

@@ -9,7 +9,7 @@ import torch
 
 from .._checks import check_real
 from .alie import mean_std
-from .base import Attack, check_choice, repeat_row
+from .base import Attack, check_choice, repeat_row, saturate, scaled64
 from .view import AdversaryView
 
 PERTURBATIONS = ("unit", "sign", "std")
@@ -56,10 +56,12 @@ def min_sum_condition(V: torch.Tensor, mu: torch.Tensor, p: torch.Tensor) -> Cal
     return lambda g: bool(torch.linalg.vector_norm(mu + g * p - V, dim=1).square().sum() <= S)
 
 
-def search_binary(ok, gamma_init: float, rtol: float, max_doublings: int = 200) -> float:
+def search_binary(ok, gamma_init: float, rtol: float, max_doublings: int = 2200) -> float:
     """Largest ``g >= 0`` with ``ok(g)`` for a condition that holds on an interval
     ``[0, g*]``: double from ``gamma_init`` to bracket ``g*``, then bisect until
-    ``hi - lo <= rtol * hi``; returns ``lo`` (feasible)."""
+    ``hi - lo <= rtol * hi``; returns ``lo`` (feasible). ``max_doublings`` covers the
+    float64 range (200 stopped at ``10 * 2^200 ~ 2e61``, far below ``g*`` for rows of
+    ``1e100``; a doubling to ``inf`` fails ``ok`` and ends the bracketing anyway)."""
     lo, hi = 0.0, gamma_init
     for _ in range(max_doublings):
         if not ok(hi):
@@ -95,18 +97,27 @@ def search_paper(ok, gamma_init: float, tau: float) -> float:
 
 
 def gamma_attack(V, kind: str, objective: str, search: str, gamma_init: float, tol: float) -> GammaResult:
-    """Shared core of min-max and min-sum (computed in float64)."""
-    X = V.double()
+    """Shared core of min-max and min-sum (computed in float64).
+
+    The distances are computed on ``V / s`` (``s`` a power of two, :func:`~.base.scaled64`):
+    their squares overflowed float64 for rows past ``~1e154`` and the search returned
+    ``gamma = 0`` (or ``-inf`` rows for ``std``). Scaling by ``s`` is exact, so ``gamma``,
+    ``p`` and ``ok`` are those of ``V`` itself: ``unit`` / ``sign`` perturbations do not
+    scale (``gamma`` does, by ``s``); ``std`` scales (``gamma`` does not)."""
+    X, s = scaled64(V)
+    c = 1.0 if kind == "std" else s  # gamma of V = c * gamma of V / s
     mu = X.mean(dim=0)
     p = perturbation(X, kind, objective)
-    ok = (min_max_condition if objective == "min_max" else min_sum_condition)(X, mu, p)
+    ok_scaled = (min_max_condition if objective == "min_max" else min_sum_condition)(X, mu, p)
+    ok = lambda g: ok_scaled(g / c)  # noqa: E731 - the condition in V's units
     if not bool((p != 0).any()):
         gamma = 0.0
     elif search == "binary":
         gamma = search_binary(ok, gamma_init, tol)
     else:
         gamma = search_paper(ok, gamma_init, tol)
-    return GammaResult((mu + gamma * p).to(V.dtype), gamma, p.to(V.dtype), ok)
+    row = saturate(((mu + (gamma / c) * p) * s).to(V.dtype))
+    return GammaResult(row, gamma, (p * (s / c)).to(V.dtype), ok)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +171,10 @@ class MinSum(MinMax):
     but ``gamma`` is the largest with
     ``sum_i ||B - V_i||^2 <= max_i sum_j ||V_i - V_j||^2``
     (the sum of squared distances to the honest rows is no larger than the
-    largest such sum of an honest row)."""
+    largest such sum of an honest row), as in the paper's Min-Sum equation.
+    Difference from published code: the authors' ``our_attack_score`` (and
+    ports of it, e.g. Blades) bound by the smallest such sum (``min_i``), which
+    gives a smaller ``gamma``."""
 
     family: ClassVar[str] = "min_sum"
 

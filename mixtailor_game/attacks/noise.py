@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_real
-from .base import Attack, check_choice, normal
+from .base import Attack, check_choice, normal, row_mean, saturate
 from .view import AdversaryView
 
 
@@ -35,5 +35,5 @@ class GaussianNoise(Attack):
     def craft(self, view: AdversaryView) -> torch.Tensor:
         like = view.honest if view.k > 0 or view.own is None else view.own
         xi = normal((view.f, view.d), view.generator(), like)
-        c = view.visible("gaussian").mean(dim=0) if self.center == "honest" else torch.zeros_like(xi[0])
-        return c + self.sigma * xi
+        c = row_mean(view.visible("gaussian")) if self.center == "honest" else torch.zeros_like(xi[0])
+        return saturate(c + self.sigma * xi)

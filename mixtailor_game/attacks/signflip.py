@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_real
-from .base import Attack, repeat_row
+from .base import Attack, repeat_row, row_mean, saturate
 from .view import AdversaryView
 
 
@@ -35,4 +35,4 @@ class SignFlip(Attack):
     def craft(self, view: AdversaryView) -> torch.Tensor:
         if view.own is not None:
             return -self.scale * view.own
-        return repeat_row(-self.scale * view.visible("sign_flip").mean(dim=0), view.f)
+        return repeat_row(saturate(-self.scale * row_mean(view.visible("sign_flip"))), view.f)
