@@ -89,3 +89,16 @@ def test_line_search_on_cuda_matches_cpu():
     gpu = solvers.solve(solvers.P3(V.cuda(), 2, pool), method="line")
     assert gpu.status == cpu.status
     assert math.isclose(gpu.value, cpu.value, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def test_model_space_attack_takes_a_cpu_model_with_cuda_rows():
+    """A model-space attack with w_0 on the CPU and the rows on the GPU (w_0 moved, not an error)."""
+    from mixtailor_game.attacks import make_attack, make_view
+
+    V = torch.randn(10, 7, generator=torch.Generator().manual_seed(0))
+    w0 = torch.randn(7, generator=torch.Generator().manual_seed(1))
+    attack = make_attack("ipm", eps=0.5, space="model")
+    cpu = attack(make_view(V, n=12, f=2, model=w0))
+    gpu = attack(make_view(V.cuda(), n=12, f=2, model=w0))
+    assert gpu.device.type == "cuda"
+    _close(gpu, cpu, 1e-6)

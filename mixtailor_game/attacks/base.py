@@ -129,7 +129,7 @@ class Attack:
         if self.space == "model":
             if view.model is None:
                 raise fail(self.family, "view.model", "the previous global model w_0 when space='model'", None)
-            w0 = view.model.to(view.honest.dtype)
+            w0 = view.model.to(device=view.honest.device, dtype=view.honest.dtype)  # a CPU w_0 with CUDA rows
             gview = view.replace(
                 honest=w0 - view.honest,
                 own=None if view.own is None else w0 - view.own,
