@@ -138,7 +138,11 @@ def _implicit_rows(V: torch.Tensor, r: torch.Tensor, p: float, u: torch.Tensor) 
 def _closest_to_median(S: torch.Tensor, beta: int) -> torch.Tensor:
     med_w = _positions(S, _comed_ks(S.shape[0]))
     med = (med_w * S).sum(0)
-    idx = torch.topk((S - med).abs(), beta, dim=0, largest=False).indices
+    # the rule's pinned tie-break: of values equally far from the median the smaller is kept
+    # (torch.topk breaks such ties arbitrarily: the model then kept a row the rule drops)
+    by_value = torch.sort(S, dim=0, stable=True).indices
+    dist = (S - med).abs().gather(0, by_value)
+    idx = by_value.gather(0, torch.sort(dist, dim=0, stable=True).indices[:beta])
     W = torch.zeros_like(S)
     W.scatter_add_(0, idx, torch.full_like(S[:beta], 1.0 / beta))
     return W

@@ -21,7 +21,9 @@ Domain: each ``b_ij`` lies in the honest range of coordinate j widened by
 (:func:`filter_margin`; for the line, ``|t| <= t_max * s0`` as in
 :mod:`solvers.line`). For comed and trimmed mean with ``b >= f`` values
 beyond the honest range act like the range's ends, so the box loses nothing
-and the optimum is global. Problems without a finite optimum (the mean, or
+and the optimum is global. A P1 / P2 pool that mixes such rules with unbounded ones
+(the mean) has a finite optimum that can lie beyond that box: the box is widened until
+it holds it (:func:`lossless_box`). Problems without a finite optimum (the mean, or
 trimmed mean with ``b < f``, deciding the objective: :func:`problem_unbounded`)
 report the box optimum with status ``"feasible"``, ``bound=None`` and
 ``info["unbounded"] = True``. The filtered rows are pushed apart to ``eps``
@@ -98,7 +100,7 @@ from mixtailor_game.rules import Comed, Mean, TrimmedMean
 
 from .line import line_rows
 from .problems import Instance
-from .solution import filter_ignored, make_solution, unique_rules
+from .solution import evaluate, filter_ignored, make_solution, unique_rules
 
 OPTIONS = ("box", "time_limit", "mip_rel_gap", "t_max", "max_binaries", "tol", "reduce", "tighten")
 
@@ -169,6 +171,42 @@ def problem_unbounded(inst: Instance) -> bool:
     if inst.kind == "expected":
         return any(u and wt > 0 for u, wt in zip(unb, w))
     return unb[0]
+
+
+def lossless_box(inst: Instance, box: float, max_doublings: int = 60) -> tuple[float, bool]:
+    """``(box, lossless)``: the box factor to solve with, widened for P1 / P2 pools that mix
+    bounded rules (comed, trimmed mean with ``b >= f``) with unbounded ones (the mean,
+    trimmed mean with ``b < f``), whose ``"max"`` objective has a finite optimum that can
+    lie far outside the default box.
+
+    Why: every rule here is non-increasing as entries move toward the corner (the box end
+    ``-sign(u_j)`` points to, :meth:`_Formulation.dominate`), and a bounded rule is
+    constant once every Byzantine entry is beyond the honest range, at its minimum there;
+    so the optimum is ``V* = max`` of the bounded rules at the corner, attained by rows
+    beyond the range (eps apart along coordinate 1 within the filter margin) as soon as
+    every unbounded rule at the box end without the margin is ``<= V*``. The box is doubled
+    until that holds (``lossless`` False if it never does). Other instances: unchanged."""
+    if inst.kind != "max" or inst.structure == "line":
+        return box, True
+    uniq, _, _ = unique_rules(inst.rules, inst.weights)
+    unb = [rule_unbounded(r, inst.f) for r in uniq]
+    if all(unb) or not any(unb):
+        return box, True
+    R = inst.R.double()
+    o = inst.offset.double()
+    u = inst.u.double()
+    lo = torch.minimum(R.min(0).values, o)
+    hi = torch.maximum(R.max(0).values, o)
+    base = torch.maximum(hi - lo, 1e-3 * (1 + hi.abs() + lo.abs()))
+    for _ in range(max_doublings + 1):
+        w = box * base
+        c_in = torch.where(u < 0, hi + w, lo - w)  # the box end without the filter margin
+        G = torch.cat([c_in.expand(inst.f, -1), R], 0)
+        phi = [float((r(G).double() - o) @ u) for r in uniq]
+        if max(v for v, ub in zip(phi, unb) if ub) <= max(v for v, ub in zip(phi, unb) if not ub):
+            return box, True
+        box = 2.0 * box if box > 0 else 1.0
+    return box, False
 
 
 def push_apart(B: torch.Tensor, eps: float, p: float, rel: float = 1e-6) -> torch.Tensor:
@@ -755,10 +793,24 @@ def polish_lambda(inst: Instance, B: torch.Tensor, lam: float, tol: float) -> to
         return B  # already exact to the test: moving it could only trade lambda for residual
     o = inst.offset.double()
     g = inst.u.double()
-    Bp = B.double().clone()
-    for j in range(inst.d):
-        Bp = _column_shift(inst, Bp, j, float(o[j] - lam * g[j]))
-    new = evaluate(inst, Bp, tol)
+
+    def shifted(lam_t):
+        Bp = B.double().clone()
+        for j in range(inst.d):
+            Bp = _column_shift(inst, Bp, j, float(o[j] - lam_t * g[j]))
+        return Bp, evaluate(inst, Bp, tol)
+
+    Bp, new = shifted(lam)
+    if new["feasible_lambda"] is not True and not rule_unbounded(inst.rules[0], inst.f):
+        # HiGHS's lambda lies beyond the feasible interval by its tolerance (seen with one
+        # row 1e4 times the others: the model's 1e-7 is 1e-3 of g). A bounded rule reaches
+        # exactly lambda <= lam_hi (solvers.coordinatewise): aim there instead.
+        from .coordinatewise import lambda_range
+        lam_hi = lambda_range(inst)[1]
+        if lam_hi < lam:
+            Bq, newq = shifted(lam_hi)
+            if newq["residual"] is not None and newq["residual"] < (new["residual"] or math.inf):
+                Bp, new = Bq, newq
     if new["filter_ok"] and new["residual"] is not None and new["residual"] < (old["residual"] or math.inf):
         return Bp
     return B
@@ -783,13 +835,15 @@ def method_milp(inst: Instance, **options):
     # equivariant, and HiGHS's absolute tolerances misjudge feasibility at gradient scales.
     orig = inst
     inst, o_t, sigma, ufac, vscale = normalize(inst)
+    # a P1 / P2 pool mixing bounded and unbounded rules: widen the box until it holds the optimum
+    opts["box"], lossless = lossless_box(inst, opts["box"])
     F, c, factor, nbin, reduced, res, retried = _solve(inst, opts)
     factor *= vscale
     info = dict(binaries=nbin, variables=len(F.m.lb), constraints=len(F.m.rows), reduced=reduced,
                 tighten=bool(opts["tighten"]) and not retried, presolve=F.m.presolve, retried=retried,
                 milp_status=int(res.status), milp_message=str(res.message),
                 milp_objective=None if res.x is None else factor * (float(res.fun) + c.get(None, 0.0)),
-                normalization=dict(sigma=sigma, u_factor=ufac))
+                normalization=dict(sigma=sigma, u_factor=ufac), box_factor=opts["box"])
     bound = getattr(res, "mip_dual_bound", None)
     if res.status == 0 and res.x is not None and (bound is None or not np.isfinite(bound)):
         bound = float(res.fun)  # no integer variable left (an LP): its optimum is proven
@@ -822,7 +876,18 @@ def method_milp(inst: Instance, **options):
         B = push_apart(B, float(orig.eps), float(orig.eps_p))
     if orig.objective == "lambda":
         B = polish_lambda(orig, B, float(res.x[F.lam_var]), opts["tol"])
+        if orig.own is not None and evaluate(orig, B, opts["tol"])["feasible_lambda"] is False:
+            # the rows miss the exact equality beyond the residual test even after polishing:
+            # the problem is feasible (lambda = -1, the reference rows), not "infeasible"
+            info["reason"] = ("HiGHS's rows miss AGG = w_0 - lambda g beyond the residual tolerance; "
+                              "lambda = -1 (the reference rows) is feasible")
+            return make_solution(orig, orig.own, method="milp", status="feasible", t0=t0, bound=bound,
+                                 info=info, tol=opts["tol"])
     status = {0: "optimal", 1: "budget"}.get(int(res.status), "feasible")
+    if not lossless:
+        status = "feasible" if status == "optimal" else status
+        bound = None
+        info["reason"] = "the box could not be widened to hold the optimum (mixed bounded / unbounded pool)"
     if unbounded:
         # the box optimum is a feasible point, not the problem's optimum (audit finding 8)
         status = "feasible" if status == "optimal" else status

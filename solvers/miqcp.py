@@ -71,7 +71,9 @@ the selected row. Otherwise the result is the optimum on the box and
 (comed / trimmed mean with ``b >= f`` lose nothing beyond the honest range;
 Bulyan's box is not proven lossless, see :mod:`solvers.bulyan_exact`). Problems
 without a finite optimum (a mean or trimmed mean with ``b < f`` deciding the
-objective) get status ``"feasible"``, ``bound=None``, ``info["unbounded"] = True``.
+objective) get status ``"feasible"``, ``bound=None``, ``info["unbounded"] = True``; so do
+P1 / P2 pools with such a rule beside bounded ones (finite optimum, but the mean keeps
+falling beyond the box), without the ``"unbounded"`` flag.
 Rows from SCIP that miss the filter's ``eps`` by its tolerance are pushed apart to
 ``eps`` before they are scored (:func:`solvers.milp.push_apart`). Krum with its
 own ``f`` below the problem's ``f - 1`` is refused (``miqcp_applicable``).
@@ -104,7 +106,8 @@ from mixtailor_game.rules import Comed, Krum, Mean, TrimmedMean
 
 from . import bulyan_exact
 from .line import line_rows, solve_line
-from .milp import _Formulation, _bounds, _fallback_rows, check_options, filter_margin, normalize, problem_unbounded, push_apart
+from .milp import (_Formulation, _bounds, _fallback_rows, check_options, filter_margin, normalize, problem_unbounded,
+                   push_apart, rule_unbounded)
 from .problems import Instance
 from .solution import evaluate, filter_ignored, make_solution, unique_rules
 
@@ -695,6 +698,14 @@ def method_miqcp(inst: Instance, **options):
         # a mean (or trimmed mean with b < f) decides the objective: no finite optimum (finding 8)
         info["unbounded"] = True
         info["reason"] = "the objective is unbounded (mean, or trimmed mean with b < f): optimum on the box only"
+        bound, bound_n = None, None
+    elif orig.kind == "max" and any(rule_unbounded(r, orig.f) for r in unique_rules(orig.rules, orig.weights)[0]):
+        # P1 / P2 with a mean (or trimmed mean with b < f) beside bounded rules: a finite
+        # optimum, but the mean keeps falling beyond the box, so the box's optimum and SCIP's
+        # bound say nothing about rows outside it (seen: Krum + mean, rows beyond the box
+        # scored -0.051 where the box's "optimal" -0.015 claimed a bound)
+        info["reason"] = ("a mean (or trimmed mean with b < f) in the pool keeps falling beyond the box: "
+                          "optimum on the box only")
         bound, bound_n = None, None
     proven = first_status == "optimal" and bound_n is not None and rn <= bound_n + float(opts["gap_tol"])
     status = "optimal" if proven else ("budget" if first_status in ("timelimit", "userinterrupt", "memlimit",

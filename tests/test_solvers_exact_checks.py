@@ -203,3 +203,58 @@ def test_snap_to_rows_moves_only_rows_within_tol():
     B = torch.tensor([[2.0 + 1e-9, 3.0 - 1e-9], [0.5, 1.0]], dtype=torch.float64)
     out = snap_to_rows(B, R, 1e-6)
     assert torch.equal(out[0], R[1]) and torch.equal(out[1], B[1])
+
+
+# --- finding 10: P1 pools mixing bounded rules with the (unbounded) mean -----------------------
+def test_milp_mixed_pool_optimum_beyond_the_default_box():
+    """max(mean, comed) has a finite optimum (comed's value beyond the honest range, where
+    the mean has fallen below it), which needs rows far beyond the default box: the old
+    MILP reported the box optimum 6.70 as "optimal" with bound 6.70, while B = -30 scores
+    0.060 (n = 6, f = 1, d = 1)."""
+    V = torch.tensor([[0.0], [0.01], [0.02], [10.0], [10.0]], dtype=torch.float64)
+    p = solvers.P1(V, 1, [Mean(), Comed(f=1)])
+    inst = p.compile()
+    far = solvers.evaluate(inst, torch.tensor([[-30.0]], dtype=torch.float64))["value"]
+    sol = solvers.solve(p, method="milp")
+    assert sol.status == "optimal" and sol.value <= far + 1e-9 and sol.bound <= far + 1e-9
+    assert sol.info["box_factor"] > 1.0
+
+
+@needs_scip
+def test_miqcp_mixed_krum_mean_pool_is_not_claimed_optimal():
+    """Krum + mean (P1): rows beyond the MIQCP's box score -0.0514 where the old code called
+    the box's -0.0152 "optimal" with that bound. The box is not lossless for the mean:
+    status "feasible", no bound."""
+    V = torch.tensor([[-0.5140063716874629], [-1.6480751708556527], [0.16746474422274113],
+                      [0.10901408782154753]], dtype=torch.float64)
+    p = solvers.P1(V, 1, [Krum(f=1), Mean()])
+    inst = p.compile()
+    far = solvers.evaluate(inst, torch.tensor([[2.447]], dtype=torch.float64))["value"]
+    sol = solvers.solve(p, method="miqcp", time_limit=30)
+    assert far < -0.05
+    assert sol.status == "feasible" and sol.bound is None and sol.gap is None
+
+
+# --- finding 11: the lambda MILP with one row 1e4 times the others -----------------------------
+@pytest.mark.parametrize("case", [
+    # (honest rows, f, rule, exact optimum from the closed form of solvers.coordinatewise)
+    ([[174.67176816749475, -2612.335601986861], [-1.1586248467876437, -0.004538622442241069],
+      [0.6810445715036046, 0.5809472857775164], [-1.3266907094335252, -1.6315551483977784],
+      [-1.2462299361638847, -0.3248076980044822], [-2.9479862482653667, -0.5849253412842715]], 2, -1.0),
+    ([[-1886.788758268395, -9265.271199658973], [-0.2892655088205436, -0.18801010885903002],
+      [0.3808231024305917, 0.8748955758429949], [-0.8037049729461619, -0.3567588253041715],
+      [0.7357584633380408, -1.0797014954861173]], 2, -0.1741315628857045),
+])
+def test_milp_lambda_with_a_huge_row_is_not_reported_infeasible(case):
+    """The model meets its equality to 1e-7 in normalized units, 1e-3 of g when one honest row
+    is 1e4 times the others: HiGHS's lambda lies beyond the feasible interval, polishing
+    could not reach it and the old code returned those rows, status "infeasible" (residual
+    2e-5), for a problem where lambda = -1 is always feasible. Now the polish aims at the
+    exact upper end of the feasible lambdas."""
+    rows, f, best = case
+    V = torch.tensor(rows, dtype=torch.float64)
+    p = solvers.TailoredAttack(V, f, Comed(f=f), objective="lambda")
+    sol = solvers.solve(p, method="milp")
+    assert sol.status in ("optimal", "feasible") and sol.residual <= 1e-6
+    assert sol.value >= best - 1e-9 * max(1.0, abs(best))
+    assert sol.bound >= sol.value - 1e-12

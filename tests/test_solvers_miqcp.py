@@ -84,7 +84,7 @@ def grid(lo, hi, m, f, identical=False):
     return rows[idx]                                              # [m^(d f), f, d]
 
 
-def check_against_brute_force(p, sol, m_coarse, m_fine, identical=False, unbounded=False):
+def check_against_brute_force(p, sol, m_coarse, m_fine, identical=False, unbounded=False, box_only=False):
     inst = p.compile()
     lo, hi = np.array(sol.info["box"]["lo"]), np.array(sol.info["box"]["hi"])
     coarse = objective(inst, grid(lo, hi, m_coarse, inst.f, identical))
@@ -107,6 +107,10 @@ def check_against_brute_force(p, sol, m_coarse, m_fine, identical=False, unbound
     assert best <= sol.value + float(inst.u.abs().sum()) * fstep + tol  # the box's optimum is reached
     if unbounded:  # no finite optimum: the box's best is a feasible point, with no bound
         assert sol.status == "feasible" and sol.info["unbounded"] and sol.bound is None
+        assert sol.value <= best + tol
+        return inst
+    if box_only:  # a finite optimum that may lie beyond the box (P1 with a mean): no proof, no bound
+        assert sol.status == "feasible" and not sol.info.get("unbounded") and sol.bound is None
         assert sol.value <= best + tol
         return inst
     assert sol.status == "optimal" and not sol.info.get("unbounded")
@@ -146,17 +150,15 @@ def test_pools_with_krum_match_brute_force_d1(pool, kind):
          else solvers.ExpectedValue(V, 1, POOLS[pool], probs=[0.4, 0.6], structure="optimal"))
     sol = solvers.solve(p, method="miqcp")
     unbounded = kind == "expected" and "mean" in pool  # the mean, with weight 0.6, is unbounded below
-    check_against_brute_force(p, sol, 4001, 801, unbounded=unbounded)
+    # P1 with the mean: a finite optimum, but the mean keeps falling beyond the box, where
+    # rows can beat the box's optimum (audit finding 10): no bound is claimed
+    box_only = kind == "P1" and "mean" in pool
+    check_against_brute_force(p, sol, 4001, 801, unbounded=unbounded, box_only=box_only)
     assert not sol.info["box_lossless"]
-    if unbounded:
+    if unbounded or box_only:
         return
     other = solvers.solve(p, method="scp")
-    lo, hi = np.array(sol.info["box"]["lo"]), np.array(sol.info["box"]["hi"])
-    B = other.byzantine.numpy()
-    if ((B >= lo) & (B <= hi)).all():  # with the mean the bound holds on the box only
-        assert other.value >= sol.bound - 1e-7
-    else:
-        assert "mean" in pool
+    assert other.value >= sol.bound - 1e-7
 
 
 @needs_scip

@@ -143,3 +143,19 @@ def test_scp_through_a_wrapper_that_measures_distances_warns_nothing():
         warnings.simplefilter("error")
         s = solvers.solve(solvers.P1(V, 2, [NNM(base="comed", f=2)]), method="scp", max_iter=5)
     assert np.isfinite(s.value)
+
+
+# F-tie: Bulyan's closest-to-median mean keeps the smaller of two values equally far from the
+# median (pinned in the rule); the linear model kept torch.topk's arbitrary one, so at such a
+# tie the model's rows averaged to a different vector than the rule's output
+def test_bulyan_trimmed_model_breaks_median_ties_like_the_rule():
+    from mixtailor_game.rules import Bulyan
+    from solvers.linearize import model_weights
+    G = torch.tensor([[2.0, 2.0], [1.0, -2.0], [1.0, 2.0], [0.0, 1.0], [0.0, 1.0], [-1.0, -1.0], [-1.0, 2.0]],
+                     dtype=torch.float64)
+    rule = Bulyan(f=1, select="krum", aggregate="trimmed")
+    torch.testing.assert_close((model_weights(rule, G) * G).sum(0), rule(G), rtol=0, atol=1e-12)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):  # integer rows: many such ties
+        G = torch.randint(-2, 3, (7, 3), generator=g).double()
+        torch.testing.assert_close((model_weights(rule, G) * G).sum(0), rule(G), rtol=0, atol=1e-12)
