@@ -32,6 +32,8 @@ is refused as not finite.
 from __future__ import annotations
 
 import math
+import sys
+from fractions import Fraction
 
 from mixtailor_game._checks import check_int, check_real, check_regime, show_value
 
@@ -217,11 +219,21 @@ def proposition1_threshold(lam: float, L: float, beta_min: float) -> float:
     L : real ``> 0``, ``sup_w ||grad F(w)||``.
     beta_min : real ``> 0``, ``min_m' beta_m'`` over the resilient rules.
 
+    Where the product ``lam * L`` alone leaves the normal float range
+    (``1e200 * 1e200`` overflows, ``1e-160 * 1e-160`` is subnormal) while the
+    threshold need not, it is evaluated in exact rationals and rounded once.
+
     >>> proposition1_threshold(2.0, 3.0, 1.5)
     5.0
+    >>> proposition1_threshold(1e200, 1e200, 1e200)   # lam * L alone overflows
+    1e+200
     """
     lam, L, beta_min = _check_prop1("proposition1_threshold", lam, L, beta_min)
-    return 1.0 + lam * L / beta_min
+    prod = lam * L
+    if math.isinf(prod) or (lam > 0.0 and abs(prod) < sys.float_info.min):
+        t = 1 + Fraction(lam) * Fraction(L) / Fraction(beta_min)
+        return _ratio(t.numerator, t.denominator)
+    return 1.0 + prod / beta_min
 
 
 def proposition1_condition(M: int, q: int, lam: float, L: float, beta_min: float) -> bool:
@@ -230,7 +242,9 @@ def proposition1_condition(M: int, q: int, lam: float, L: float, beta_min: float
     True means the paper guarantees ``E[U]^T grad F > 0`` for the uniform
     mixture of ``M`` rules of which ``q`` are compromised (Section 4,
     Appendix A.3). False means nothing is guaranteed, not that the mixture
-    fails.
+    fails. It compares ``M / q`` with :func:`proposition1_threshold` in
+    floats, so a decimal tie (``1 + 1.0 * 0.3 / 0.1`` vs ``4 / 1``) is
+    decided by their rounding.
 
     Parameters
     ----------
@@ -245,6 +259,8 @@ def proposition1_condition(M: int, q: int, lam: float, L: float, beta_min: float
     True
     >>> proposition1_condition(10, 2, 2.0, 3.0, 1.5)   # 5 > 5 is false
     False
+    >>> proposition1_condition(10**300, 1, 1e200, 1e200, 1e200)   # 1e300 > 1 + 1e200
+    True
     """
     M = check_int("proposition1_condition", "M", M, low=2)
     q = check_int("proposition1_condition", "q", q, low=1)

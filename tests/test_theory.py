@@ -141,3 +141,30 @@ def test_check_real_huge_values():
     with pytest.raises(ValueError, match=r"^w: x must be >= 1, got -inf$"):
         check_real("w", "x", -10**400, low=1.0, allow_inf=True)
     assert check_real("w", "x", 10**300) == 1e300  # large but in range: unchanged behaviour
+
+
+def test_proposition1_threshold_when_lam_times_L_leaves_the_float_range():
+    """lam * L = 1e400 overflowed to inf: the threshold 1 + 1e200 read inf and M/q = 1e300
+    was said not to satisfy it; a subnormal product lost digits (exact: 2.0000111...)."""
+    from fractions import Fraction
+
+    assert theory.proposition1_threshold(1e200, 1e200, 1e200) == pytest.approx(1e200)
+    assert theory.proposition1_condition(10**300, 1, 1e200, 1e200, 1e200) is True
+    exact = 1 + Fraction(1e-160) ** 2 / Fraction(1e-320)
+    assert theory.proposition1_threshold(1e-160, 1e-160, 1e-320) == float(exact)
+    assert theory.proposition1_threshold(1e300, 1e300, 1e-300) == math.inf  # beyond the float range
+
+
+@given(st.integers(2, 40), st.floats(0.0, 50.0), st.floats(0.01, 10.0), st.floats(0.01, 10.0))
+def test_proposition1_condition_matches_exact_rationals_off_ties(M, lam, L, beta):
+    """Brute force against Fraction arithmetic of the same floats (ties excluded: the strict
+    inequality is decided by float rounding there, as documented)."""
+    from fractions import Fraction
+
+    q = 1 + M // 3
+    if q >= M:
+        return
+    lhs, rhs = (M - q) * Fraction(beta), q * Fraction(lam) * Fraction(L)
+    if abs(lhs - rhs) <= Fraction(1, 10**9) * rhs:
+        return
+    assert theory.proposition1_condition(M, q, lam, L, beta) is (lhs > rhs)

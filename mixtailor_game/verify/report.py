@@ -31,13 +31,15 @@ def positivity_verdict(lo: float, hi: float) -> str:
 def exit_code(statuses) -> int:
     """0 when every case holds (or makes no claim), 1 with a violation, 2 when only
     inconclusive, and 2 too when no case makes a claim at all (nothing was tested: a
-    Proposition 1 sweep that never passes its threshold exited 0)."""
+    Proposition 1 sweep that never passes its threshold exited 0), including when
+    there is no case (a Proposition 1 run where no scenario had both a compromised
+    and a resilient rule exited 0 while printing "nothing was tested (exit 2)")."""
     statuses = list(statuses)
     if VIOLATED in statuses:
         return 1
     if INCONCLUSIVE in statuses:
         return 2
-    if statuses and all(s == NO_CLAIM for s in statuses):
+    if all(s == NO_CLAIM for s in statuses):  # also the empty run: nothing tested
         return 2
     return 0
 

@@ -25,6 +25,8 @@ import torch
 from .._checks import check_int, check_real, fail
 
 LAWS = ("gaussian", "student-t")
+# E||xi||^r is finite exactly for r < MOMENT_LIMIT[law] (t_3: r < 3)
+MOMENT_LIMIT = {"gaussian": math.inf, "student-t": 3.0}
 HETEROGENEITY = ("spread", "outlier", "split")
 
 
