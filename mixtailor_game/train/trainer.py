@@ -17,6 +17,14 @@ One step (gradient space, the paper's Section 5 setting)::
     6. SGD with momentum and weight decay (``torch.optim.SGD``) takes the
        aggregate as the gradient.
 
+Non-finite values: Byzantine rows with NaN / Inf go to the rule as they are (a
+robust rule drops them, DESIGN.md). An aggregate that is not finite (a rule
+that is not robust, e.g. ``mean``, or the honest mean of a diverged model)
+stops the run with a one-line ``ValueError`` naming the step and the rule,
+before the model or the momentum is touched (the checkpoint keeps the last
+finished step); so does a step whose honest rows are all non-finite (the
+model diverged: lower ``lr``), before the attack is called.
+
 Model space (paper Remark 1, ``space="model"``): every worker starts from the
 global model w_0 and takes ``local_steps`` (tau) plain SGD steps (``lr``,
 ``weight_decay``, no momentum) on its own batches; the rows are the local
@@ -64,6 +72,7 @@ import numpy as np
 import torch
 
 from .._checks import fail
+from ..rules.base import finite_rows
 from . import rundir
 from .config import EXECUTION_FIELDS, TrainConfig, parse_probs, probs_file_pool
 
@@ -384,6 +393,11 @@ class Trainer:
         self.last_eval_step = None  # the step test_accuracy is from (a run stopped early)
         self.last_loss = None
         self.best_accuracy = None
+        # the state before step 1 (model, optimizer, generators, rule and attack state):
+        # run() goes back to it when this object trained steps that no checkpoint holds (an
+        # exception before the first checkpoint), as a new Trainer would start; without it,
+        # a second run() truncated metrics.jsonl to nothing and went on from the lost steps
+        self._initial_state = copy.deepcopy(self.state_dict(0)) if self.out is not None else None
 
     # ---------------------------------------------------------------- run dir
     def _check_run_dir(self) -> None:
@@ -579,6 +593,11 @@ class Trainer:
         rows = rows.detach()
         hon_dev, byz_dev = hon.to(rows.device), byz.to(rows.device)
         honest, own = rows[hon_dev], rows[byz_dev]
+        if not bool(finite_rows(honest).any()):  # one sum pass when all is well
+            # before the attack: its statistics of the visible rows named the attack, not the cause
+            what = "model" if model_space else "gradient"
+            raise ValueError(f"Trainer: step {self.step + 1}: no honest {what} is finite (NaN/Inf): the model "
+                             f"diverged; lower lr (got {c.lr})")
         server = self.server
         if server.rule is None or self.attack is None or self.f == 0:
             sent = own
@@ -606,6 +625,14 @@ class Trainer:
             G[byz_dev] = sent
             agg = server.rule(G)
             drawn = server.mixtailor.last_rule.name if server.mixtailor is not None else server.name
+        if not bool(finite_rows(agg.unsqueeze(0)).all()):
+            # a NaN / Inf aggregate would stay in the model and the momentum for good: stop before
+            # either is touched (the checkpoint keeps the last finished step)
+            received = G if server.rule is not None else honest
+            bad = len(received) - int(finite_rows(received).sum())
+            raise ValueError(f"Trainer: step {self.step + 1}: the aggregate of {drawn} is not finite (NaN/Inf; "
+                             f"{bad} of its {len(received)} rows non-finite); the model was not updated: a rule "
+                             "that is not robust (e.g. mean) cannot take NaN / Inf rows")
         if model_space:
             u, v = w0 - agg, w0 - honest_mean
             _set_flat(self.model, agg)
@@ -682,6 +709,10 @@ class Trainer:
             if state is not None:
                 self.load_state_dict(state)
                 offset = int(state["metrics_offset"])
+            elif self.step > 0:
+                # this object trained steps that no checkpoint holds: the log restarts empty, so
+                # must the run (the steps lost are redone, as by a new Trainer)
+                self.load_state_dict(self._initial_state)
             log = rundir.MetricsLog(self.out / rundir.METRICS, offset)
         self.invocations += 1
         bar = self._progress_bar()
