@@ -393,7 +393,9 @@ def ranking_squared_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     top = float(G[ok].detach().abs().max())
     if top == 0.0:
         return D2
-    scale = 2.0 ** math.floor(math.log2(top))
+    # 2^floor(log2 top) from the exponent: log2 of float64's maximum rounds to 1024 and
+    # 2.0 ** 1024 raised OverflowError (one Byzantine row at finfo.max crashed Krum / NNM)
+    scale = math.ldexp(1.0, math.frexp(top)[1] - 1)
     return D2 if scale == 1.0 else squared_distances(G / scale, p)
 
 

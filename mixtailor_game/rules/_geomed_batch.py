@@ -116,13 +116,29 @@ def _scale_exponents(X: torch.Tensor, ok: torch.Tensor, p: float) -> torch.Tenso
     return torch.minimum(k, room).clamp_min(0).to(torch.int32)
 
 
+def finite_comed(X: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """Per problem the coordinate-wise median (:func:`.median.comed`: ``a/2 + b/2`` of the two
+    middle values for an even count) of the rows where ``ok`` (``(B, n)``); NaN where none."""
+    k = ok.sum(1)
+    S = torch.where(ok.unsqueeze(2), X, torch.full_like(X, float("inf"))).sort(dim=1).values
+    last = X.shape[1] - 1
+    lo = torch.div(k - 1, 2, rounding_mode="floor").clamp(0, last)
+    hi = torch.div(k, 2, rounding_mode="floor").clamp(0, last)
+    a = S.gather(1, lo.view(-1, 1, 1).expand(-1, 1, X.shape[2])).squeeze(1)
+    b = S.gather(1, hi.view(-1, 1, 1).expand(-1, 1, X.shape[2])).squeeze(1)
+    z = torch.where((k % 2 == 1).unsqueeze(1), a, a * 0.5 + b * 0.5)
+    return torch.where((k > 0).unsqueeze(1), z, torch.full_like(z, float("nan")))
+
+
 def _vectorized(X, ok, p: float, nu: float, max_iter: int, tol: float):
     """Run the batch; returns ``(z, settled)``: the iterates and which problems stopped
     by the step test away from every row (the others go to the single solver)."""
     B = X.shape[0]
     X0 = torch.where(ok.unsqueeze(2), X, torch.zeros_like(X))
-    # the lower coordinate-wise median of the finite rows (geomed_solve starts at their comed)
-    z = torch.nanmedian(torch.where(ok.unsqueeze(2), X, torch.full_like(X, float("nan"))), dim=1).values
+    # geomed_solve's start, the comed of the finite rows (for an even count the mean of the two
+    # middle values): where the minimizers form a segment (collinear rows, d = 1) it is a
+    # minimizer the loop does not leave, and the batch returns the loop's point
+    z = finite_comed(X, ok)
     settled = torch.zeros(B, dtype=torch.bool, device=X.device)
     active = torch.isfinite(z).all(1)
     damping = 1.0 if p <= 2 else 1.0 / (p - 1.0)

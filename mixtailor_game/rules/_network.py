@@ -315,10 +315,12 @@ def trimmed_rows(G: torch.Tensor, b: int) -> torch.Tensor:
     out = reduce_order_statistics(G, b, n - b, combine, finish, reference, kind="copy" if k == 1 else "sum")
     bad = ~torch.isfinite(out)
     if k > 1 and bool(bad.any()):
-        # kept values whose sum overflows (float32 near 1e38): those columns summed scaled
-        # (a non-finite kept value still gives a non-finite mean)
+        # kept values whose sum overflows (float32 near 1e38): those columns summed scaled,
+        # within the kept values' range (at the dtype's maximum the rounded terms sum past
+        # it); a non-finite kept value still gives a non-finite mean
         cols = G.movedim(-2, -1)[bad]  # (m, n)
-        out[bad] = (torch.sort(cols, dim=-1).values[:, b : n - b] / k).sum(-1)
+        kept = torch.sort(cols, dim=-1).values[:, b : n - b]
+        out[bad] = torch.clamp((kept / k).sum(-1), kept[:, 0], kept[:, -1])
     return out
 
 
@@ -330,7 +332,8 @@ def closest_to_median_window(T: torch.Tensor, beta: int, scaled: bool = False) -
     value farthest from the median is always at an end of the sorted list, so
     ``m - beta`` times the farther end is dropped (the right one on a tie).
     ``scaled``: the values divided by ``beta`` before they are summed (no overflow
-    for finite values near the top of the range).
+    for finite values near the top of the range), the mean kept within the window
+    (at the dtype's maximum the rounded terms can sum past it to inf).
     """
     m = T.shape[0]
     med = T[m // 2] if m % 2 else 0.5 * T[m // 2 - 1] + 0.5 * T[m // 2]
@@ -344,7 +347,9 @@ def closest_to_median_window(T: torch.Tensor, beta: int, scaled: bool = False) -
         v = T.gather(0, left + t).squeeze(0)
         v = v / beta if scaled else v
         total = v if total is None else total + v
-    return total if scaled else total / beta
+    if not scaled:
+        return total / beta
+    return torch.clamp(total, T.gather(0, left).squeeze(0), T.gather(0, left + beta - 1).squeeze(0))
 
 
 def closest_to_median_from_wires(wires: list, beta: int, out: torch.Tensor) -> None:

@@ -83,10 +83,31 @@ def check_batch(Gb, where: str) -> torch.Tensor:
 
 def mean_rows(S: torch.Tensor) -> torch.Tensor:
     """``S.mean(0)``; where finite rows' sum overflows (float32 values near 1e38), the
-    sum of ``S / n`` instead (a non-finite entry still gives a non-finite mean)."""
+    sum of ``S / n`` instead, kept within the values' range (a non-finite entry still
+    gives a non-finite mean)."""
     out = S.mean(0)
     if not bool(torch.isfinite(out).all()):
-        out = (S / S.shape[0]).sum(0)
+        out = _scaled_mean(S, 0)
+    return out
+
+
+def _scaled_mean(S: torch.Tensor, dim: int) -> torch.Tensor:
+    """The sum of ``S / k`` along ``dim``, clamped to the values' ``[min, max]`` (a mean
+    lies there; at the dtype's maximum the rounded terms can sum past it to inf). A NaN
+    stays NaN (so do the bounds), an inf with finite values stays inf."""
+    total = (S / S.shape[dim]).sum(dim)
+    return torch.clamp(total, S.amin(dim), S.amax(dim))
+
+
+def mean_over(S: torch.Tensor, dim: int) -> torch.Tensor:
+    """``S.mean(dim)``, except entries where finite values' sum overflows (rows near the
+    dtype's maximum, e.g. all equal to 3e38 in float32): there the sum of ``S / k``
+    (``k = S.shape[dim]``) within the values' range. A NaN / Inf value still gives a
+    non-finite entry. Same numbers as ``S.mean(dim)`` wherever that is finite."""
+    out = S.mean(dim)
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        out = torch.where(bad, _scaled_mean(S, dim), out)
     return out
 
 

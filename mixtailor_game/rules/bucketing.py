@@ -27,7 +27,7 @@ import torch
 
 from .._checks import check_int, fail
 from ._wrap import check_base, resolve_base
-from .base import Rule, check_gradients, name_field, tuning_field
+from .base import Rule, check_gradients, mean_over, name_field, tuning_field
 
 
 def _check_generator(where: str, generator) -> torch.Generator:
@@ -51,7 +51,8 @@ def bucket_means(G: torch.Tensor, s: int, perm: torch.Tensor) -> torch.Tensor:
     Returns ``Tensor[ceil(n/s), d]``. The last bucket holds ``n - s floor(n/s)``
     rows when ``s`` does not divide ``n`` and is the mean of those rows.
     A bucket with a NaN / Inf row has a non-finite mean: the base rule treats
-    it as one Byzantine point.
+    it as one Byzantine point. Finite rows always give a finite mean (where
+    their sum overflows, near the dtype's maximum, it is summed from rows / size).
     """
     n, d = G.shape
     perm = perm.to(G.device)
@@ -61,9 +62,9 @@ def bucket_means(G: torch.Tensor, s: int, perm: torch.Tensor) -> torch.Tensor:
     full = n // s
     parts = []
     if full:
-        parts.append(P[: full * s].reshape(full, s, d).mean(dim=1))
+        parts.append(mean_over(P[: full * s].reshape(full, s, d), 1))
     if full * s < n:
-        parts.append(P[full * s :].mean(dim=0, keepdim=True))
+        parts.append(mean_over(P[full * s :], 0).unsqueeze(0))
     return torch.cat(parts, dim=0)
 
 
@@ -142,7 +143,8 @@ def resample_means(G: torch.Tensor, s: int, assignment: torch.Tensor) -> torch.T
     """``Tensor[n, d]``: row ``i`` is the mean of ``G[assignment[i]]`` (``s`` rows).
 
     A non-finite input row makes the (at most ``s``) outputs that use it
-    non-finite: the base rule treats each as one Byzantine point.
+    non-finite: the base rule treats each as one Byzantine point. Finite rows
+    give finite means (summed from rows / s where their sum overflows).
 
     >>> G = torch.tensor([[0.0], [2.0], [4.0]])
     >>> resample_means(G, 2, torch.tensor([[0, 1], [2, 0], [1, 2]]))
@@ -153,7 +155,7 @@ def resample_means(G: torch.Tensor, s: int, assignment: torch.Tensor) -> torch.T
     G = check_gradients(G, "bucketing")
     s = check_int("bucketing", "s", s, low=1)
     a = _check_assignment(assignment, G.shape[0], s, G.device)
-    return G[a].mean(dim=1)
+    return mean_over(G[a], 1)
 
 
 def resample(G: torch.Tensor, base, s: int, generator: torch.Generator | None = None,

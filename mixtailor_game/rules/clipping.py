@@ -11,7 +11,7 @@ import torch
 from .._checks import check_int, check_real, check_regime, fail
 from ._distances import lp_norm_rows
 from ._wrap import check_base, resolve_base
-from .base import Rule, check_gradients, name_field
+from .base import Rule, check_batch, check_gradients, finite_rows, name_field
 
 
 def _check_tau(where: str, tau) -> float:
@@ -25,13 +25,33 @@ def clip_rows(D: torch.Tensor, tau: float) -> torch.Tensor:
     clipped to the zero vector, i.e. it counts as if it sat on the center. The
     l_2 norm is overflow-safe, so a finite 1e30 row is clipped to length tau.
     """
+    return _clip_rows(D, tau)[0]
+
+
+def _clip_rows(D: torch.Tensor, tau: float):
+    """:func:`clip_rows` and the mask ``(n, 1)`` of the rows of ``D`` that are finite."""
     ok = torch.isfinite(D).all(dim=-1, keepdim=True)
     # half precision: a norm past 65504 is inf there and would zero the row instead of
     # clipping it, so norms and scales are taken in float32
     wide = D.float() if D.dtype in (torch.float16, torch.bfloat16) else D
     norm = lp_norm_rows(wide, 2.0).unsqueeze(-1)
     scale = torch.where(norm > tau, tau / norm, torch.ones_like(norm))
-    return torch.where(ok, wide * scale, torch.zeros_like(wide)).to(D.dtype)
+    return torch.where(ok, wide * scale, torch.zeros_like(wide)).to(D.dtype), ok
+
+
+def clip_differences(G: torch.Tensor, v: torch.Tensor, tau: float, ok: torch.Tensor | None = None) -> torch.Tensor:
+    """``clip_tau(G_i - v)`` for each row (:func:`clip_rows`). A finite row whose
+    difference to ``v`` overflows the dtype (a row near +65504 in float16 and a
+    center below 0; 3e38 and -1e38 in float32) is far, so it is clipped to length
+    ``tau``: from the halved difference, ``clip_{tau/2}(G_i/2 - v/2) * 2`` (exact
+    halving; that row was zeroed like a NaN row). ``ok``: :func:`finite_rows` of ``G``."""
+    C, fine = _clip_rows(G - v, tau)
+    over = ~fine.squeeze(-1)
+    if bool(over.any()):
+        over &= finite_rows(G) if ok is None else ok
+        if bool(over.any()):
+            C[over] = clip_rows(G[over] / 2 - v / 2, tau / 2) * 2
+    return C
 
 
 def centered_clip(G: torch.Tensor, center: torch.Tensor, tau: float, iters: int = 1) -> torch.Tensor:
@@ -43,7 +63,9 @@ def centered_clip(G: torch.Tensor, center: torch.Tensor, tau: float, iters: int 
     ``||output - center||_2 <= iters * tau`` whatever the rows are.
 
     Rows with a non-finite entry contribute the zero vector (they neither move
-    nor poison ``v``); ``n`` in ``1/n`` still counts them, as in the paper.
+    nor poison ``v``); ``n`` in ``1/n`` still counts them, as in the paper. A
+    finite row whose difference ``G_i - v`` overflows the dtype is clipped to
+    length ``tau`` like any far row (:func:`clip_differences`).
 
     Parameters: ``G`` (n, d) floating; ``center`` a finite ``Tensor[d]``
     (cast to ``G``'s dtype and device); ``tau > 0``; ``iters >= 1`` (the paper
@@ -63,8 +85,12 @@ def centered_clip(G: torch.Tensor, center: torch.Tensor, tau: float, iters: int 
     if not bool(torch.isfinite(v).all()):
         raise fail("centered_clipping", "center", "finite", "a tensor with non-finite entries")
     n = G.shape[0]
+    ok = finite_rows(G)
     for _ in range(iters):
-        v = v + clip_rows(G - v, tau).sum(dim=0) / n
+        step = clip_differences(G, v, tau, ok).sum(dim=0) / n
+        if not bool(torch.isfinite(step).all()):  # n rows of length tau ~ the dtype's maximum
+            step = (clip_differences(G, v, tau, ok) / n).sum(dim=0)
+        v = v + step
     return v
 
 
@@ -87,7 +113,10 @@ class CenteredClipping(Rule):
     center, the center is the base rule's output ``base(G)`` (so the wrapper
     works around any rule); non-finite coordinates of that output (a
     non-robust base on Byzantine input) start at 0, the reference code's
-    initial momentum. ``apply(G, center)`` and ``batched`` are pure: they read
+    initial momentum. (Karimireddy et al.'s code and Blades start the first
+    call at the zero vector instead, with no base rule; pass
+    ``apply(G, torch.zeros(d))`` or ``load_state_dict({"center": zeros})`` for
+    theirs.) ``apply(G, center)`` and ``batched`` are pure: they read
     but never update ``center_``.
 
     Invariances: a fresh object (or right after ``reset()``) is translation
@@ -160,8 +189,6 @@ class CenteredClipping(Rule):
 
     def batched(self, Gb: torch.Tensor) -> torch.Tensor:
         """Each batch element from the current center (pure: the state is not updated)."""
-        if not isinstance(Gb, torch.Tensor) or Gb.dim() != 3:
-            shape = tuple(Gb.shape) if isinstance(Gb, torch.Tensor) else type(Gb).__name__
-            raise fail("centered_clipping", "Gb", "a 3-D tensor (B, n, d)", shape)
+        check_batch(Gb, "centered_clipping")
         return torch.stack([self.apply(G) for G in Gb.unbind(0)])
 

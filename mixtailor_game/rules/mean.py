@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_int
-from .base import Rule, check_batch, check_gradients
+from .base import Rule, check_batch, check_gradients, mean_over
 
 
 def mean(G: torch.Tensor) -> torch.Tensor:
@@ -16,12 +16,14 @@ def mean(G: torch.Tensor) -> torch.Tensor:
 
     Not robust: it tolerates ``f = 0`` Byzantine rows, so one NaN or Inf row
     makes its output non-finite. That is the definition, not a bug; use it as
-    the baseline and as the omniscient server on honest rows only.
+    the baseline and as the omniscient server on honest rows only. Finite rows
+    give a finite mean: where their sum overflows (values near the dtype's
+    maximum) that coordinate is the sum of ``G / n``.
 
     >>> mean(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
     tensor([2., 3.])
     """
-    return check_gradients(G, "mean").mean(dim=0)
+    return mean_over(check_gradients(G, "mean"), 0)
 
 
 @dataclass(frozen=True)
@@ -38,4 +40,4 @@ class Mean(Rule):
         return mean(G)
 
     def batched(self, Gb):
-        return check_batch(Gb, self.family).mean(dim=-2)
+        return mean_over(check_batch(Gb, self.family), -2)

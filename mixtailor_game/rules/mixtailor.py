@@ -48,9 +48,15 @@ class RulePool:
 def _check_probs(probs, M: int) -> tuple:
     if probs is None:
         return tuple([1.0 / M] * M)
-    arr = np.asarray(list(probs), dtype=np.float64)
+    want = f"a sequence of {M} numbers (one per rule)"
+    if isinstance(probs, (str, bytes)) or not np.iterable(probs):
+        raise fail("MixTailor", "probs", want, probs)
+    try:
+        arr = np.asarray(list(probs), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail("MixTailor", "probs", want, probs) from None
     if arr.ndim != 1 or arr.shape[0] != M:
-        raise fail("MixTailor", "probs", f"a sequence of {M} numbers (one per rule)", tuple(arr.shape))
+        raise fail("MixTailor", "probs", want, tuple(arr.shape))
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise fail("MixTailor", "probs", "finite and non-negative", arr.tolist())
     if abs(arr.sum() - 1.0) > 1e-6:

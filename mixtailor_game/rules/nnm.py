@@ -11,7 +11,7 @@ import torch
 from .._checks import check_int, check_regime
 from ._distances import ranking_squared_distances
 from ._wrap import check_base, resolve_base
-from .base import Rule, check_batch, check_gradients, finite_rows, name_field
+from .base import Rule, check_batch, check_gradients, finite_rows, mean_over, name_field
 
 
 def check_nnm_regime(n: int, f: int) -> None:
@@ -37,7 +37,9 @@ def nnm_mix(G: torch.Tensor, f: int) -> torch.Tensor:
     finite rows; the few rows whose neighbourhood holds a non-finite row (with
     at most ``f`` such rows, only the non-finite rows themselves: they are
     infinitely far from every other row) are averaged directly, so their
-    NaN / Inf stays in their own mixed row and never reaches the others.
+    NaN / Inf stays in their own mixed row and never reaches the others. Finite
+    rows always mix to finite rows (near the dtype's maximum, where the product
+    overflows, the row is averaged directly too).
     """
     G = check_gradients(G, "nnm")
     n = G.shape[0]
@@ -49,9 +51,11 @@ def nnm_mix(G: torch.Tensor, f: int) -> torch.Tensor:
     ok = finite_rows(G)
     G0 = torch.where(ok.unsqueeze(1), G, torch.zeros_like(G))
     Y = W @ G0
-    touched = (~ok)[idx].any(dim=1)
+    # rows mixing a non-finite row, and finite rows near the dtype's maximum whose weighted
+    # sum overflows (the weight 1/(n - f) is rounded up for some n - f): averaged directly
+    touched = (~ok)[idx].any(dim=1) | ~finite_rows(Y)
     for i in torch.nonzero(touched).flatten().tolist():
-        Y[i] = G[idx[i]].mean(dim=0)
+        Y[i] = mean_over(G[idx[i]], 0)
     return Y
 
 
