@@ -1449,7 +1449,9 @@ def candidates(inst: Instance, obj: LineObjective, opts: dict):
                 return np.unique(t[(t >= lo) & (t <= hi)]), False, (lo, hi)
             t = np.concatenate([t, [lo, hi]])
         t = np.concatenate([t, bp])
-        used_bp = True
+        # a caller's t_range may leave breakpoints out: the domain's minimum is then not the
+        # problem's (was "optimal" 0.048 against -0.138 past it, and relax's bound above it)
+        used_bp = opts["t_range"] is None or bool(np.all((bp >= lo) & (bp <= hi)))
     t = t[(t >= lo) & (t <= hi)]
     return np.unique(t), used_bp, (lo, hi)
 
@@ -1667,5 +1669,26 @@ def method_line(inst: Instance, **options):
                           "(a mean reaches any lambda); the answer is the domain's best point")
     known = info.pop("obj").known_outputs(t)
     info["t"] = t
-    return make_solution(inst, B, method="line", status=status, t0=t0,
-                         iterations=info["evaluations"], info=info, tol=tol, known=known)
+    sol = make_solution(inst, B, method="line", status=status, t0=t0,
+                        iterations=info["evaluations"], info=info, tol=tol, known=known)
+    return _at_least_the_reference(inst, sol, t0, tol)
+
+
+def _at_least_the_reference(inst: Instance, sol, t0: float, tol: float):
+    """A ``"lambda"`` problem always has the feasible point ``lambda = -1``: the Byzantine
+    workers' own rows ``own`` (then ``AGG = g``), when the structure allows them (identical
+    rows for ``"suboptimal"``). The line need not pass through them (a geometric median's
+    line missed every anti-aligned point and the problem was reported ``infeasible``):
+    they are the answer when the line found nothing better."""
+    if inst.objective != "lambda" or inst.own is None:
+        return sol
+    own = inst.own
+    if inst.structure != "optimal" and not bool((own == own[:1]).all()):
+        return sol  # distinct own rows are not one replicated row
+    if sol.status != "infeasible" and sol.value >= -1.0:
+        return sol
+    ref = make_solution(inst, own, method="line", status="feasible", t0=t0, iterations=sol.iterations,
+                        info=dict(sol.info, t=None, line_value=sol.value, line_status=sol.status,
+                                  reason="no point of the line reached lambda >= -1: the Byzantine workers' own "
+                                  "rows (lambda = -1, AGG = g) are sent"), tol=tol)
+    return ref if ref.status == "feasible" else sol

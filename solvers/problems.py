@@ -208,6 +208,7 @@ class _Problem:
                            tuple(getattr(self.own, "shape", ())))
         if not bool(torch.isfinite(honest).all()):
             raise fail(w, "honest", "finite", "a tensor with NaN/Inf")
+        honest = honest.detach()  # rows that require grad (a training step's) are data here
         for name, value in (("model", self.model if self.space == "model" else None), ("own", self.own)):
             if value is not None and not bool(torch.isfinite(value).all()):
                 raise fail(w, name, "finite", "a tensor with NaN/Inf")
@@ -227,11 +228,12 @@ class _Problem:
         else:
             seen = honest[: self.knowledge[1]]
         # A.1.2's g_bar averages the rows g_1..g_k the adversary has: its own and the seen ones
-        mine = seen if self.own is None else torch.cat([self.own.to(seen), seen], 0)
+        own = None if self.own is None else self.own.detach().to(seen)
+        mine = seen if own is None else torch.cat([own, seen], 0)
         mbar = mine.mean(0, keepdim=True)
         fill = mbar.expand(n - f - seen.shape[0], -1)
         R = torch.cat([seen, fill], 0)
-        own = mbar.expand(f, -1) if self.own is None else self.own.to(R)
+        own = mbar.expand(f, -1) if own is None else own
         return R, own
 
     def _compile(self, rules, weights, kind, objective, structure, eps, eps_p, name) -> Instance:
@@ -240,7 +242,7 @@ class _Problem:
             if hasattr(r, "check"):
                 r.check(n)
         R, own = self._rows(honest, f, n)
-        offset = self.model.to(R) if self.space == "model" else torch.zeros_like(R[0])
+        offset = self.model.detach().to(R) if self.space == "model" else torch.zeros_like(R[0])
         ref = torch.cat([own, R], 0)  # the paper's g_1..g_n without attack
         if kind == "tailored":
             u = rules[0](ref) - offset
