@@ -1,24 +1,12 @@
 """Audit of the line search, the relaxation and the solver front end against brute force:
 each test failed on the code before its fix."""
 
-import math
 
-import numpy as np
 import pytest
 import torch
 
 import solvers
 from mixtailor_game.rules import Comed, Geomed, Krum
-from solvers.line import line_rows
-
-
-def _line_brute(inst, ts):
-    """min over ``ts`` of the objective, by the real rules batched on the line's rows."""
-    B = line_rows(inst, list(ts))
-    G = torch.cat([B, inst.R.unsqueeze(0).expand(B.shape[0], -1, -1)], 1)
-    per = torch.stack([(r.batched(G).double() - inst.offset.double()) @ inst.u.double() for r in inst.rules], 1)
-    v = per.max(1).values if inst.kind == "max" else per @ torch.tensor(inst.weights, dtype=torch.float64)
-    return float(v.min())
 
 
 def test_a_t_range_that_leaves_breakpoints_out_is_not_optimal():
