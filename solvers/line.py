@@ -739,8 +739,45 @@ class _Krum:
     def breakpoints(self):
         return None
 
-    def critical_points(self, lo: float, hi: float) -> np.ndarray:
-        return krum_critical_points(self.inst, self.rule, lo, hi)
+    def critical_points(self, lo: float, hi: float, grid: np.ndarray | None = None) -> np.ndarray:
+        """:func:`krum_critical_points` (l_2: closed form); for other norms on small rows
+        (``n d < SMALL_ELEMENTS``), both sides of every change of choice between adjacent
+        points of ``grid`` (:meth:`_switches`)."""
+        pts = krum_critical_points(self.inst, self.rule, lo, hi)
+        inst = self.inst
+        if grid is None or self.rule.p == 2.0 or inst.n * inst.d >= SMALL_ELEMENTS:
+            return pts
+        grid = np.unique(np.asarray(grid, dtype=np.float64))
+        return np.concatenate([pts, self._switches(grid[(grid >= lo) & (grid <= hi)])])
+
+    def _switches(self, grid: np.ndarray, rel: float = 1e-12) -> np.ndarray:
+        """Where Krum (p != 2: no closed form) changes its choice between adjacent grid
+        points, found by bisection to ``rel`` of ``|t|``: the last point of each side.
+        Just before a switch the Byzantine row is often at its most harmful: an
+        expectation of comed + Krum(p=1) + trimmed mean (n = 8, d = 2) reached 0.0227
+        on the grid and -0.0007 at the switch, inside one dense-grid interval."""
+        f = self.inst.f
+
+        def label(t: float) -> int:  # the f identical Byzantine rows count as one
+            k = self._pick(t)
+            return -1 if k < f else k
+
+        labels = [label(float(t)) for t in grid]
+        out = []
+        for a, b, la, lb in zip(grid[:-1], grid[1:], labels[:-1], labels[1:]):
+            if la == lb:
+                continue
+            a, b = float(a), float(b)
+            for _ in range(80):
+                m = 0.5 * (a + b)
+                if not a < m < b or b - a <= rel * max(abs(a), abs(b)):
+                    break
+                if label(m) == la:
+                    a = m
+                else:
+                    b = m
+            out += [a, b]
+        return np.array(out)
 
 
 def _row_value(inst: Instance, h_inner: torch.Tensor, t: float, idx: int) -> float:
@@ -965,10 +1002,12 @@ class LineObjective:
             pts.append(b)
         return np.concatenate(pts) if pts else np.zeros(0)
 
-    def critical_points(self, lo: float, hi: float) -> np.ndarray:
+    def critical_points(self, lo: float, hi: float, grid: np.ndarray | None = None) -> np.ndarray:
         """Points in ``[lo, hi]`` the search must score: both sides of every change of an
-        l_2 Krum's choice (Krum, or a Bulyan's Krum selection)."""
-        pts = [e.critical_points(lo, hi) for e in self.evals if hasattr(e, "critical_points")]
+        l_2 Krum's choice (Krum, or a Bulyan's Krum selection), and on small rows of any
+        Krum's between adjacent points of ``grid`` (the candidates scored so far)."""
+        pts = [e.critical_points(lo, hi, grid) if isinstance(e, _Krum) else e.critical_points(lo, hi)
+               for e in self.evals if hasattr(e, "critical_points")]
         return np.unique(np.concatenate(pts)) if pts else np.zeros(0)
 
     @property
@@ -1604,7 +1643,7 @@ def solve_line(inst: Instance, **options) -> tuple:
                                                   domain=(lo, hi), obj=obj)
     t0, used_bp, (lo, hi) = candidates(inst, obj, opts)
     t, s = obj.scores(t0)
-    crit = obj.critical_points(lo, hi)
+    crit = obj.critical_points(lo, hi, grid=t)
     crit = crit[(crit >= lo) & (crit <= hi)]
     if len(crit):  # after the first grid: in a lazy expectation they are scored between its anchors
         t, s = obj.scores(np.concatenate([t, crit]))

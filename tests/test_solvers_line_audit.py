@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import solvers
-from mixtailor_game.rules import Comed, Geomed, Krum
+from mixtailor_game.rules import Comed, Geomed, Krum, TrimmedMean
 
 
 def test_a_t_range_that_leaves_breakpoints_out_is_not_optimal():
@@ -76,3 +76,18 @@ def test_no_certificate_for_a_pool_with_a_randomized_rule():
     # a deterministic pool keeps its certificate
     det = solvers.solve(solvers.P3(H, 2, [Comed(f=2)]))
     assert det.value < 0 and det.certificate is True
+
+
+def test_a_krum_switch_inside_one_grid_interval_is_found_for_any_norm():
+    """Krum(p=1) has no closed-form switch points: its last step before dropping the
+    Byzantine row (the expectation's minimum, -0.0011) lay inside one dense-grid interval
+    and the line answered 0.0227 far away; both sides of every change of choice between
+    adjacent candidates are now found by bisection (small rows)."""
+    from test_solvers_line_checks import _line_brute
+
+    H = torch.randn(7, 2, generator=torch.Generator().manual_seed(110), dtype=torch.float64) + 0.5
+    w = [0.1371586143153044, 0.46687783545634615, 0.3959635502283495]
+    prob = solvers.ExpectedValue(H, 1, [Comed(f=1), Krum(f=1, p=1.0), TrimmedMean(b=1)], probs=w)
+    sol = solvers.solve(prob, method="line")
+    brute = _line_brute(prob.compile(), torch.linspace(-1.0, 1.0, 20001, dtype=torch.float64).tolist())
+    assert sol.value <= brute + 1e-12 and sol.value < -1e-3

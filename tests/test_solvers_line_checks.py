@@ -213,8 +213,11 @@ def test_line_finds_krum_windows_narrower_than_its_linear_grid(seed, kind):
     brute = _line_brute(inst, np.linspace(-4 * s0, 4 * s0, 4001))
     sol = solvers.solve(prob, method="line")
     assert sol.value <= brute + 1e-6 * abs(brute)
-    old = solvers.solve(prob, method="line", n_dense=0)  # the grid alone misses it
-    assert old.value > brute + 0.05 * abs(brute)
+    old = solvers.solve(prob, method="line", n_dense=0)
+    if seed == 1:  # a change of a p != 2 Krum's choice between grid points: bisected since
+        assert old.value <= brute + 1e-6 * abs(brute)  # the eighteenth session
+    else:  # the same choice at both neighbours of the window: only the dense grid finds it
+        assert old.value > brute + 0.05 * abs(brute)
 
 
 def test_expected_value_keeps_the_whole_dense_grid():
