@@ -20,6 +20,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import fail
+from ..rules.base import power_of_two_below
 from .view import AdversaryView
 
 SPACES = ("gradient", "model")
@@ -45,7 +46,7 @@ def pow2_scale(X: torch.Tensor) -> float:
     top = max(-float(lo), float(hi))
     if top == 0.0 or not math.isfinite(top):
         return 1.0
-    return math.ldexp(1.0, math.frexp(top)[1] - 1)
+    return power_of_two_below(top)
 
 
 def scaled64(V: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -54,18 +55,6 @@ def scaled64(V: torch.Tensor) -> tuple[torch.Tensor, float]:
     X = V.double()
     s = pow2_scale(X)
     return X / s, s
-
-
-def row_mean(V: torch.Tensor) -> torch.Tensor:
-    """Mean of the rows of ``V`` (finite entries), in ``V``'s dtype.
-
-    ``V.mean`` sums first: rows of float32 near 3e38 overflowed the sum and the mean came
-    out ``inf`` although it is representable. Only then is it recomputed on scaled rows."""
-    mu = V.mean(dim=0)
-    if bool(torch.isfinite(mu).all()):
-        return mu
-    X, s = scaled64(V)
-    return (X.mean(dim=0) * s).to(V.dtype)
 
 
 def saturate(B: torch.Tensor) -> torch.Tensor:

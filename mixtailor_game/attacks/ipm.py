@@ -9,7 +9,8 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_real, fail
-from .base import Attack, repeat_row, row_mean, saturate
+from ..rules.base import mean_rows
+from .base import Attack, repeat_row, saturate
 from .view import AdversaryView
 
 
@@ -19,7 +20,7 @@ def ipm(visible: torch.Tensor, f: int, eps: float) -> torch.Tensor:
     The inner product of each row with ``mu`` is ``-eps * ||mu||^2``. Past the dtype's
     range the rows saturate at its largest finite value (:func:`~.base.saturate`).
     """
-    return repeat_row(saturate(-eps * row_mean(visible)), f)
+    return repeat_row(saturate(-eps * mean_rows(visible)), f)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,8 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_real
-from .base import Attack, check_choice, normal, row_mean, saturate
+from ..rules.base import mean_rows
+from .base import Attack, check_choice, normal, saturate
 from .view import AdversaryView
 
 
@@ -35,5 +36,5 @@ class GaussianNoise(Attack):
     def craft(self, view: AdversaryView) -> torch.Tensor:
         like = view.honest if view.k > 0 or view.own is None else view.own
         xi = normal((view.f, view.d), view.generator(), like)
-        c = row_mean(view.visible("gaussian")) if self.center == "honest" else torch.zeros_like(xi[0])
+        c = mean_rows(view.visible("gaussian")) if self.center == "honest" else torch.zeros_like(xi[0])
         return saturate(c + self.sigma * xi)

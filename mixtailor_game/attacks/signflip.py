@@ -8,7 +8,8 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_real
-from .base import Attack, repeat_row, row_mean, saturate
+from ..rules.base import mean_rows
+from .base import Attack, repeat_row, saturate
 from .view import AdversaryView
 
 
@@ -35,4 +36,4 @@ class SignFlip(Attack):
     def craft(self, view: AdversaryView) -> torch.Tensor:
         if view.own is not None:
             return -self.scale * view.own
-        return repeat_row(saturate(-self.scale * row_mean(view.visible("sign_flip"))), view.f)
+        return repeat_row(saturate(-self.scale * mean_rows(view.visible("sign_flip"))), view.f)

@@ -17,7 +17,7 @@ import torch
 from .._checks import check_real
 from ._compile import CompiledKernel
 from ._network import thread_pool
-from .base import finite_rows
+from .base import finite_rows, power_of_two_below
 
 
 def check_p(where: str, p) -> float:
@@ -393,9 +393,9 @@ def ranking_squared_distances(G: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     top = float(G[ok].detach().abs().max())
     if top == 0.0:
         return D2
-    # 2^floor(log2 top) from the exponent: log2 of float64's maximum rounds to 1024 and
-    # 2.0 ** 1024 raised OverflowError (one Byzantine row at finfo.max crashed Krum / NNM)
-    scale = math.ldexp(1.0, math.frexp(top)[1] - 1)
+    # from the exponent: 2.0 ** floor(log2(top)) raised OverflowError at float64's maximum
+    # (one Byzantine row there crashed Krum / NNM)
+    scale = power_of_two_below(top)
     return D2 if scale == 1.0 else squared_distances(G / scale, p)
 
 

@@ -9,6 +9,7 @@ and its display name (``krum[p=2]``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import torch
@@ -79,6 +80,13 @@ def check_batch(Gb, where: str) -> torch.Tensor:
         raise ValueError(f"{where}: Gb must be a non-empty batch (B >= 1), got {tuple(Gb.shape)}")
     as_gradients(Gb[0], where)  # dtype and sizes
     return Gb
+
+
+def power_of_two_below(x: float) -> float:
+    """``2^floor(log2 x)`` for a finite ``x > 0``, from its exponent (``math.log2`` of
+    float64's maximum rounds to 1024, and ``2.0 ** 1024`` overflows): dividing by it is
+    exact and leaves magnitudes in ``[1, 2)``."""
+    return math.ldexp(1.0, math.frexp(x)[1] - 1)
 
 
 def mean_rows(S: torch.Tensor) -> torch.Tensor:
