@@ -151,6 +151,20 @@ def test_time_limit_validation():
         solve_zero_sum([[1.0]], time_limit=0)
 
 
+@pytest.mark.parametrize("bad", [True, float("nan"), "5", -1.0])
+def test_time_limit_rejects_bools_and_non_numbers(bad):
+    # True was taken as a 1 s limit
+    with pytest.raises(ValueError, match="solve_zero_sum: time_limit must be a positive number"):
+        solve_zero_sum([[1.0]], time_limit=bad)
+
+
+@pytest.mark.parametrize("limit", [np.float32(2.5), 10**400, float("inf")], ids=["float32", "huge-int", "inf"])
+def test_time_limit_numpy_reals_and_unbounded(limit):
+    # numpy reals were refused; a huge int crashed float(); inf means no limit
+    res = solve_zero_sum([[1.0, -1.0], [-1.0, 1.0]], time_limit=limit)
+    assert res.status == "optimal" and abs(res.value) < 1e-9
+
+
 def test_solver_failure_is_a_status(monkeypatch):
     class Fake:
         status, x, message = 4, None, "numerical trouble"

@@ -31,7 +31,9 @@ Solver failures are reported through ``status`` (``"optimal"``, ``"budget"``,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 from scipy.optimize import linprog
@@ -182,9 +184,15 @@ def solve_zero_sum(L, *, time_limit: float | None = None) -> ZeroSumResult:
     L = as_loss_matrix(L, where)
     options = {}
     if time_limit is not None:
-        if not (isinstance(time_limit, (int, float)) and time_limit > 0):
+        # bool is an int (True ran as 1 s); numpy reals are fine; a huge int overflows float
+        if isinstance(time_limit, bool) or not isinstance(time_limit, Real) or not time_limit > 0:
             raise fail(where, "time_limit", "a positive number of seconds or None", time_limit)
-        options["time_limit"] = float(time_limit)
+        try:
+            limit = float(time_limit)
+        except OverflowError:
+            limit = math.inf
+        if limit < math.inf:  # inf: no limit, HiGHS's default
+            options["time_limit"] = limit
     Ln = normalized_payoffs(L)
 
     p, status_d, msg_d = _solve_side(Ln, options)
