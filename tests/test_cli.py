@@ -176,3 +176,19 @@ def test_compare_says_when_it_reads_a_finished_run_back(tmp_path, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "[krum] finished run, read back" in err and "training" not in err
+
+
+def test_compare_gives_rule_params_to_the_plain_rules_only(tmp_path, capsys):
+    # --rule-param p=3 is krum's; omniscient and mixtailor took it silently (now a single run
+    # of them refuses it, and compare leaves it out of theirs)
+    out = tmp_path / "cmp"
+    argv = ["compare", "--aggregators", "omniscient,krum,mixtailor", "--pool", "krum,comed", "--rule-param", "p=3",
+            "--out", str(out), *FAST]
+    assert main(argv) == 0
+    params = {name: json.loads((out / name / "config.json").read_text())["rule_params"]
+              for name in ("omniscient", "krum", "mixtailor")}
+    assert params == {"omniscient": {}, "krum": {"p": 3}, "mixtailor": {}}
+    code = main(["train", "--aggregator", "mixtailor", "--pool", "krum,comed", "--rule-param", "p=3",
+                 "--out", str(tmp_path / "t"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "rule_params must be empty for mixtailor" in err

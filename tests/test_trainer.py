@@ -345,3 +345,12 @@ def test_a_probs_file_rewritten_before_a_resume_is_refused(tmp_path):
         Trainer(c, tmp_path / "run").run()
     probs_file.write_text(json.dumps({"probs": [0.0, 2.0, 0.0]}))  # the same weights once normalized
     assert Trainer(c, tmp_path / "run").run()["steps"] == 4
+
+
+@pytest.mark.parametrize("agg", ["omniscient", "mixtailor"])
+def test_rule_params_refused_where_no_rule_takes_them(agg):
+    from mixtailor_game.train.trainer import build_server
+
+    # were ignored silently: a pool's rules take parameters in --pool entries
+    with pytest.raises(ValueError, match=f"TrainConfig: rule_params must be empty for {agg}"):
+        build_server(cfg(aggregator=agg, pool="krum,comed", rule_params={"p": 3}))

@@ -196,6 +196,7 @@ def cmd_compare(args) -> int:
         configs[name] = base.replace(
             aggregator=name,
             probs=base.probs if name == "mixtailor" else None,
+            rule_params={} if name in ("omniscient", "mixtailor") else base.rule_params,
             bucketing=None if name == "omniscient" else base.bucketing,
             bucketing_mode="buckets" if name == "omniscient" else base.bucketing_mode,
         )

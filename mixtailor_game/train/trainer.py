@@ -117,6 +117,10 @@ def build_server(config: TrainConfig) -> Server:
     if config.bucketing is not None and config.bucketing_mode == "resample":
         f = config.bucketing * f  # a Byzantine row reaches up to s resampled rows
     agg = config.aggregator
+    if agg in ("omniscient", "mixtailor") and config.rule_params:
+        # they were ignored silently; a pool's rules take theirs in --pool (krum[p=3])
+        raise fail("TrainConfig", "rule_params", f"empty for {agg} (rule parameters go in --pool entries, "
+                   "e.g. krum[p=3])", dict(config.rule_params))
     if agg == "omniscient":
         if config.bucketing is not None:
             raise fail("TrainConfig", "bucketing", "None for the omniscient baseline", config.bucketing)
