@@ -11,7 +11,8 @@ None (its default is their mean) that is the honest mean.
   or the relaxed ``min <AGG(B, V), g>`` (objective ``"inner"``).
 - :class:`P1` / :class:`P2` (A.4): ``min_B max_m <AGG_m(B, V), mu>`` s.t.
   ``||B_i - B_j|| >= eps``; P2 is the epigraph form with ``xi``; ``xi < 0`` is a
-  certificate that the attack defeats every rule of the pool.
+  certificate that the attack defeats every rule of the pool (not with unseen
+  honest rows: there ``xi`` is on the adversary's estimate, A.1.2).
 - :class:`P3` (A.4): P1 restricted to ``B_i = -lambda sum_i V_i`` (a 1-D problem).
 - :class:`ExpectedValue`: ``min_B sum_m p_m <AGG_m(B, V), mu>``: the natural
   attacker of MixTailor when it knows the pool and its probabilities.
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -101,6 +103,8 @@ def as_pool(where: str, pool, probs=None) -> tuple[tuple, tuple]:
         probs = own_probs
     if probs is None:
         probs = (1.0 / len(rules),) * len(rules)
+    if isinstance(probs, (str, bytes, Mapping, Set)):  # a dict iterated its keys: {0: .5, 1: .5} became (0, 1)
+        raise fail(where, "probs", f"a sequence of {len(rules)} numbers", probs)
     try:
         probs = tuple(float(p) for p in probs)
     except (TypeError, ValueError):
@@ -125,7 +129,9 @@ class Instance:
     over ``[own; R]``: the paper's ``sum_i V_i / n``);
     ``offset``: ``w_0`` in model space, else 0; ``line``: the replicated line
     direction ``-sum_i (V_i - w_0)`` (``-g`` for tailored); ``own``: the f
-    reference rows of the Byzantine workers (sending them gives ``lambda = -1``).
+    reference rows of the Byzantine workers (sending them gives ``lambda = -1``);
+    ``unseen``: how many rows of ``R`` are the adversary's estimate (A.1.2's ``g_bar``),
+    not honest rows it saw: the values on ``R`` are then the adversary's, not the true ones.
     """
 
     R: torch.Tensor
@@ -143,6 +149,7 @@ class Instance:
     eps_p: float
     name: str
     own: torch.Tensor | None = None
+    unseen: int = 0
 
     @property
     def d(self) -> int:
@@ -203,7 +210,10 @@ class _Problem:
                 raise fail(w, "model", f"a Tensor of shape ({d},) (w_0) when space='model'",
                            None if self.model is None else tuple(getattr(self.model, "shape", ())))
         if self.own is not None:
-            if not isinstance(self.own, torch.Tensor) or tuple(self.own.shape) != (f, d):
+            if not isinstance(self.own, torch.Tensor):
+                raise TypeError(f"{w}: own must be None or a torch.Tensor of shape ({f}, {d}), "
+                                f"got {type(self.own).__name__}")
+            if tuple(self.own.shape) != (f, d):
                 raise fail(w, "own", f"None or a Tensor of shape ({f}, {d})",
                            tuple(getattr(self.own, "shape", ())))
         if not bool(torch.isfinite(honest).all()):
@@ -221,12 +231,13 @@ class _Problem:
             if hasattr(r, "check"):
                 r.check(n)
 
+    def _seen(self, honest) -> int:
+        """How many honest rows the adversary sees (the first ones, A.1.2)."""
+        return int(honest.shape[0]) if self.knowledge == "full" else int(self.knowledge[1])
+
     def _rows(self, honest, f, n):
         """Seen rows, completed to ``n - f`` rows (A.1.2), and the f reference Byzantine rows."""
-        if self.knowledge == "full":
-            seen = honest
-        else:
-            seen = honest[: self.knowledge[1]]
+        seen = honest[: self._seen(honest)]
         # A.1.2's g_bar averages the rows g_1..g_k the adversary has: its own and the seen ones
         own = None if self.own is None else self.own.detach().to(seen)
         mine = seen if own is None else torch.cat([own, seen], 0)
@@ -259,7 +270,7 @@ class _Problem:
         _check_scale(self.where, ref - offset)
         return Instance(R=R, n=n, f=f, rules=tuple(rules), weights=tuple(weights), kind=kind,
                         objective=objective, structure=structure, u=u, offset=offset, line=line,
-                        eps=eps, eps_p=eps_p, name=name, own=own)
+                        eps=eps, eps_p=eps_p, name=name, own=own, unseen=n - f - self._seen(honest))
 
 
 # The search reaches rows t_max = 1e3 times beyond the honest ones and multiplies them by

@@ -6,7 +6,11 @@ rules the line search already ran on exactly these rows, from that run
 (``evaluate(known=...)``):
 ``inner_m = <AGG_m(B, R) - w_0, u>`` and ``cos_m = inner_m / (||AGG_m - w_0|| ||u||)``
 with the Byzantine rows first (the paper's convention; rules break ties by
-the lowest index, so ties go to the Byzantine rows). The objective is then
+the lowest index, so ties go to the Byzantine rows). ``R`` and ``u`` are the
+problem's: under partial knowledge (A.1.2, A.1.5) the adversary's completed
+rows and its estimate of the honest mean (or of ``g``), not the true ones;
+``u`` is the honest mean ``mu`` for P1-P3 / expected, and the no-attack
+direction ``g`` (``s`` in model space) for tailored attacks. The objective is then
 
 - ``"xi"`` (P1-P3): ``max_m inner_m``;
 - ``"expected"``: ``sum_m p_m inner_m``;
@@ -48,8 +52,12 @@ class AttackSolution:
     ``|value - bound|``; ``certificate``: for P1-P3, ``True`` when ``xi < 0``
     and the similarity filter holds (the rows defeat every rule of the pool,
     paper A.4), else ``False`` (also for a pool with a randomized rule, bucketing
-    or a MixTailor entry: its value is an average over draws,
-    ``info["certificate_note"]``); ``None`` for other problems.
+    or a MixTailor entry: its value is an average over draws, and under partial
+    knowledge with unseen honest rows: its value is on the adversary's estimate,
+    ``info["certificate_note"]``); ``None`` for other problems. Every value is on
+    the problem's rows and direction (see the module docstring: the adversary's
+    estimate under partial knowledge; ``g`` for tailored attacks, else ``mu``).
+    A non-finite row, value or per-rule inner product makes the status ``infeasible``.
     """
 
     byzantine: torch.Tensor
@@ -122,26 +130,27 @@ def evaluate(inst: Instance, B: torch.Tensor, tol: float = 1e-6, known: dict | N
     known = {} if known is None or inst.objective == "lambda" else known
     G = full_rows(inst, B)
     u = inst.u.double()
-    un = float(u.norm())
+    un = _norm(u)
     inner_u, cos_u, outs = [], [], []
     for k, r in enumerate(uniq):
         if k in known:
             ip, an = known[k]
             inner_u.append(ip)
-            cos_u.append(ip / (an * un) if an > 0 and un > 0 else 0.0)
+            cos_u.append(_cosine(ip, an, un))
             continue
         a = (rule_output(r, G).double() - inst.offset.double())
         outs.append(a)
         ip = float(a @ u)
-        an = float(a.norm())
+        an = _norm(a)
         inner_u.append(ip)
-        cos_u.append(ip / (an * un) if an > 0 and un > 0 else 0.0)
+        cos_u.append(_cosine(ip, an, un))
     inner_u = np.asarray(inner_u)
     residual = None
     if inst.kind == "max":
         value = float(inner_u.max())
     elif inst.kind == "expected":
-        value = float(inner_u @ w)
+        on = w > 0  # a rule drawn with probability 0 adds 0, even when its value is not finite
+        value = float(inner_u[on] @ w[on])
     elif inst.objective == "inner":
         value = float(inner_u[0])
     else:
@@ -151,6 +160,7 @@ def evaluate(inst: Instance, B: torch.Tensor, tol: float = 1e-6, known: dict | N
         value = float(lam)
     filt = filter_holds(inst, B)
     return dict(
+        finite=bool(np.isfinite(inner_u).all() and np.isfinite(cos_u).all()),
         inner=tuple(float(inner_u[i]) for i in index),
         cosine=tuple(float(cos_u[i]) for i in index),
         value=value,
@@ -158,6 +168,27 @@ def evaluate(inst: Instance, B: torch.Tensor, tol: float = 1e-6, known: dict | N
         feasible_lambda=None if residual is None else residual <= tol * max(1.0, abs(value)),
         filter_ok=filt,
     )
+
+
+def _norm(x: torch.Tensor) -> float:
+    """``||x||_2`` of a float64 vector, scaled by its largest entry first: the squares
+    overflowed to inf for entries past ~1e154 (and the cosine then read 0)."""
+    plain = float(x.norm())
+    if 1e-150 < plain < 1e150:  # no square near the float64 range: the plain norm (bitwise as before)
+        return plain
+    top = float(x.abs().max()) if x.numel() else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * float((x / top).norm())
+
+
+def _cosine(ip: float, an: float, un: float) -> float:
+    """``ip / (an un)`` divided one norm at a time: the product of the norms overflows
+    first (``a = -4e307`` rows gave ``cos = -0.0`` where it is -0.97); NaN for an inner
+    product that is not finite (no cosine, and the solution is infeasible)."""
+    if not math.isfinite(ip):
+        return math.nan
+    return ip / an / un if an > 0 and un > 0 else 0.0
 
 
 def pair_distances(B: torch.Tensor, p: float) -> torch.Tensor:
@@ -194,10 +225,11 @@ def make_solution(inst: Instance, B: torch.Tensor, *, method: str, status: str, 
     B = B.detach().to(inst.R).clone()
     ev = evaluate(inst, B, tol, known)
     info = dict(info or {})
-    if not (bool(torch.isfinite(B).all()) and math.isfinite(ev["value"])):
+    if not (bool(torch.isfinite(B).all()) and math.isfinite(ev["value"]) and ev["finite"]):
         # an attack is finite vectors, and its value a number; anything else is no attack
+        # (also a rule's inner product: P1's max read 6.5 "feasible" beside a mean's -inf)
         status = "infeasible"
-        info.setdefault("reason", "the rows or their value are not finite")
+        info.setdefault("reason", "the rows or their value (or a rule's inner product) are not finite")
     if status != "infeasible":
         if not ev["filter_ok"] or (ev["feasible_lambda"] is False):
             status = "infeasible"
@@ -217,6 +249,13 @@ def make_solution(inst: Instance, B: torch.Tensor, *, method: str, status: str, 
             cert = False
             info.setdefault("certificate_note", "xi < 0 for the average over the draws of a randomized rule "
                             "(bucketing, a MixTailor entry), not for every draw: no certificate")
+        if cert and inst.unseen > 0:
+            # A.1.2: xi < 0 on the adversary's estimate (unseen rows = g_bar), not on the true rows
+            # (P3, seen [1, 2] of [1, 2, -6, -7]: xi = -598 estimated, +1005 on the true rows)
+            cert = False
+            info.setdefault("certificate_note", f"xi < 0 on the adversary's estimate ({inst.unseen} unseen honest "
+                            "rows filled with the mean of the rows it has, paper A.1.2), not on the true "
+                            "rows: no certificate")
     names = tuple(getattr(r, "name", type(r).__name__) for r in inst.rules)
     return AttackSolution(
         byzantine=B, value=ev["value"], per_rule_inner=ev["inner"], per_rule_cosine=ev["cosine"],

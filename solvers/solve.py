@@ -30,6 +30,7 @@ The solution records the method used (``solution.method``).
 
 from __future__ import annotations
 
+from mixtailor_game._checks import check_int
 from mixtailor_game.rules import Bulyan, Krum
 
 from .coordinatewise import coordinatewise_applicable, method_coordinatewise
@@ -84,9 +85,10 @@ def solve(problem, method: str | None = None, **options) -> AttackSolution:
     if not isinstance(problem, PROBLEMS):
         raise TypeError(f"solvers.solve: problem must be one of {[p.__name__ for p in PROBLEMS]}, "
                         f"got {type(problem).__name__}")
-    inst = problem.compile()
-    if method is None:
-        method = choose_method(inst, options.pop("milp_max_size", 400))
-    if method not in METHODS:
+    if not (method is None or (isinstance(method, str) and method in METHODS)):  # a list raised "unhashable"
         raise ValueError(f"solvers.solve: method must be one of {sorted(METHODS)} or None, got {method!r}")
+    inst = problem.compile()
+    if method is None:  # "coordinatewise" returned before the size was compared: "x" passed
+        method = choose_method(inst, check_int("solvers.solve", "milp_max_size", options.pop("milp_max_size", 400),
+                                               low=0))
     return METHODS[method](inst, **options)
