@@ -183,3 +183,21 @@ def test_the_method_lists_follow_the_solvers():
     B = atk(view)
     assert B.shape == (2, 6) and atk.last_solution.method == "coordinatewise"
     assert atk.last_solution.status == "optimal"
+
+
+def test_adaptive_leaves_a_non_finite_honest_row_out_as_unseen():
+    """A NaN row in the view made the problem refuse it (the step crashed); the other
+    attacks leave such rows out (view.visible): here it counts as unseen (A.1.2)."""
+    from mixtailor_game.attacks import make_attack, make_view
+    from mixtailor_game.rules import Comed
+
+    H = torch.randn(10, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    H[4, 1] = float("nan")
+    attack = make_attack("adaptive", problem="p3")
+    prob = attack.build_problem(make_view(H, n=12, f=2, defense=Comed(f=2)))
+    assert prob.knowledge == ("partial", 9)
+    B = attack(make_view(H, n=12, f=2, defense=Comed(f=2)))
+    assert B.shape == (2, 3) and bool(torch.isfinite(B).all())
+    clean = torch.cat([H[:4], H[5:]])
+    want = solvers.solve(solvers.P3(clean, 2, [Comed(f=2)], knowledge=("partial", 9), n=12)).byzantine
+    assert torch.equal(B, want.to(B))

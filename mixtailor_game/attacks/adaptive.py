@@ -42,6 +42,7 @@ from typing import ClassVar
 import torch
 
 from .._checks import check_real, fail
+from ..rules.base import finite_rows
 from .base import Attack, check_choice
 
 PROBLEMS = ("expected", "p3", "tailored", "p2")
@@ -96,6 +97,10 @@ class AdaptiveAttack(Attack):
 
         honest = view.honest
         n, f = int(view.n), int(view.f)
+        if honest.shape[0]:
+            # a NaN / Inf row counts as unseen (A.1.2 fills it with the mean of the rest), as
+            # the other attacks leave it out (view.visible); the problem refused it, and the step
+            honest = honest[finite_rows(honest)]
         if honest.shape[0] == 0:
             if getattr(view, "own", None) is None:
                 raise ValueError("adaptive: needs visible honest rows or view.own, got k=0 and own=None")
