@@ -65,10 +65,17 @@ def _column_rows(inst: Instance, s: torch.Tensor) -> torch.Tensor:
 
 
 def outside_rows(inst: Instance) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(below, above)``: float64 rows below / above the honest range in every coordinate."""
+    """``(below, above)``: float64 rows below / above the honest range in every coordinate
+    (or at its end, where R's dtype has no room beyond it: an end acts like what is beyond)."""
     R = inst.R.double()
-    width = (R.max(0).values - R.min(0).values).clamp_min(1.0)
-    return R.min(0).values - width, R.max(0).values + width
+    # a column without spread: a width of the rows' own size (1.0 moved float32 rows ~1e-30
+    # to -1, where spreading them eps = 3e-31 apart rounded away: "infeasible")
+    floor = float(R.abs().max()) or 1.0
+    width = R.max(0).values - R.min(0).values
+    width = torch.where(width > 0, width, torch.full_like(width, floor))
+    # float32 rows near 3e38 went to -inf when cast back (P1: rows -inf, "infeasible")
+    top = float(torch.finfo(inst.R.dtype).max)
+    return (R.min(0).values - width).clamp_min(-top), (R.max(0).values + width).clamp_max(top)
 
 
 def reachable_interval(inst: Instance) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,14 +133,28 @@ def corner_rows(inst: Instance) -> torch.Tensor:
         return B.to(inst.R)
     k = int(torch.argmax(u.abs()))
     out = -1.0 if float(u[k]) > 0 else 1.0  # further beyond the same end
-    step = float(inst.eps) * (1 + 1e-9)
+    top = float(torch.finfo(inst.R.dtype).max)
+    # at least a few ulps of the column in R's dtype: eps = 1 on float32 rows ~1e30 stayed
+    # below their spacing through all 64 doublings ("infeasible")
+    step = max(float(inst.eps) * (1 + 1e-9), 4 * float(torch.finfo(inst.R.dtype).eps) * float(B[0, k].abs()))
     for _ in range(64):  # wider where R's dtype rounds the spread below eps
         Bs = B.clone()
         Bs[:, k] += out * step * torch.arange(inst.f, dtype=B.dtype)
+        # no room beyond R's dtype range (float32 ~3e38): the outermost row at its end
+        Bs[:, k] -= out * max(float(Bs[:, k].abs().max()) - top, 0.0)
         if filter_holds(inst, Bs.to(inst.R)):
             break
         step *= 2.0
     return Bs.to(inst.R)
+
+
+def at_corner(inst: Instance, B: torch.Tensor) -> bool:
+    """Whether every Byzantine entry is at or beyond the honest end ``-sign(u_j)`` points
+    to (for ``u_j = 0`` anywhere): the rows :func:`corner_rows` claims optimal."""
+    R, Bd, u = inst.R.double(), B.double(), inst.u.double()
+    low = (Bd <= R.min(0).values) | (u <= 0)
+    high = (Bd >= R.max(0).values) | (u >= 0)
+    return bool((low & high).all())
 
 
 def solve_lambda(inst: Instance, tol: float, t0: float):
@@ -161,7 +182,10 @@ def method_coordinatewise(inst: Instance, **options):
     if inst.objective == "lambda":
         return solve_lambda(inst, tol, t0)
     B = corner_rows(inst)
-    sol = make_solution(inst, B, method="coordinatewise", status="optimal", t0=t0, tol=tol,
-                        info=dict(reason="every rule is minimized coordinate by coordinate at the same corner"))
+    if at_corner(inst, B):
+        status, reason = "optimal", "every rule is minimized coordinate by coordinate at the same corner"
+    else:  # eps-apart rows found no room beyond the honest range in R's dtype
+        status, reason = "feasible", "the filter's spread left the corner (no room beyond the honest range)"
+    sol = make_solution(inst, B, method="coordinatewise", status=status, t0=t0, tol=tol, info=dict(reason=reason))
     # the corner's value is the optimum: it is its own bound (gap 0)
     return dataclasses.replace(sol, bound=sol.value, gap=0.0) if sol.status == "optimal" else sol
