@@ -28,8 +28,10 @@ and the coordinate-wise rules are unchanged):
   ``score_k <= score_j``: the selected row really has the lowest score.
   Krum's output ``y = sum_h s_h R_h + s_0 B_0`` (the product linearized exactly).
   Symmetry: permuting Byzantine rows changes no rule output up to ties, and ties
-  go to the lowest index, so only the first Byzantine row is a candidate; with
-  ``f >= 3`` the other rows are sorted by their first coordinate.
+  go to the lowest index, so only the first Byzantine row is a candidate of the
+  pool's first Krum; every Byzantine row is one of any other Krum's (two Krums can
+  pick two different Byzantine rows: audit); with ``f >= 3`` the other rows are
+  sorted by their first coordinate.
 - Mean / comed / trimmed mean: the exact order-statistic formulation of
   :mod:`solvers.milp` (its column-sorting symmetry break is off: Krum sees rows).
 - Objectives as in :mod:`solvers.milp`: ``min <y, u>`` (tailored ``"inner"``),
@@ -52,7 +54,8 @@ solve's while the real rules still agree (polishing); the bound stays the first
 solve's. If the real value still misses the bound, the first solve's rows snapped
 onto the honest rows they nearly equal (:func:`snap_to_rows`: a tie won by index,
 as partial knowledge's duplicated rows make, met by SCIP only to 1e-8) and the
-line search's rows are scored too, and the best is kept (``info["tie_repair"]``).
+line search's rows (while ``time_limit`` is not spent: the search has no limit of its
+own) are scored too, and the best is kept (``info["tie_repair"]``).
 ``status = "optimal"`` when SCIP
 proved optimality and the recomputed value is within ``gap_tol`` (normalized
 units, default ``1e-4``) of the bound; the gap is always reported.
@@ -250,7 +253,7 @@ class _Builder:
         self.krum, self.bulyan = {}, {}
         for i, r in enumerate(uniq):
             if type(r) is Krum:
-                self.krum[i] = self.krum_block(r)
+                self.krum[i] = self.krum_block(r, first=not self.krum)
             elif bulyan_exact.is_bulyan(r):
                 self.bulyan[i] = bulyan_exact.bulyan_block(self, r)
                 self.key_vars += self.bulyan[i]["binaries"]
@@ -382,13 +385,17 @@ class _Builder:
             self.dist_cache[key] = Q
         return self.dist_cache[key]
 
-    def krum_block(self, rule):
+    def krum_block(self, rule, first=True):
         inst, m, scip = self.inst, self.m, self.scip
         n, f, d = inst.n, inst.f, inst.d
         p = float(rule.p)
         K = n - rule.f - 2
         ident = inst.structure != "optimal"
-        rows = [0] + list(range(f, n))          # candidates for Krum's output (see docstring)
+        # candidates for Krum's output (see docstring): a permutation of the Byzantine rows
+        # makes only ONE Krum pick row 0; a second Krum may pick another one (two Krums
+        # picking two different Byzantine rows beat the old model's "optimal" value)
+        byz = [0] if (ident or first) else list(range(f))
+        rows = byz + list(range(f, n))
         compared = rows if ident else list(range(n))
         L, U, Umax = {}, {}, {}
         Rn = self.Rn
@@ -449,20 +456,23 @@ class _Builder:
         y = []
         r = math.sqrt(Sstar)
         for t in range(d):
-            e0, (lo, hi) = self.coord(0, t)
-            lo1 = max(lo, float(Rn[:, t].min()) - r)
-            hi1 = min(hi, float(Rn[:, t].max()) + r)
-            q = self.var(min(lo1, 0.0), max(hi1, 0.0))
-            b0 = self.lin(e0)
-            if lo1 > lo:
-                m.addCons(b0 >= lo1 - (lo1 - lo) * (1 - s[0]))
-            if hi1 < hi:
-                m.addCons(b0 <= hi1 + (hi - hi1) * (1 - s[0]))
-            m.addCons(q >= lo1 * s[0])
-            m.addCons(q <= hi1 * s[0])
-            m.addCons(q >= b0 - hi * (1 - s[0]))
-            m.addCons(q <= b0 - lo * (1 - s[0]))
-            yt = q + scip.quicksum(float(self.Rn[h - f, t]) * s[h] for h in rows if h >= f)
+            qs = []
+            for i in byz:
+                e0, (lo, hi) = self.coord(i, t)
+                lo1 = max(lo, float(Rn[:, t].min()) - r)
+                hi1 = min(hi, float(Rn[:, t].max()) + r)
+                q = self.var(min(lo1, 0.0), max(hi1, 0.0))
+                b0 = self.lin(e0)
+                if lo1 > lo:
+                    m.addCons(b0 >= lo1 - (lo1 - lo) * (1 - s[i]))
+                if hi1 < hi:
+                    m.addCons(b0 <= hi1 + (hi - hi1) * (1 - s[i]))
+                m.addCons(q >= lo1 * s[i])
+                m.addCons(q <= hi1 * s[i])
+                m.addCons(q >= b0 - hi * (1 - s[i]))
+                m.addCons(q <= b0 - lo * (1 - s[i]))
+                qs.append(q)
+            yt = scip.quicksum(qs) + scip.quicksum(float(self.Rn[h - f, t]) * s[h] for h in rows if h >= f)
             y.append(yt)
         return dict(s=s, y=y, K=K)
 
@@ -686,7 +696,8 @@ def method_miqcp(inst: Instance, **options):
         tries = []
         if B_exact is not None:
             tries.append(("snapped", snap_to_rows(B_exact, orig.R, 1e-5 * sigma)))
-        tries.append(("line", line_rows(orig, [solve_line(orig)[0]])[0]))
+        if deadline is None or time.perf_counter() < deadline:  # the line search has no time limit
+            tries.append(("line", line_rows(orig, [solve_line(orig)[0]])[0]))
         for name, Bc in tries:
             ev = evaluate(orig, Bc, opts["tol"])
             if (torch.isfinite(Bc).all() and ev["filter_ok"] and ev["feasible_lambda"] is not False

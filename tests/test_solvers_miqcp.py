@@ -267,3 +267,37 @@ def test_without_pyscipopt_a_clear_error_and_auto_falls_back(monkeypatch):
     with pytest.raises(ImportError, match=r"needs pyscipopt .*pip install"):
         solvers.solve(p, method="miqcp")
     assert solvers.choose_method(p.compile()) == "scp"
+
+
+@needs_scip
+def test_two_krums_may_pick_two_different_byzantine_rows():
+    """Two Krums (l_1, l_inf) and two free Byzantine rows: the rows below make Krum[p=1]
+    pick row 0 and Krum[p=inf] row 1, xi = -0.6075. The model let only row 0 be any
+    Krum's Byzantine pick (a symmetry that holds for one Krum only) and proved a wrong
+    optimum, xi = bound = -0.5940."""
+    V = torch.tensor(np.random.default_rng(44).normal(size=(4, 2)) + 0.5)
+    pool = [Krum(f=1, p=1.0), Krum(f=1, p=INF)]
+    p = solvers.P1(V, 2, pool)
+    B = torch.tensor([[-0.47, -0.16], [-0.57, -0.02]], dtype=torch.float64)
+    G = torch.cat([B, V])
+    assert torch.equal(pool[0](G), B[0]) and torch.equal(pool[1](G), B[1])
+    known = solvers.evaluate(p.compile(), B)["value"]
+    assert known < -0.6
+    sol = solvers.solve(p, method="miqcp")
+    assert sol.status == "optimal" and sol.bound <= known + 1e-6
+    assert sol.value == pytest.approx(solvers.evaluate(p.compile(), sol.byzantine)["value"], abs=1e-12)
+
+
+@needs_scip
+def test_time_limit_covers_the_tie_repair(monkeypatch):
+    """Past the time limit the tie repair runs no line search (it has no limit of its own:
+    1.6-2.3 s after a 0.3 s limit, status "budget")."""
+    from solvers import miqcp as miqcp_module
+    calls = []
+    real = miqcp_module.solve_line
+    monkeypatch.setattr(miqcp_module, "solve_line", lambda *a, **k: calls.append(1) or real(*a, **k))
+    V = torch.tensor(np.random.default_rng(1).normal(size=(6, 2)) + 0.5)
+    p = solvers.TailoredAttack(V, 1, Krum(f=1, p=1.0), objective="inner")
+    sol = solvers.solve(p, method="miqcp", time_limit=0.3)  # SCIP needs seconds here
+    assert sol.status == "budget" and "real_value" in sol.info["runs"][0] and not calls
+    assert sol.value == pytest.approx(solvers.evaluate(p.compile(), sol.byzantine)["value"], abs=1e-12)
