@@ -950,3 +950,43 @@ def test_expected_search_options_are_checked(option, value, message):
     V = honest(10, 4, 44, mu=0.3)
     with pytest.raises(ValueError, match=message):
         solvers.solve(solvers.ExpectedValue(V, 2, _expectation_pool()[:2]), method="line", **{option: value})
+
+
+def test_expected_lazy_anchors_on_large_rows_are_spaced_by_s0():
+    """On large rows (n d >= 2^16) a lazy expectation runs every rule at candidates within
+    2 s0 at least ANCHOR_GAP s0 apart, from 0 outward, and the outermost on each side
+    (every other one put seven within 0.06 s0 of 0); small rows keep every other one."""
+    from solvers import line
+
+    V = honest(10, 6000, 43, mu=0.3)
+    inst = solvers.ExpectedValue(V, 2, [Comed(f=2), Geomed(f=2, p=3.0)]).compile()
+    assert inst.n * inst.d >= line.SMALL_ELEMENTS
+    obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
+    s0 = obj.near
+    geo = np.geomspace(1e-4, 1.9, 10)
+    t = np.unique(np.concatenate([[0.0], geo, -geo, np.linspace(-2, 2, 17)])) * s0
+    near = [i for i in range(len(t)) if abs(t[i]) <= 2 * s0]
+    picked = obj._anchors(t, near)
+    for side in ([t[i] for i in picked if t[i] >= 0], [t[i] for i in picked if t[i] < 0]):
+        side = sorted(side, key=abs)
+        assert all(abs(b) - abs(a) >= line.ANCHOR_GAP * s0 * (1 - 1e-12) for a, b in zip(side, side[1:-1]))
+    assert {t[i] for i in picked} >= {0.0, t[0], t[-1]}
+    assert len(picked) < len(near[::2])
+    # no candidate farther than the gap from an anchor (the outermost closes each side)
+    assert max(min(abs(x - t[i]) for i in picked) for x in t) < line.ANCHOR_GAP * s0
+    small = line.LineObjective(solvers.ExpectedValue(honest(10, 6, 43, mu=0.3), 2, [Comed(f=2)]).compile(),
+                               2 ** 20, True, 1e-6)
+    assert small._anchors(t, near) == near[::2]
+
+
+def test_expected_lazy_search_on_large_rows_matches_the_exhaustive_one():
+    """The spaced anchors leave more to prediction: the lazy answer is within a few
+    expect_tol (1e-5 <u, u>) of the exhaustive one (either may be lower: their zooms
+    differ; 1.1e-5 <u, u> here, and 0.95e-5 with every other candidate as anchor)."""
+    from solvers import line
+
+    V = honest(10, 7000, 44, mu=0.3).float()
+    inst = solvers.ExpectedValue(V, 2, [Comed(f=2), Geomed(f=2, p=3.0), Krum(f=2, p=2.0)]).compile()
+    t_lazy, s_lazy, _ = line.solve_line(inst)
+    t_all, s_all, _ = line.solve_line(inst, expect_search="exhaustive")
+    assert abs(s_lazy - s_all) <= 3e-5 * float(inst.u64 @ inst.u64)
