@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from mixtailor_game.rules import Bucketing, MixTailor
+from mixtailor_game.rules._distances import lp_norm_rows
 from mixtailor_game.rules.pure import AveragedBucketing, MixtureMean
 
 from .problems import Instance
@@ -171,15 +172,9 @@ def evaluate(inst: Instance, B: torch.Tensor, tol: float = 1e-6, known: dict | N
 
 
 def _norm(x: torch.Tensor) -> float:
-    """``||x||_2`` of a float64 vector, scaled by its largest entry first: the squares
+    """``||x||_2`` by the rules' overflow-safe row norm: the plain norm's squares
     overflowed to inf for entries past ~1e154 (and the cosine then read 0)."""
-    plain = float(x.norm())
-    if 1e-150 < plain < 1e150:  # no square near the float64 range: the plain norm (bitwise as before)
-        return plain
-    top = float(x.abs().max()) if x.numel() else 0.0
-    if top == 0.0 or not math.isfinite(top):
-        return top
-    return top * float((x / top).norm())
+    return float(lp_norm_rows(x.reshape(1, -1), 2.0)[0])
 
 
 def _cosine(ip: float, an: float, un: float) -> float:

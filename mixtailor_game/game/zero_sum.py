@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
 
 import numpy as np
 from scipy.optimize import linprog
 
-from .._checks import fail
+from .._checks import check_real, fail
 
 #: scipy ``linprog`` exit codes -> shared statuses.
 _LINPROG_STATUS = {0: "optimal", 1: "budget", 2: "infeasible", 3: "unbounded", 4: "numerical"}
@@ -162,7 +161,7 @@ def solve_zero_sum(L, *, time_limit: float | None = None) -> ZeroSumResult:
         rule ``r``. Scaling ``L`` by ``s > 0`` scales the value by ``s``;
         adding a constant shifts it; the strategies do not change.
     time_limit : float > 0 or None
-        Wall-clock limit per LP passed to HiGHS; exceeding it gives
+        Wall-clock limit per LP passed to HiGHS (inf: none); exceeding it gives
         ``status="budget"``.
 
     Returns
@@ -184,14 +183,9 @@ def solve_zero_sum(L, *, time_limit: float | None = None) -> ZeroSumResult:
     L = as_loss_matrix(L, where)
     options = {}
     if time_limit is not None:
-        # bool is an int (True ran as 1 s); numpy reals are fine; a huge int overflows float
-        if isinstance(time_limit, bool) or not isinstance(time_limit, Real) or not time_limit > 0:
-            raise fail(where, "time_limit", "a positive number of seconds or None", time_limit)
-        try:
-            limit = float(time_limit)
-        except OverflowError:
-            limit = math.inf
-        if limit < math.inf:  # inf: no limit, HiGHS's default
+        # True ran as a 1 s limit; numpy reals are fine; a huge int or inf means no limit
+        limit = check_real(where, "time_limit", time_limit, low=0.0, low_open=True, allow_inf=True)
+        if limit < math.inf:  # HiGHS's default
             options["time_limit"] = limit
     Ln = normalized_payoffs(L)
 
