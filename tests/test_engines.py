@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from mixtailor_game.models import make_model
+from mixtailor_game.train import engines
 from mixtailor_game.train.engines import (
     fastest_engine,
+    fused_group_size,
     flat_to_grads,
     flatten_params,
     num_params,
@@ -124,6 +126,45 @@ def test_dropout_masks_seeded_per_engine_and_global_rng_untouched():
     model.eval()
     e, _ = per_worker_gradients(model, xs, ys, engine="vmap")
     torch.testing.assert_close(e[0], e[3])
+
+
+def test_fused_group_size_rule():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    cnn, mlp = _model("paper_cnn", (1, 8, 8)), _model("mlp", (1, 8, 8))
+    assert fused_group_size(cnn, 12, 50, cpu) == 2  # 100 examples a call: the paper CNN's 600 leave the cache
+    assert fused_group_size(cnn, 12, 16, cpu) == 8
+    assert fused_group_size(cnn, 12, 200, cpu) == 1  # never fewer than one worker
+    assert fused_group_size(cnn, 3, 8, cpu) == 3
+    assert fused_group_size(cnn, 12, 50, cuda) == 12
+    assert fused_group_size(mlp, 12, 50, cpu) == 12  # Linear layers only: one call
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+def test_fused_in_groups_matches_one_call_and_the_loop(monkeypatch, dropout):
+    """Five workers of 50 examples: groups of 2, 2, 1 on CPU. Without dropout the rows are
+    the one-call fused engine's and the loop's; with it a seeded run is reproducible, each
+    group draws its own masks (identical data: every row differs)."""
+    model = _model("paper_cnn", (1, 8, 8))
+    model.train() if dropout else model.eval()
+    xs, ys = _batch(5, 50, (1, 8, 8))
+    if dropout:
+        xs, ys = xs[:1].expand(5, *xs.shape[1:]).contiguous(), ys[:1].expand(5, 50).contiguous()
+    assert fused_group_size(model, 5, 50, xs.device) == 2
+    seed = (lambda: torch.Generator().manual_seed(3)) if dropout else (lambda: None)
+    grouped, l_grouped = per_worker_gradients(model, xs, ys, engine="fused", generator=seed())
+    again, _ = per_worker_gradients(model, xs, ys, engine="fused", generator=seed())
+    assert torch.equal(grouped, again)
+    if dropout:
+        assert all(not torch.allclose(grouped[i], grouped[j]) for i in range(5) for j in range(i))
+        return
+    monkeypatch.setattr(engines, "FUSED_CPU_EXAMPLES", 10 ** 6)
+    assert fused_group_size(model, 5, 50, xs.device) == 5
+    whole, l_whole = per_worker_gradients(model, xs, ys, engine="fused")
+    loop, l_loop = per_worker_gradients(model, xs, ys, engine="loop")
+    torch.testing.assert_close(grouped, whole, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(l_grouped, l_whole)
+    torch.testing.assert_close(grouped, loop, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(l_grouped, l_loop, rtol=1e-5, atol=1e-6)
 
 
 def test_engine_leaves_model_untouched():

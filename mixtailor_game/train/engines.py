@@ -16,21 +16,19 @@ Engines:
   gradients are then formed from its examples' saved inputs and output
   gradients, all workers of a layer in one call (Linear: a batched matrix
   product; Conv2d: one grouped convolution with a group per worker, see
-  ``_conv2d_worker_grads``). Only for models whose parameters all sit in
-  ``nn.Linear`` / ``nn.Conv2d`` layers (all four models of
-  :mod:`mixtailor_game.models`); other models raise ``ValueError``.
+  ``_conv2d_worker_grads``). On CPU a convolutional model's workers go in
+  groups of at most 128 examples a call (:func:`fused_group_size`: the
+  paper CNN's 600-example call ran out of cache). Only for models whose
+  parameters all sit in ``nn.Linear`` / ``nn.Conv2d`` layers (all four
+  models of :mod:`mixtailor_game.models`); other models raise ``ValueError``.
 * ``auto``: a fixed rule, not a timing, so that a seeded run takes the same
   path on every machine: ``fused`` when the model allows it, else ``loop``
   on CPU and ``vmap`` on CUDA. ``benchmarks/bench_engines.py`` (paper CNN,
   n = 12, b = 50, MNIST shape, 2 CPU threads) gives the time of one step's
   gradients over the time of one 600-example gradient; see
-  ``benchmarks/results/engines.json`` for the numbers. They depend on the
-  load: on two idle cores loop (0.8-0.95) beats fused (1.0-1.1), its
-  50-example calls using the cache well; when other processes compete for
-  the two cores (``--competitors 4``) every small call pays for the
-  threads' synchronisation, and fused, with one call per layer, stays at
-  1.0-1.1 while loop goes to about 5 and vmap to 13 (a batched conv under
-  vmap becomes a grouped convolution over all inputs). On an H100
+  ``benchmarks/results/engines.json`` (two idle cores) and
+  ``engines_loaded.json`` (two busy processes beside it) for the numbers
+  and :func:`resolve_engine` for a summary. On an H100
   (``--device cuda``, ``benchmarks/results/engines_cuda.json``) fused takes
   2.1x the single-batch time, vmap 3.1x and the loop 12x. :func:`fastest_engine` times the
   engines for a given model and shapes when you want a measurement instead.
@@ -38,8 +36,9 @@ Engines:
 All engines give the same gradients (up to float rounding) when the model
 has no active dropout (``model.eval()`` or ``make_model(..., dropout=0.0)``).
 With active dropout the masks differ between engines (vmap draws all
-workers' masks in one batched call), so each engine is reproducible on its
-own: pass ``generator`` (a ``torch.Generator``) and the engine runs inside
+workers' masks in one batched call, fused one call per group of workers,
+whose size differs between CPU and CUDA), so each engine is reproducible on
+its own device: pass ``generator`` (a ``torch.Generator``) and the engine runs inside
 ``torch.random.fork_rng`` seeded from it, leaving the global random state as
 it was. Without ``generator`` dropout uses torch's global generator, as any
 ``nn.Dropout`` does.
@@ -322,6 +321,39 @@ def _fused(model: nn.Module, params: Sequence[nn.Parameter], xs, ys, loss_fn_nam
     return G, losses.detach()
 
 
+# On CPU the fused engine takes a convolutional model's workers in groups of at most this
+# many examples a call: the paper CNN's 600-example call ran out of cache (bench_engines.py,
+# README: 1.07 -> 0.69 of one 600-example gradient on two quiet cores, 1.29 -> 1.26 with two
+# busy processes beside it). Linear-only models keep one call (an MLP's 6 ms went to 9 ms in
+# groups). Fixed, not timed, so that a seeded run with dropout draws the same masks on every CPU.
+FUSED_CPU_EXAMPLES = 128
+
+
+def fused_group_size(model: nn.Module, n: int, b: int, device: torch.device) -> int:
+    """Workers per call of the fused engine: all ``n`` on CUDA and for models without
+    ``nn.Conv2d``; on CPU for convolutional models as many as fit in
+    :data:`FUSED_CPU_EXAMPLES` examples (at least one)."""
+    if torch.device(device).type != "cpu" or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return n
+    return max(1, min(n, FUSED_CPU_EXAMPLES // max(1, b)))
+
+
+def _fused_in_groups(model: nn.Module, params: Sequence[nn.Parameter], xs, ys, loss_fn_name: str):
+    """:func:`_fused` over groups of :func:`fused_group_size` workers, rows written in place."""
+    n, b = xs.shape[:2]
+    k = fused_group_size(model, n, b, xs.device)
+    if k >= n:
+        return _fused(model, params, xs, ys, loss_fn_name)
+    G = losses = None
+    for i in range(0, n, k):
+        g, loss = _fused(model, params, xs[i:i + k], ys[i:i + k], loss_fn_name)
+        if G is None:
+            G = torch.empty(n, g.shape[1], dtype=g.dtype, device=g.device)
+            losses = torch.empty(n, dtype=loss.dtype, device=loss.device)
+        G[i:i + k], losses[i:i + k] = g, loss
+    return G, losses
+
+
 def _fused_weight_grads(modules, saved, grads_out, params, n: int, b: int) -> torch.Tensor:
     per_param: dict[int, torch.Tensor] = {}
 
@@ -426,7 +458,7 @@ def per_worker_gradients(
             if reason is not None:
                 raise fail(_WHERE, "engine", "'loop' or 'vmap' for this model (fused handles Linear and Conv2d only)", f"fused; {reason}")
             with torch.enable_grad():
-                return _fused(model, params, xs, ys, loss)
+                return _fused_in_groups(model, params, xs, ys, loss)
         if engine == "loop":
             with torch.enable_grad():
                 return _loop(model, params, xs, ys, loss_fn)
