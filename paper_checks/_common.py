@@ -23,8 +23,8 @@ Scales (``--scale``):
     momentum 0.9, weight decay 1e-4, evaluation on 2,000 test images every 20
     steps. Runs on a 2-core CPU (the stored small runs took 0.01-1.2 s a
     MixTailor step on a shared machine). With the CNN (d = 184,586) a
-    MixTailor step takes ~0.26 s on 2 threads, aggregation ~0.04 s of it
-    (``benchmarks/results/trainer.json``): ~3.7 h for 50K steps.
+    MixTailor step takes ~0.20 s on 2 threads, aggregation ~0.03 s of it
+    (``benchmarks/results/trainer.json``): ~2.8 h for 50K steps.
 ``paper``
     the paper's Table 1: the 2-conv + 2-fc CNN (``paper_cnn``), 50K
     iterations, lr 0.001, batch 50, momentum 0.9, weight decay 1e-4 (CIFAR-10:

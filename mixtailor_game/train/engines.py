@@ -178,16 +178,15 @@ def resolve_engine(engine: str, device: torch.device, model: nn.Module | None = 
     of one step's per-worker gradients / one gradient over the same 600
     examples): on an H100 fused is the fastest (4.6 ms against vmap's 6.9 ms
     and the loop's 26.6 ms, ratios 2.1 / 3.1 / 12;
-    ``benchmarks/results/engines_cuda.json``). On a quiet 2-core CPU the loop
-    is the fastest (2026-11-29: loop 0.62, fused 1.01, vmap 1.10;
-    ``benchmarks/results/engines.json``; an earlier run 0.92 / 1.16 / 1.23);
-    its many small calls each pay for the threads' synchronisation, so with two
-    busy processes beside it (``--competitors 2``,
-    ``benchmarks/results/engines_loaded.json``) fused is the fastest (fused
-    1.11, loop 1.34, vmap 1.42; an unstored earlier run had the loop near 5).
-    ``auto`` keeps fused on the CPU: 1.6x slower than the loop on a quiet
-    2-core machine, 1.2x faster on a loaded one (``engine="loop"`` for quiet
-    CPUs). Not measured on CPUs with more cores.
+    ``benchmarks/results/engines_cuda.json``). On a 2-core CPU (2026-11-29,
+    fused in groups of 128 examples, :func:`fused_group_size`) fused and the
+    loop are about even when the machine is quiet (fused 0.70, loop 0.67, vmap
+    1.14; ``benchmarks/results/engines.json``) and fused is the fastest with
+    two busy processes beside it (``--competitors 2``,
+    ``benchmarks/results/engines_loaded.json``: fused 1.02, loop 1.11, vmap
+    1.28), where the loop's many small calls each pay for the threads'
+    synchronisation (an unstored earlier run had the loop near 5). Not
+    measured on CPUs with more cores.
     """
     if engine != "auto":
         return engine
