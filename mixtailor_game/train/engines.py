@@ -321,10 +321,11 @@ def _fused(model: nn.Module, params: Sequence[nn.Parameter], xs, ys, loss_fn_nam
 
 
 # On CPU the fused engine takes a convolutional model's workers in groups of at most this
-# many examples a call: the paper CNN's 600-example call ran out of cache (bench_engines.py,
-# README: 1.07 -> 0.69 of one 600-example gradient on two quiet cores, 1.29 -> 1.26 with two
-# busy processes beside it). Linear-only models keep one call (an MLP's 6 ms went to 9 ms in
-# groups). Fixed, not timed, so that a seeded run with dropout draws the same masks on every CPU.
+# many examples a call: the paper CNN's 600-example call ran out of cache (bench_engines.py:
+# fused 1.01 -> 0.70 of one 600-example gradient on two quiet cores, 1.11 -> 1.02 with two
+# busy processes beside it; README). Linear-only models keep one call (an MLP's 6 ms went to
+# 9 ms in groups). Fixed, not timed, so that a seeded run with dropout draws the same masks
+# on every CPU.
 FUSED_CPU_EXAMPLES = 128
 
 
