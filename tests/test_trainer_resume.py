@@ -162,3 +162,18 @@ def test_metrics_removed_by_hand_are_not_padded_with_nul_bytes(tmp_path, cut):
     assert b"\x00" not in log.read_bytes()
     rows = read_metrics(tmp_path)
     assert rows[:len(kept)] == kept and [r["step"] for r in rows[len(kept):]] == [5, 6, 7, 8]
+
+
+def test_resume_with_grouped_fused_gradients_and_dropout(tmp_path):
+    """The paper CNN with dropout on, b = 50: the fused engine takes two workers a call
+    on CPU (engines.fused_group_size); a run stopped and resumed draws the same masks."""
+    cfg = TrainConfig(dataset="digits", model="paper_cnn", workers=12, byzantine=2, aggregator="comed",
+                      attack="ipm", batch_size=50, steps=6, eval_every=3, checkpoint_every=2, seed=5,
+                      engine="fused")
+    straight = train(cfg, tmp_path / "straight")
+    for _ in range(2):
+        Trainer(cfg, tmp_path / "resumed").run(max_steps=3)
+    assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")
+    a, b = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight["steps"] == 6
