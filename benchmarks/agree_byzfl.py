@@ -657,57 +657,81 @@ def print_table(rows: list[dict]) -> None:
             print(f"  {'differs' if r['expected'] != 'agree' else 'FAILS'}: {r['pair']}: {fl}")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv, doc: str, out: Path):
+    """``--quick`` and ``--out`` (default ``out`` unless quick: then no file) of an agreement script."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="seed 0, n in {7, 10}, d in {1, 10}; writes no file "
                     "unless --out is given")
-    ap.add_argument("--out", default=None, help=f"results JSON (default {OUT.relative_to(HERE.parent)})")
+    ap.add_argument("--out", default=None, help=f"results JSON (default {out.relative_to(HERE.parent)})")
     args = ap.parse_args(argv)
+    args.out = args.out or (None if args.quick else str(out))
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, __doc__, OUT)
     byz = load()
     if byz is None:
         print("agree_byzfl: ByzFL is not importable in this Python; nothing compared "
               "(run it with e.g. /tmp/byzfl-venv/bin/python)")
         return 0
+    rows, result = run_cases(compare, byz, args.quick, "ByzFL", {"byzfl_version": byzfl_version()})
+    result["setting"].update(byzfl_input="float32: torch tensor; float64: numpy array (ByzFL casts any torch "
+                             "tensor to float32)", rel="max|ours - byzfl| / max(|ours|_inf, |byzfl|_inf, "
+                             "median_i |G_i|_inf)")
+    result.update({
+        "byzfl_output_dtype_by_input": probe_input_types(byz),
+        "pairs": rows,
+        "no_counterpart": NO_COUNTERPART,
+        "real_disagreements": result.pop("real_disagreements"),
+    })
+    print(f"ByzFL's Average output by input type: {result['byzfl_output_dtype_by_input']}")
+    return finish(rows, result, args.out)
+
+
+def run_cases(compare_fn, other, quick: bool, name: str, versions: dict) -> tuple[list, dict]:
+    """``compare_fn(other, cases)`` over :func:`make_cases` (``quick``: seed 0, n in {7, 10},
+    d in {1, 10}), with a one-line header naming ``name``; returns the rows and the result
+    fields every agreement script records (date, ``git describe``, ``versions``, library
+    versions, the setting, the pairs that should agree and do not)."""
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
-    cases = make_cases(seeds=(0,), ns=(7, 10), ds=(1, 10)) if args.quick else make_cases()
-    rows = compare(byz, cases)
+    cases = make_cases(seeds=(0,), ns=(7, 10), ds=(1, 10)) if quick else make_cases()
+    rows = compare_fn(other, cases)
     wall = time.perf_counter() - t0
-    real = [r for r in rows if r["expected"] == "agree" and r["agrees"] is False]
     result = {
         "date_utc": started.isoformat(timespec="seconds"),
         "git": git_describe(),
-        "byzfl_version": byzfl_version(),
+        **versions,
         "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
         "wall_s": round(wall, 1),
         "setting": {"seeds": sorted({c.seed for c in cases}), "n": sorted({c.n for c in cases}),
                     "d": sorted({c.d for c in cases}), "dtypes": list(DTYPES), "variants": list(VARIANTS),
-                    "f": "{1, floor((n-1)/2)}", "far_shift": FAR, "cases": len(cases), "quick": args.quick,
-                    "byzfl_input": "float32: torch tensor; float64: numpy array (ByzFL casts any torch tensor "
-                                   "to float32)",
-                    "rel": "max|ours - byzfl| / max(|ours|_inf, |byzfl|_inf, median_i |G_i|_inf)",
+                    "f": "{1, floor((n-1)/2)}", "far_shift": FAR, "cases": len(cases), "quick": quick,
                     "tol_closed_form": TOL_CLOSED, "tol_iterative": TOL_ITERATIVE},
-        "byzfl_output_dtype_by_input": probe_input_types(byz),
-        "pairs": rows,
-        "no_counterpart": NO_COUNTERPART,
-        "real_disagreements": [r["pair"] for r in real],
+        "real_disagreements": [r["pair"] for r in rows if r["expected"] == "agree" and r["agrees"] is False],
     }
-    print(f"ByzFL {result['byzfl_version']} vs mixtailor-game {result['git']}: {len(cases)} cases, {wall:.1f} s")
-    print(f"ByzFL's Average output by input type: {result['byzfl_output_dtype_by_input']}")
+    print(f"{name} {next(iter(versions.values()))} vs mixtailor-game {result['git']}: {len(cases)} cases, "
+          f"{wall:.1f} s")
+    return rows, result
+
+
+def finish(rows: list[dict], result: dict, out: str | None) -> int:
+    """Print the table and ``result["no_counterpart"]``, write ``result`` to ``out`` (atomically)
+    when given; 1 if a pair that should agree does not (``result["real_disagreements"]``)."""
     print_table(rows)
     print("\nNo counterpart:")
-    for group, items in NO_COUNTERPART.items():
+    for group, items in result["no_counterpart"].items():
         for k, v in items.items():
             print(f"  {group}: {k}: {v}")
-    out = args.out or (None if args.quick else str(OUT))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(out).with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=2) + "\n")
         os.replace(tmp, out)
         print(f"\nwrote {out}")
-    if real:
-        print(f"\nREAL DISAGREEMENTS: {[r['pair'] for r in real]}")
+    if result["real_disagreements"]:
+        print(f"\nREAL DISAGREEMENTS: {result['real_disagreements']}")
         return 1
     return 0
 
