@@ -33,24 +33,36 @@ from __future__ import annotations
 from mixtailor_game._checks import check_int
 from mixtailor_game.rules import Bulyan, Krum
 
+from . import coordinatewise, line, milp, miqcp, relax, scp
 from .coordinatewise import coordinatewise_applicable, method_coordinatewise
 from .line import method_line
 from .milp import milp_applicable, method_milp
 from .miqcp import method_miqcp, miqcp_applicable, scip_available
-from .problems import ExpectedValue, P1, P2, P3, TailoredAttack
+from .problems import ExpectedValue, Instance, P1, P2, P3, TailoredAttack
 from .relax import method_relax
 from .scp import method_scp
 from .solution import AttackSolution
 
 METHODS = {"line": method_line, "milp": method_milp, "miqcp": method_miqcp, "scp": method_scp,
            "relax": method_relax, "coordinatewise": method_coordinatewise}
+# The options each method takes (its module's OPTIONS), to say which method an option
+# belongs to when the automatic choice picked another
+METHOD_OPTIONS = {"line": line.OPTIONS, "milp": milp.OPTIONS, "miqcp": miqcp.OPTIONS, "scp": scp.OPTIONS,
+                  "relax": relax.OPTIONS, "coordinatewise": coordinatewise.OPTIONS}
 MIQCP_MAX_N, MIQCP_MAX_D = 7, 3  # auto picks "miqcp" up to these sizes (seconds to ~a minute)
 MIQCP_BULYAN_MAX_D = 2           # with Bulyan in the pool (n = 7, f = 1): seconds at d <= 2
 PROBLEMS = (TailoredAttack, P1, P2, P3, ExpectedValue)
 
 
-def choose_method(inst, milp_max_size: int = 400) -> str:
-    """The method ``solve(problem)`` uses when none is given (see the module docstring)."""
+def choose_method(problem, milp_max_size: int = 400) -> str:
+    """The method ``solve(problem)`` uses when none is given (see the module docstring);
+    ``problem``: a problem of :mod:`solvers.problems` or its compiled :class:`Instance`."""
+    if isinstance(problem, PROBLEMS):
+        problem = problem.compile()
+    elif not isinstance(problem, Instance):
+        raise TypeError(f"solvers.choose_method: problem must be one of {[p.__name__ for p in PROBLEMS]} or an "
+                        f"Instance, got {type(problem).__name__}")
+    inst = problem
     if inst.structure == "line":
         return "line"
     if coordinatewise_applicable(inst) is None:
@@ -71,8 +83,9 @@ def solve(problem, method: str | None = None, **options) -> AttackSolution:
     """Solve one problem of :mod:`solvers.problems`; returns an :class:`AttackSolution`.
 
     Errors: ``TypeError`` for an object that is not a problem, ``ValueError``
-    for an unknown method or option, or a method that does not apply (the
-    message says why). An infeasible problem is a result (status
+    for an unknown method or option (with ``method=None``, an option the chosen
+    method does not take: the message names that method and the ones that take
+    it), or a method that does not apply (the message says why). An infeasible problem is a result (status
     ``"infeasible"``), not an exception.
 
     >>> import torch
@@ -91,4 +104,11 @@ def solve(problem, method: str | None = None, **options) -> AttackSolution:
     if method is None:  # "coordinatewise" returned before the size was compared: "x" passed
         method = choose_method(inst, check_int("solvers.solve", "milp_max_size", options.pop("milp_max_size", 400),
                                                low=0))
+        foreign = sorted(set(options) - set(METHOD_OPTIONS[method]))
+        if foreign:  # e.g. time_limit (milp / miqcp) when the choice was scp
+            takes = {m: sorted(set(foreign) & set(o)) for m, o in METHOD_OPTIONS.items() if set(foreign) & set(o)}
+            raise ValueError(f"solvers.solve: options {foreign} do not apply to method {method!r}, chosen "
+                             f"automatically for this problem (it takes {sorted(METHOD_OPTIONS[method])}); "
+                             f"{'they belong to ' + str(takes) if takes else 'no method takes them'}: "
+                             "pass method=... or drop them")
     return METHODS[method](inst, **options)

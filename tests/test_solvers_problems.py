@@ -60,6 +60,25 @@ def test_nonfinite_honest_rows_are_rejected():
         solvers.P3(X, f=1, pool=[Comed(f=1)])
 
 
+def test_automatic_method_names_itself_when_an_option_is_not_its_own():
+    """``time_limit`` (milp / miqcp) with the choice falling on another method: the error
+    says which method was chosen and which ones take the option (was scp's bare list)."""
+    p = solvers.P3(V(), f=1, pool=[Comed(f=1)])
+    with pytest.raises(ValueError, match=r"solvers.solve: options \['time_limit'\] do not apply to method 'line', "
+                       r"chosen automatically .* they belong to \{'milp': \['time_limit'\], 'miqcp'"):
+        solvers.solve(p, time_limit=5)
+    with pytest.raises(ValueError, match=r"options \['bogus'\] do not apply .* no method takes them"):
+        solvers.solve(p, bogus=1)
+    assert solvers.solve(p, t_max=10.0).method == "line"  # its own options still pass
+
+
+def test_choose_method_takes_a_problem_or_its_instance():
+    p = solvers.P3(V(), f=1, pool=[Comed(f=1)])
+    assert solvers.choose_method(p) == solvers.choose_method(p.compile()) == "line"  # a problem raised AttributeError
+    with pytest.raises(TypeError, match="solvers.choose_method: problem must be one of .* or an Instance, got str"):
+        solvers.choose_method("P3")
+
+
 def test_bad_method_and_options_raise():
     p = solvers.P3(V(), f=1, pool=[Comed(f=1)])
     with pytest.raises(ValueError, match="solvers.solve: method must be one of"):
