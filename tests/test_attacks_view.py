@@ -33,7 +33,8 @@ def test_make_view_knowledge_levels():
         (dict(n=13), ValueError, "honest_all must be of shape (11, d)"),
         (dict(own=torch.ones(3, 3)), ValueError, "AdversaryView: own must be of shape (2, d)"),
         (dict(model=torch.ones(4)), ValueError, "AdversaryView: model must be of shape (3,)"),
-        (dict(rng=0), TypeError, "rng must be None or a torch.Generator"),
+        (dict(rng="0"), TypeError, "rng must be None or a torch.Generator"),
+        (dict(rng=-1), ValueError, "make_view: rng must be >= 0, got -1"),
         (dict(defense=5), TypeError, "defense must be None, a rule or a RulePool"),
     ],
 )
@@ -42,6 +43,14 @@ def test_make_view_rejects_bad_input(kwargs, exc, msg):
     params.update(kwargs)
     with pytest.raises(exc, match=re.escape(msg)):
         make_view(H, **params)
+
+
+def test_make_view_takes_an_int_seed():
+    """An int seed was refused (MixTailor and make_rule take one): the same draws as a
+    torch.Generator seeded with it."""
+    a = make_attack("gaussian")(make_view(H, n=12, f=2, rng=5))
+    b = make_attack("gaussian")(make_view(H, n=12, f=2, rng=torch.Generator().manual_seed(5)))
+    assert torch.equal(a, b)
 
 
 def test_view_rejects_more_honest_rows_than_n_minus_f():

@@ -102,8 +102,28 @@ def test_pool_and_rng_validation():
         MixTailor([])
     with pytest.raises(TypeError, match=r"MixTailor: pool entries must be callable rules, got int"):
         MixTailor([1, 2])
-    with pytest.raises(TypeError, match=r"MixTailor: rng must be None, numpy.random.Generator"):
-        MixTailor(_pool(2), rng=7)
+    with pytest.raises(TypeError, match=r"MixTailor: rng must be None, an int seed, numpy.random.Generator"):
+        MixTailor(_pool(2), rng="7")
+    with pytest.raises(TypeError, match=r"MixTailor: rng must be None, an int seed"):
+        MixTailor(_pool(2), rng=True)
+    with pytest.raises(ValueError, match=r"MixTailor: rng must be >= 0, got -1"):
+        MixTailor(_pool(2), rng=-1)
+
+
+def test_an_int_rng_seeds_the_draw_as_make_rule_does():
+    """An int seed was refused by MixTailor while make_rule("mixtailor", rng=int) took one."""
+    def draws(rule):
+        out = []
+        for _ in range(20):
+            rule(G)
+            out.append(rule.last_index)
+        return out
+
+    seeded = draws(MixTailor(_pool(4), rng=7))
+    assert seeded == draws(MixTailor(_pool(4), rng=np.int64(7)))
+    assert seeded == draws(make_rule("mixtailor", f=1, pool=list(_pool(4)), rng=7))
+    assert seeded == draws(MixTailor(_pool(4), rng=torch.Generator().manual_seed(7)))
+    assert len(set(seeded)) > 1
 
 
 def test_paper_pool_takes_a_torch_generator_and_refuses_other_rngs():

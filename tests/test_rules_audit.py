@@ -322,7 +322,7 @@ def test_make_rule_mixtailor_takes_an_int_seed_for_its_draw():
         return [(m(G), m.last_index)[1] for _ in range(12)]
 
     assert draws() == draws()
-    with pytest.raises(ValueError, match="^mixtailor: rng must be >= 0, got -1$"):
+    with pytest.raises(ValueError, match="^MixTailor: rng must be >= 0, got -1$"):
         make_rule("mixtailor", f=1, pool="krum,comed", rng=-1)
     assert isinstance(make_rule("mixtailor", f=1, pool="krum,comed").rng, random.SystemRandom)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from numbers import Integral
 
 import torch
 
@@ -185,7 +186,8 @@ def make_view(honest_all, *, n, f, knowledge="full", defense=None, model=None, s
 
     ``honest_all``: ``Tensor[n - f, d]``, every honest row of the step;
     ``knowledge``: ``"full"``, ``"partial:K"`` (keeps the first ``K`` rows) or
-    ``"own"`` (keeps none; attacks then use ``own``).
+    ``"own"`` (keeps none; attacks then use ``own``); ``rng``: ``None``, a
+    ``torch.Generator`` or an int seed of a new one.
 
     >>> v = make_view(torch.zeros(10, 3), n=12, f=2, knowledge="partial:4")
     >>> (v.k, v.knowledge)
@@ -198,4 +200,6 @@ def make_view(honest_all, *, n, f, knowledge="full", defense=None, model=None, s
     # copies: a slice would keep every honest row reachable through its storage, and an
     # attack writing into its view would change the rows the server aggregates
     own = own.clone() if isinstance(own, torch.Tensor) else own
+    if isinstance(rng, Integral) and not isinstance(rng, bool):  # a seed, as MixTailor takes one
+        rng = torch.Generator().manual_seed(check_int("make_view", "rng", rng, low=0))
     return AdversaryView(honest_all[:K].clone(), n, f, defense=defense, model=model, step=step, rng=rng, own=own)

@@ -79,8 +79,9 @@ class MixTailor(Rule):
     The draw happens inside the call, after the gradients arrive. By default it
     comes from OS entropy (``random.SystemRandom``), so it does not depend on
     ``torch.manual_seed`` / ``numpy.random.seed`` and an adversary that knows
-    the experiment seed cannot predict it. Passing ``rng`` (a
-    ``numpy.random.Generator``, ``torch.Generator`` or ``random.Random``) makes
+    the experiment seed cannot predict it. Passing ``rng`` (an int seed of a new
+    ``torch.Generator``, a ``numpy.random.Generator``, ``torch.Generator`` or
+    ``random.Random``) makes
     the draws reproducible, and therefore predictable to whoever knows the
     seed: use it for experiments, not for defense. ``probs`` defaults to
     uniform (the paper); arbitrary probabilities are honoured (the authors'
@@ -96,9 +97,12 @@ class MixTailor(Rule):
         self._pool = RulePool(tuple(pool), probs)
         if rng is None:
             rng = random.SystemRandom()
+        elif isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+            # a seed, as make_rule("mixtailor", rng=...) and paper_pool take one
+            rng = torch.Generator().manual_seed(check_int("MixTailor", "rng", rng, low=0))
         elif not isinstance(rng, (np.random.Generator, torch.Generator, random.Random)):
             raise TypeError(
-                "MixTailor: rng must be None, numpy.random.Generator, torch.Generator or "
+                "MixTailor: rng must be None, an int seed, numpy.random.Generator, torch.Generator or "
                 f"random.Random, got {type(rng).__name__}"
             )
         self.rng = rng

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from numbers import Integral
 from typing import Callable
 
-import torch
-
-from .._checks import check_int
 from .bucketing import Bucketing
 from .bulyan import Bulyan
 from .clipping import CenteredClipping
@@ -87,10 +83,8 @@ def _mixtailor(f: int = 0, pool="paper", probs=None, seed=None, rng=None):
     """``pool``: "paper" (64 rules), a comma list of families of the paper pool
     ("krum,comed,geomed"), or a sequence of rules / rule names. ``seed`` draws the
     pool's norms; ``rng`` seeds the per-step draw (predictable: experiments only): a
-    generator MixTailor takes, or an int seed of a new ``torch.Generator`` (as
-    bucketing's ``generator``: a config can only hold a number)."""
-    if isinstance(rng, Integral) and not isinstance(rng, bool):
-        rng = torch.Generator().manual_seed(check_int("mixtailor", "rng", rng, low=0))
+    generator MixTailor takes, or an int seed of a new ``torch.Generator`` (MixTailor
+    takes one too; a config can only hold a number)."""
     if isinstance(pool, str):
         if pool == "paper":
             rules = paper_pool(f, seed)
