@@ -77,6 +77,20 @@ def test_nested_bases_accept_names_dicts_and_objects():
         as_rule(3)
 
 
+def test_a_pool_may_hold_the_mean():
+    """"mean" in a pool with f > 0 raised "mean: f must be <= 0": it is the mean
+    (tolerating 0 rows by definition), as the trainer's aggregator="mean" is."""
+    assert as_rule("mean", 2) == Mean(f=0)
+    mt = make_rule("mixtailor", f=2, pool=["mean", "krum"], rng=1)
+    assert mt.pool == (Mean(f=0), Krum(f=2, p=2.0))
+    G = torch.randn(12, 3, generator=torch.Generator().manual_seed(0))
+    # buckets of 2 of 12 rows: the mean of the bucket means is the mean
+    torch.testing.assert_close(make_rule("bucketing", base="mean", s=2, generator=0)(G), G.mean(0))
+    torch.testing.assert_close(mt.pool[0](G), G.mean(0))
+    with pytest.raises(ValueError, match=r"mean: f must be <= 0, got 2"):  # asked for explicitly: still refused
+        make_rule("mean", f=2)
+
+
 def test_mixtailor_pool_specs():
     mt = make_rule("mixtailor", f=1, pool="krum,comed", seed=1)
     assert len(mt.pool) == 32

@@ -57,7 +57,9 @@ def as_rule(spec, f: int | None = None):
 
     ``"krum"`` is ``make_rule("krum", f=f)``; ``{"name": "krum", "p": 3}`` is
     ``make_rule("krum", f=f, p=3)`` (a dict's own ``"f"`` wins). ``f`` is passed
-    on only to rules that take one (as ``b`` to ``trimmed_mean``). Rule objects (any callable) pass through.
+    on only to rules that take one (as ``b`` to ``trimmed_mean``), not to ``mean``,
+    which tolerates no Byzantine row by definition (``Mean(f=0)``, as the trainer
+    builds it: a pool with the mean was refused). Rule objects (any callable) pass through.
     """
     if isinstance(spec, str):
         spec = {"name": spec}
@@ -67,7 +69,7 @@ def as_rule(spec, f: int | None = None):
         if not isinstance(name, str):
             raise ValueError(f"as_rule: a rule dict must have a 'name' string, got {spec!r}")
         factory = _REGISTRY.get(name)
-        if f is not None and "f" not in params and factory is not None:
+        if f is not None and "f" not in params and factory is not None and name != "mean":
             accepted = _params_of(factory)
             if "f" in accepted:
                 params["f"] = f
