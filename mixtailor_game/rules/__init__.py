@@ -3,6 +3,11 @@
 Every rule is a pure function (``krum(G, f, p)``) plus a frozen config object
 (``Krum(f=2, p=2.0)(G)``); ``make_rule(name, **params)`` builds any of them by
 the name the CLI uses. ``G`` is a ``Tensor[n, d]``, one row per worker.
+
+On CPU, rows of ``n * d >= 2**19`` entries run ``torch.compile``d kernels: the
+first call of each compiles it (seconds), which pays in a training run or a
+solver's search; ``MIXTAILOR_COMPILE=off`` in the environment turns them off for
+one-off calls (:mod:`._compile`).
 """
 
 from ._distances import lp_norm_rows, pairwise_distances
