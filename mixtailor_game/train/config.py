@@ -93,10 +93,13 @@ class TrainConfig:
         (the mean of the honest rows only: the no-attack reference).
     rule_params : extra keyword arguments of ``make_rule(aggregator, ...)``.
     pool : for ``mixtailor``: ``"paper"`` (the 64 rules of ``paper_pool``)
-        or a comma list of rule names (each built with ``make_rule(name, f=f)``).
+        or a comma list of rule names (each built with ``as_rule(name, f)``: ``f``
+        passed as ``b`` to ``trimmed_mean``, none to ``mean``).
     probs : for ``mixtailor``: ``None`` (uniform), a list of probabilities, a
         comma list, or the path of a JSON file (a list, or an object with a
-        ``"probs"`` entry, as written by ``mixtailor-game game``).
+        ``"probs"`` entry, as written by ``mixtailor-game game``); non-negative
+        weights, divided by their sum (``1,1,2`` is 1/4, 1/4, 1/2; ``MixTailor``
+        itself asks for a sum of 1).
     deterministic_draw : seed MixTailor's draw and bucketing's permutation
         from ``seed`` (reproducible and resumable, but predictable); default:
         OS entropy (DESIGN.md), and then a resumed run continues correctly but
