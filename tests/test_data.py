@@ -134,7 +134,7 @@ def test_missing_directory(tmp_path):
 def test_missing_file_names_the_file(tmp_path):
     write_mnist_like(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(FileNotFoundError, match=r"mnist: file .*t10k-labels-idx1-ubyte\[\.gz\] not found; pass --data-dir with the four IDX files"):
+    with pytest.raises(FileNotFoundError, match=r"mnist: file .*t10k-labels-idx1-ubyte\[\.gz\] not found; pass --data-dir \(data_dir= in Python\) with the four IDX files"):
         load_dataset("mnist", tmp_path)
 
 

@@ -81,7 +81,7 @@ def load_dataset(name: str, data_dir=None) -> Dataset:
             raise DataFileError(f"{exc} (or install it: apt-get install dataset-fashion-mnist)") from None
     if data_dir is None:
         what = "the four MNIST IDX files" if name == "mnist" else "the CIFAR-10 python batches"
-        raise DataFileError(f"{name}: no data directory given; pass --data-dir with {what}")
+        raise DataFileError(f"{name}: no data directory given; pass --data-dir (data_dir= in Python) with {what}")
     if name == "mnist":
         return load_idx_dataset(name, data_dir, *_MNIST_STATS)
     return load_cifar10(data_dir)

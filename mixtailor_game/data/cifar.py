@@ -24,7 +24,7 @@ __all__ = ["CIFAR10_FILES", "CIFAR10_MEAN", "CIFAR10_STD", "load_cifar10"]
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-_HINT = "pass --data-dir with the CIFAR-10 python batches (data_batch_1..data_batch_5, test_batch)"
+_HINT = "pass --data-dir (data_dir= in Python) with the CIFAR-10 python batches (data_batch_1..data_batch_5, test_batch)"
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:

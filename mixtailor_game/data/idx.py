@@ -132,7 +132,7 @@ def load_idx_dataset(where: str, directory, mean: float, std: float, num_classes
     them again; its tensors are shared, so do not modify them in place.
     """
     names = ", ".join(s for pair in IDX_FILES.values() for s in pair)
-    hint = f"pass --data-dir with the four IDX files ({names}, plain or .gz)"
+    hint = f"pass --data-dir (data_dir= in Python) with the four IDX files ({names}, plain or .gz)"
     directory = data_directory(where, directory, hint)
     paths = {split: tuple(find_file(where, directory, stem, hint) for stem in IDX_FILES[split])
              for split in ("train", "test")}
