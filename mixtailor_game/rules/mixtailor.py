@@ -199,7 +199,8 @@ def paper_pool(f: int, rng=None) -> list:
     with ``p = 1`` equals comed (the l_1 objective separates by coordinate);
     Bulyan(comed, comed) depends on ``p`` only through the nearest-row choice.
     Bulyan needs ``n >= 4f + 3``, so with f = 2 the pool needs n >= 11; the
-    paper drops Bulyan for f = 4 at n = 12 (use ``families=`` below for that).
+    paper drops Bulyan for f = 4 at n = 12 (use :func:`pool_from_families` with
+    ``families=("krum", "comed", "geomed")`` for that).
     """
     return pool_from_families(f, ("krum", "comed", "geomed", "bulyan"), rng)
 
