@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from numbers import Integral
 
 import torch
 
 from .._checks import check_int, fail
 from ..rules import MixTailor, RulePool
 from ..rules.base import finite_rows
+from ..rules.state import seeded_generator
 
 KNOWLEDGE = ("full", "partial:K", "own")
 
@@ -200,6 +200,5 @@ def make_view(honest_all, *, n, f, knowledge="full", defense=None, model=None, s
     # copies: a slice would keep every honest row reachable through its storage, and an
     # attack writing into its view would change the rows the server aggregates
     own = own.clone() if isinstance(own, torch.Tensor) else own
-    if isinstance(rng, Integral) and not isinstance(rng, bool):  # a seed, as MixTailor takes one
-        rng = torch.Generator().manual_seed(check_int("make_view", "rng", rng, low=0))
+    rng = seeded_generator("make_view", "rng", rng)  # an int seed, as MixTailor takes one
     return AdversaryView(honest_all[:K].clone(), n, f, defense=defense, model=model, step=step, rng=rng, own=own)

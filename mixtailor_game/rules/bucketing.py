@@ -28,6 +28,7 @@ import torch
 from .._checks import check_int, fail
 from ._wrap import check_base, resolve_base
 from .base import Rule, check_gradients, mean_over, name_field, tuning_field
+from .state import seeded_generator
 
 
 def _check_generator(where: str, generator) -> torch.Generator:
@@ -239,11 +240,9 @@ class Bucketing(Rule):
             base, f = self._resolve_resample_base(s)
         object.__setattr__(self, "base", base)
         object.__setattr__(self, "f", f)
-        gen = self.generator
-        if isinstance(gen, int) and not isinstance(gen, bool):
-            seed = check_int("bucketing", "generator", gen, low=0)
-            object.__setattr__(self, "generator", torch.Generator().manual_seed(seed))
-        elif gen is not None and not isinstance(gen, torch.Generator):
+        gen = seeded_generator("bucketing", "generator", self.generator)
+        object.__setattr__(self, "generator", gen)
+        if gen is not None and not isinstance(gen, torch.Generator):
             raise TypeError(
                 f"bucketing: generator must be None or a torch.Generator, got {type(gen).__name__} "
                 "(an int seeds a new torch.Generator)"

@@ -15,6 +15,7 @@ from .bulyan import Bulyan
 from .krum import Krum
 from .geomed import Geomed
 from .median import Comed
+from .state import seeded_generator
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,9 @@ class MixTailor(Rule):
 
     def __init__(self, pool: Sequence, probs=None, rng=None):
         self._pool = RulePool(tuple(pool), probs)
+        rng = seeded_generator("MixTailor", "rng", rng)  # an int seed, as paper_pool takes one
         if rng is None:
             rng = random.SystemRandom()
-        elif isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-            # a seed, as make_rule("mixtailor", rng=...) and paper_pool take one
-            rng = torch.Generator().manual_seed(check_int("MixTailor", "rng", rng, low=0))
         elif not isinstance(rng, (np.random.Generator, torch.Generator, random.Random)):
             raise TypeError(
                 "MixTailor: rng must be None, an int seed, numpy.random.Generator, torch.Generator or "

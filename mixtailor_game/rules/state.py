@@ -34,15 +34,27 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from numbers import Integral
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from .._checks import check_int
+
 GENERATOR_ATTRS = ("generator", "rng")
 
 
 # --------------------------------------------------------------------------- generators
+def seeded_generator(where: str, param: str, value):
+    """``value`` itself, or a new CPU ``torch.Generator`` seeded with it when it is an int
+    seed (``>= 0``; ``bool`` is not one): what an int passed as a generator means,
+    since a config can only hold a number (bucketing, MixTailor, ``make_view``)."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return torch.Generator().manual_seed(check_int(where, param, value, low=0))
+    return value
+
+
 def generator_state(gen) -> dict | None:
     """A serializable snapshot of ``gen``'s state, or ``None`` when it has none to keep.
 
