@@ -285,7 +285,7 @@ def r_geomed_one_step(c, b):
     dist = torch.linalg.vector_norm((c.G - z0).double(), dim=1)
     if bool((dist > 1.0 / (c.n * BLADES_EPS)).any()):
         raise Excluded("a row farther than 1/(n eps) from the mean: Blades floors its weight at eps")
-    res = geomed_solve(c.G, 2.0, nu=BLADES_EPS, max_iter=1, tol=0.0, start=z0, memory=0)
+    res = geomed_solve(c.G, 2.0, nu=BLADES_EPS, max_iter=1, tol=0.0, start=z0, memory=0, span=False)
     theirs = b.mods["aggregators.geomed"].Geomed(maxiter=1, eps=BLADES_EPS, ftol=0.0)(_rows(c.byz()))
     return [(res.z, theirs, "T=1 from the mean, nu=eps=1e-6")]
 

@@ -224,7 +224,7 @@ def r_geomed_fixed(c, b):
     slack = 4 * float(torch.finfo(c.G.dtype).eps) * obj[0]  # rounding of an objective in the rows' dtype
     out = []
     for T in Ts:
-        res = geomed_solve(c.G, 2.0, nu=nu, max_iter=T, tol=0.0, start=torch.zeros_like(c.G[0]), memory=0)
+        res = geomed_solve(c.G, 2.0, nu=nu, max_iter=T, tol=0.0, start=torch.zeros_like(c.G[0]), memory=0, span=False)
         rose = [t for t in range(1, T + 1) if obj[t] > min(obj[:t]) + slack]
         if not rose:
             out.append((res.z, iterates[T], f"T={T}"))

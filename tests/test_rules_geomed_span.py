@@ -14,12 +14,7 @@ D = 8192  # 12 x 8192 entries: above SPAN_MIN_ELEMENTS, so the span path applies
 
 def _iterate_on_rows(X, **kw):
     """The rule without the span path (IRLS on the rows)."""
-    old = gm.SPAN_MIN_ELEMENTS
-    gm.SPAN_MIN_ELEMENTS = 10**18
-    try:
-        return gm.geomed_solve(X, 2.0, **kw)
-    finally:
-        gm.SPAN_MIN_ELEMENTS = old
+    return gm.geomed_solve(X, 2.0, span=False, **kw)
 
 
 def _objective(z, X):
@@ -152,3 +147,17 @@ def test_where_newton_does_not_settle_it_the_small_problem_is_iterated(monkeypat
     assert iterated.iterations > 1  # the small IRLS ran
     f_newton, f_iterated = _objective(newton.z, X), _objective(iterated.z, X)
     assert abs(f_iterated - f_newton) <= 1e-7 * f_newton
+
+
+def test_span_option_picks_the_path():
+    X = _honest(k=12)
+    assert gm.geomed_solve(X, 2.0).iterations == 1  # auto: in the span at this size
+    assert gm.geomed_solve(X, 2.0, span=False).iterations > 1
+    small = _honest(k=5, d=40, dtype=torch.float64)  # below SPAN_MIN_ELEMENTS: iterated unless asked
+    assert gm.geomed_solve(small, 2.0).iterations > 1
+    forced, rows = gm.geomed_solve(small, 2.0, span=True), gm.geomed_solve(small, 2.0, span=False)
+    assert forced.iterations == 1
+    assert _objective(forced.z, small) <= _objective(rows.z, small) * (1 + 1e-12)
+    with pytest.raises(TypeError, match="span"):
+        from mixtailor_game.rules import geomed
+        geomed(X, 2.0, spam=True)
