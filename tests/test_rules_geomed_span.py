@@ -161,3 +161,19 @@ def test_span_option_picks_the_path():
     with pytest.raises(TypeError, match="span"):
         from mixtailor_game.rules import geomed
         geomed(X, 2.0, spam=True)
+
+
+@pytest.mark.parametrize("t", [1.0, 100.0, 1e4])
+def test_far_copies_leave_the_median_of_float32_rows_exact(t):
+    # Byzantine copies far out pull the rows' mean away from the honest ones: the Gram
+    # matrix is then recentred on the medoid row (float32) so the honest rows' products
+    # do not round at the far rows' scale. The IRLS on the same float32 rows is ~3e-4 of
+    # the spread off at t = 100 and 1e4 (its objective's rounding floor).
+    V = _honest()
+    X = torch.cat([(-t * V.sum(0)).expand(2, -1), V]).contiguous()
+    reference = gm.geomed_solve(X.double(), 2.0, span=False, tol=1e-13, max_iter=5000).z
+    spread = float(torch.linalg.vector_norm(V.double() - V.double().mean(0), dim=1).mean())
+    z = gm.geomed_solve(X, 2.0).z
+    assert float((z.double() - reference).norm()) <= 1e-6 * spread
+    reps, _ = gm._distinct_rows(X)
+    assert gm._centered_gram(X, reps) is not None  # resolved in float32 or float64, not given up

@@ -463,42 +463,74 @@ UPCAST_ELEMENTS = 1 << 16
 # rows) is solved in the rows' span (_span_solve); smaller inputs iterate on the rows
 SPAN_MIN_ELEMENTS = UPCAST_ELEMENTS
 SPAN_MAX_ROWS = 64
-# The span's Gram matrix resolves the rows' distances to ~eps64 * max |x_i - m|^2; past
-# this ratio to the typical squared distance (~1e-8 relative) the rows are iterated on
-SPAN_CONDITION = 1e8
-
-
+# A Gram matrix is used when its rounding (about 2 eps |x_i - m| |x_j - m| per entry,
+# measured 1.7 eps for float32 blocks) costs every pair's squared distance at most this,
+# relative: float32 rows' IRLS distances carry up to 2.2e-6 (GeomedResult)
+GRAM_TOLERANCE = 1e-6
 GRAM_BLOCK = 4096  # float32 columns per block product (float32 sums within, float64 across)
 
 
-def _centered_gram(X: torch.Tensor) -> torch.Tensor:
-    """``(X - m)(X - m)^T`` in float64, ``m`` the rows' mean: one pass over ``X``.
+def _gram_resolves(K: torch.Tensor, eps: float) -> bool:
+    """Whether the centered Gram matrix ``K`` of distinct rows, computed with unit
+    roundoff ``eps``, gives every pair's squared distance within ``GRAM_TOLERANCE``."""
+    sq = K.diagonal()
+    D2 = sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * K
+    noise = 2.0 * eps * (sq.unsqueeze(0) * sq.unsqueeze(1)).sqrt()
+    off = ~torch.eye(K.shape[0], dtype=torch.bool, device=K.device)
+    return bool(torch.isfinite(K).all()) and bool((noise[off] <= GRAM_TOLERANCE * D2[off]).all())
 
-    Float32 rows are centered in float32 and multiplied in blocks of ``GRAM_BLOCK``
-    columns (float32 sums of 4,096 terms, added in float64): 1.2 ms at n = 12,
-    d = 184,586 on two threads, ~1e-7 relative of the squared norms, against 2.7
-    ms for a float64 product of a float64 copy. That copy is used for other
-    dtypes and where float32 would round: products near float32's range limits,
-    or a mean so large next to the spread that centering in float32 loses digits."""
+
+def _block_gram(C: torch.Tensor) -> torch.Tensor:
+    """``C C^T`` of float32 rows in float64 (on the CPU): float32 products of blocks of
+    ``GRAM_BLOCK`` columns (sums of 4,096 terms), added in float64."""
+    n, d = C.shape
+    nb = d // GRAM_BLOCK
+    K = torch.zeros(n, n, dtype=torch.float64, device=C.device)
+    if nb:
+        blocks = C[:, : nb * GRAM_BLOCK].reshape(n, nb, GRAM_BLOCK).transpose(0, 1)
+        K += torch.bmm(blocks, blocks.transpose(1, 2)).double().sum(0)
+    if nb * GRAM_BLOCK < d:
+        rest = C[:, nb * GRAM_BLOCK :]
+        K += (rest @ rest.T).double()
+    return K.cpu()
+
+
+def _medoid(K: torch.Tensor) -> int:
+    """The row with the least sum of distances, from a (coarse) Gram matrix."""
+    sq = K.diagonal()
+    D2 = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * K).clamp_min(0.0)
+    return int(torch.argmin(D2.sqrt().nan_to_num(nan=math.inf).sum(1)))
+
+
+def _centered_gram(X: torch.Tensor, rows: list) -> torch.Tensor | None:
+    """``(X_r - c)(X_r - c)^T`` in float64 (on the CPU) for the rows ``rows`` of ``X``, about
+    a centre ``c`` (distances do not depend on it, the rounding does). None when it
+    cannot resolve their distances (:func:`_gram_resolves`).
+
+    Float32 rows: centred on their mean in float32, block products
+    (:func:`_block_gram`): 1.2 ms at n = 12, d = 184,586 on two threads. Where a
+    row far from the others pulls the mean away from the rest (their products then
+    round at the far row's scale), once more centred on the medoid row, which sits
+    among the rest. Otherwise, and for other dtypes, float64 products of column
+    chunks centred on the medoid (2.5-4 ms there)."""
+    centre = None
     if X.dtype == torch.float32:
-        m = X.mean(0)
-        C = X - m
-        n, d = C.shape
-        nb = d // GRAM_BLOCK
-        K = torch.zeros(n, n, dtype=torch.float64, device=X.device)
-        if nb:
-            blocks = C[:, : nb * GRAM_BLOCK].reshape(n, nb, GRAM_BLOCK).transpose(0, 1)
-            K += torch.bmm(blocks, blocks.transpose(1, 2)).double().sum(0)
-        if nb * GRAM_BLOCK < d:
-            rest = C[:, nb * GRAM_BLOCK :]
-            K += (rest @ rest.T).double()
-        sq = K.diagonal()
-        top, mean_sq = float(sq.max()), float(sq.mean())
-        if math.isfinite(top) and 1e-30 < top < 1e30 and float(torch.dot(m, m)) <= 1e2 * mean_sq:
-            return K
-    C = X.double()
-    C = C - C.mean(0)
-    return C @ C.T
+        for attempt in range(2):
+            centre = X.mean(0) if attempt == 0 else X[rows[_medoid(K)]]
+            K = _block_gram(X - centre)[rows][:, rows]
+            if not 1e-30 < float(K.diagonal().max()) < 1e30:
+                break  # float32 products would underflow or overflow: float64
+            if _gram_resolves(K, torch.finfo(torch.float32).eps):
+                return K
+        if not bool(torch.isfinite(K).all()):
+            centre = None
+    centre = (X.double().mean(0) if centre is None else centre.double())
+    K = torch.zeros(X.shape[0], X.shape[0], dtype=torch.float64, device=X.device)
+    for s in range(0, X.shape[1], GRAM_BLOCK * 4):
+        C = X[:, s : s + GRAM_BLOCK * 4].double() - centre[s : s + GRAM_BLOCK * 4]
+        K += C @ C.T
+    K = K.cpu()[rows][:, rows]
+    return K if _gram_resolves(K, torch.finfo(torch.float64).eps) else None
 
 
 def _distinct_rows(X: torch.Tensor) -> tuple[list, list]:
@@ -597,20 +629,14 @@ def _span_solve(X: torch.Tensor, nu: float) -> GeomedResult | None:
     mult = torch.bincount(owner_t, minlength=len(reps)).double()
     if len(reps) == 1:  # every row the same point
         return GeomedResult(X[0].clone(), True, 0, 0.0, torch.zeros(X.shape[0], dtype=torch.float64, device=X.device))
-    K = _centered_gram(X).cpu()  # of every row (no copy of the distinct ones), then theirs
-    if not bool(torch.isfinite(K).all()):
+    K = _centered_gram(X, reps)  # of every row (no copy of the distinct ones), then theirs
+    if K is None:
         return None
-    K = K[reps][:, reps]
     evals, U = torch.linalg.eigh(K)
-    sq = K.diagonal()
     keep = evals > len(reps) * torch.finfo(torch.float64).eps * max(float(evals[-1]), 0.0)
     Y = U[:, keep] * evals[keep].sqrt()
     D2 = torch.cdist(Y, Y).square()
-    off = D2[~torch.eye(len(reps), dtype=torch.bool)]
-    typical = float(off.median())
-    if not typical > 0 or float(sq.max()) > SPAN_CONDITION * typical:
-        return None
-    scale = math.sqrt(typical)
+    scale = math.sqrt(float(D2[~torch.eye(len(reps), dtype=torch.bool)].median()))
     w = _small_l2_median(Y.numpy(), mult.numpy(), scale)
     iterations, converged = 1, True
     if w is None:
