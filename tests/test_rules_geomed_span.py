@@ -177,3 +177,50 @@ def test_far_copies_leave_the_median_of_float32_rows_exact(t):
     assert float((z.double() - reference).norm()) <= 1e-6 * spread
     reps, _ = gm._distinct_rows(X)
     assert gm._centered_gram(X, reps) is not None  # resolved in float32 or float64, not given up
+
+
+bl = importlib.import_module("mixtailor_game.rules.bulyan")
+
+
+def _select_iterating(X, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(bl, "span_applies", lambda X, p: False)
+        m.setattr(gm, "SPAN_MIN_ELEMENTS", 10**18)
+        return bl.bulyan_select(X, 2, "geomed", 2.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bulyan_geomed_selection_from_one_gram_matches_the_irls_rounds(seed, monkeypatch):
+    V = _honest(seed=seed)
+    for t in (0.0, 0.1, 0.3, 3.0, 300.0):
+        X = torch.cat([(-t * V.sum(0)).expand(2, -1), V]).contiguous()
+        calls = []
+        real = gm.SpanMedian.of
+        monkeypatch.setattr(gm.SpanMedian, "of", classmethod(lambda cls, X: calls.append(1) or real(X)))
+        shared = bl.bulyan_select(X, 2, "geomed", 2.0)
+        monkeypatch.setattr(gm.SpanMedian, "of", real)
+        assert calls == [1]  # one Gram for the whole selection
+        assert shared == _select_iterating(X, monkeypatch), t
+
+
+def test_span_pick_falls_back_to_the_rows_on_a_tie():
+    g = torch.Generator().manual_seed(5)
+    c = torch.randn(D, generator=g)
+    vs = [torch.randn(D, generator=g) for _ in range(3)]
+    X = torch.stack([c + s * v for v in vs for s in (1.0, -1.0)] + [c + 0.5 * vs[0], c - 0.5 * vs[0]]).contiguous()
+    span = gm.SpanMedian.of(X)
+    remaining = list(range(X.shape[0]))
+    ok = torch.ones(X.shape[0], dtype=torch.bool)
+    j, target = bl._pick_span(X, ok, span, remaining)
+    # rows 6 and 7 are equally near the median c: the Gram cannot split them, the rows do
+    assert j == bl.nearest_row(X, target, 2.0, ok)
+    assert j in (6, 7)
+
+
+def test_copies_tie_to_the_lowest_index_in_a_span_pick():
+    V = _honest()
+    X = torch.cat([V[:1], V[:1], V[1:]]).contiguous()  # two copies of the most central row?
+    span = gm.SpanMedian.of(X)
+    ok = torch.ones(X.shape[0], dtype=torch.bool)
+    j, target = bl._pick_span(X, ok, span, list(range(X.shape[0])))
+    assert j == bl.nearest_row(X, target, 2.0, ok)

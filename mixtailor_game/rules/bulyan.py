@@ -12,7 +12,7 @@ from .._checks import check_int, check_regime, fail
 from ._distances import check_p, nearest_row, ranking_squared_distances, squared_distances
 from ._network import closest_to_median_rows
 from .base import Rule, check_gradients, finite_rows, mean_rows, name_field
-from .geomed import check_geomed_p, geomed, geomed_solve
+from .geomed import GRAM_TOLERANCE, SpanMedian, check_geomed_p, geomed, geomed_solve, span_applies
 from .krum import krum, scores_from_squared
 from .median import comed
 
@@ -60,6 +60,29 @@ def _pick_nearest(rows: torch.Tensor, ok: torch.Tensor, select: str, p: float, s
         if res.distances is not None and pool is rows:  # the IRLS's distances at target
             known = res.distances
     return nearest_row(rows, target, p, ok, known), target
+
+
+def _pick_span(rows: torch.Tensor, ok: torch.Tensor, span: SpanMedian, remaining: list[int]):
+    """:func:`_pick_nearest` for an l_2 geomed selection from the rows' span: the round's
+    median from the Gram matrix (no IRLS, no pass but the average), and its nearest row
+    from the Gram distances when the runner-up is farther by more than their error
+    (the Gram's rounding plus the target's own rounding to the rows' dtype), else by
+    :func:`nearest_row` on the rows."""
+    w, _, _ = span.weights(remaining, nu=1e-6)  # geomed_solve's default, as _pick_nearest
+    target = span.median(w)
+    dist = span.squared_distances(w, remaining).sqrt()
+    # copies of a row get the same distance bitwise: the first of them (lowest index) is
+    # the pick, and the runner-up is the nearest row that is not a copy of it
+    order = torch.sort(dist, stable=True).indices.tolist()
+    owners = [span.owner[i] for i in remaining]
+    others = [i for i in order if owners[i] != owners[order[0]]]
+    if others:
+        best, second = float(dist[order[0]]), float(dist[others[0]])
+        # rounding the average to the rows' dtype moves it by ~eps per entry and per row summed
+        moved = 4.0 * rows.shape[0] * torch.finfo(rows.dtype).eps * float(torch.linalg.vector_norm(target.double()))
+        if second - best > 2.0 * moved + 2.0 * GRAM_TOLERANCE * second:
+            return order[0], target
+    return nearest_row(rows, target, 2.0, ok), target
 
 
 def bulyan_select(G: torch.Tensor, f: int, select: str = "krum", p: float = 2.0, memo: dict | None = None,
@@ -119,6 +142,8 @@ def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=
     target = None
     theta = G.shape[0] - 2 * f
     fixed = None  # (round, rows left) where only fixed rows were first left
+    # an l_2 geomed selection: every round's median from one Gram pass (None: each round iterates)
+    span = SpanMedian.of(G) if select == "geomed" and bool(ok.all()) and span_applies(G, p) else None
     for k in range(theta):
         if use_memo and remaining[0] >= fixed_from:  # every row left is fixed
             key = tuple(remaining)
@@ -131,7 +156,10 @@ def nearest_selection(G: torch.Tensor, f: int, select: str, p: float, start_for=
         hint = start_for(k, chosen) if start_for is not None and select == "geomed" else None
         if hint is not None:
             start, patience = hint
-        j, target = _pick_nearest(rows, ok, select, p, start, patience)
+        if span is not None:
+            j, target = _pick_span(rows, ok, span, remaining)
+        else:
+            j, target = _pick_nearest(rows, ok, select, p, start, patience)
         chosen.append(remaining.pop(j))
         targets.append(target if keep_targets else None)
         for i in range(j, rows.shape[0] - 1):

@@ -609,51 +609,100 @@ def _small_l2_median(Y: np.ndarray, m: np.ndarray, scale: float) -> np.ndarray |
     return None
 
 
-def _span_solve(X: torch.Tensor, nu: float) -> GeomedResult | None:
-    """The l_2 geometric median of finite rows ``X`` (``(n, d)``, ``d > n``) in their span.
+class SpanMedian:
+    """l_2 geometric medians of finite rows ``X`` (``(n, d)``, ``d > n``) and of subsets of
+    them, solved in the rows' span from one Gram pass.
 
     Weiszfeld's iterates are weighted averages of the rows and l_2 distances do
-    not change under a rotation: the problem on ``X`` is the same problem on the
-    distinct rows' coordinates ``Y`` (``(k, r)``, ``r < k <= n``, float64) in an
-    orthonormal basis of their centered span, ``Y Y^T = (X - m)(X - m)^T`` (one
-    pass over ``X``, :func:`_centered_gram`), each weighted by its number of
-    copies. There it is solved to ~1e-12 relative (:func:`_small_l2_median`, or
-    :func:`geomed_solve` on ``Y`` when that does not settle it), and the answer is
-    the rows' average with the weights ``w`` of Weiszfeld's map at that solution
-    (one more pass): ``w^T X``, a convex combination of the rows. Returns None
-    (the caller iterates on ``X``) when the Gram matrix cannot resolve the rows'
-    distances: a row so far from the others that rounding in the Gram matrix
-    would cost more than ~1e-8 relative."""
-    reps, owner = _distinct_rows(X)
-    owner_t = torch.tensor(owner)
-    mult = torch.bincount(owner_t, minlength=len(reps)).double()
-    if len(reps) == 1:  # every row the same point
-        return GeomedResult(X[0].clone(), True, 0, 0.0, torch.zeros(X.shape[0], dtype=torch.float64, device=X.device))
-    K = _centered_gram(X, reps)  # of every row (no copy of the distinct ones), then theirs
-    if K is None:
+    not change under a rotation: the problem on rows ``S`` is the same problem on
+    their distinct rows' coordinates ``Y`` (``(k, r)``, ``r < k``, float64) in an
+    orthonormal basis of their centred span, ``Y Y^T = K`` (the centred Gram
+    matrix, :func:`_centered_gram`, one pass over ``X`` for every subset), each
+    weighted by its number of copies. There it is solved to ~1e-12 relative
+    (:func:`_small_l2_median`, or :func:`geomed_solve` on ``Y`` when that does not
+    settle it), and the median is the rows' average with the weights ``w`` of
+    Weiszfeld's map at that solution: ``w^T S``, a convex combination of the rows
+    (one pass over them). Bulyan's geomed selection solves its rounds' subsets from
+    one instance. ``SpanMedian.of(X)`` is None when the Gram matrix cannot resolve
+    the rows' distances (:func:`_gram_resolves`): the caller iterates on the rows.
+    """
+
+    def __init__(self, X: torch.Tensor, reps: list, owner: list, K: torch.Tensor | None):
+        self.X, self.reps, self.owner, self.K = X, reps, owner, K
+
+    @classmethod
+    def of(cls, X: torch.Tensor) -> "SpanMedian | None":
+        reps, owner = _distinct_rows(X)
+        if len(reps) == 1:  # every row the same point
+            return cls(X, reps, owner, None)
+        K = _centered_gram(X, reps)  # of every row (no copy of the distinct ones), then theirs
+        return None if K is None else cls(X, reps, owner, K)
+
+    def weights(self, rows: list, nu: float) -> tuple[torch.Tensor, int, bool]:
+        """Weights over every row of ``X`` (zero off ``rows``, float64, summing to 1) whose
+        average of ``X`` is the median of the rows ``rows``, and the small solve's
+        iterations and convergence."""
+        present = sorted({self.owner[i] for i in rows})
+        w = torch.zeros(self.X.shape[0], dtype=torch.float64)
+        if len(present) == 1:
+            w[self.reps[present[0]]] = 1.0
+            return w, 0, True
+        slot = {k: j for j, k in enumerate(present)}
+        mult = torch.zeros(len(present), dtype=torch.float64)
+        for i in rows:
+            mult[slot[self.owner[i]]] += 1.0
+        K = self.K[present][:, present]
+        evals, U = torch.linalg.eigh(K)
+        keep = evals > len(present) * torch.finfo(torch.float64).eps * max(float(evals[-1]), 0.0)
+        Y = U[:, keep] * evals[keep].sqrt()
+        D2 = torch.cdist(Y, Y).square()
+        scale = math.sqrt(float(D2[~torch.eye(len(present), dtype=torch.bool)].median()))
+        wk = _small_l2_median(Y.numpy(), mult.numpy(), scale)
+        iterations, converged = 1, True
+        if wk is None:
+            small = geomed_solve(Y.repeat_interleave(mult.long(), dim=0), 2.0, nu=nu, objective=False)
+            converged = small.converged
+            ry = torch.linalg.vector_norm(Y - small.z, dim=1)
+            on = ry <= 1e-12 * scale
+            wk = (on.double() if bool(on.any()) else mult / ry.clamp_min(nu)).numpy()
+            wk = wk / wk.sum()
+            iterations += small.iterations
+        w[[self.reps[k] for k in present]] = torch.from_numpy(np.ascontiguousarray(wk))
+        return w, iterations, converged
+
+    def squared_distances(self, w: torch.Tensor, rows: list) -> torch.Tensor:
+        """``||w^T X - x_i||^2`` for the rows ``rows`` (float64), from the Gram matrix:
+        within ~``GRAM_TOLERANCE`` relative (Bulyan's nearest-row screen takes them as
+        known distances)."""
+        if self.K is None:
+            return torch.zeros(len(rows), dtype=torch.float64)
+        wr = torch.zeros(len(self.reps), dtype=torch.float64).index_add_(0, torch.tensor(self.owner), w)
+        Kw = self.K @ wr
+        own = torch.tensor([self.owner[i] for i in rows])
+        return (float(wr @ Kw) - 2.0 * Kw[own] + self.K.diagonal()[own]).clamp_min(0.0)
+
+    def median(self, w: torch.Tensor) -> torch.Tensor:
+        """``w^T X`` in the rows' dtype (one pass)."""
+        return w.to(device=self.X.device, dtype=self.X.dtype) @ self.X
+
+
+def _span_solve(X: torch.Tensor, nu: float) -> GeomedResult | None:
+    """:func:`geomed_solve` for p = 2 in the rows' span (:class:`SpanMedian`), or None."""
+    span = SpanMedian.of(X)
+    if span is None:
         return None
-    evals, U = torch.linalg.eigh(K)
-    keep = evals > len(reps) * torch.finfo(torch.float64).eps * max(float(evals[-1]), 0.0)
-    Y = U[:, keep] * evals[keep].sqrt()
-    D2 = torch.cdist(Y, Y).square()
-    scale = math.sqrt(float(D2[~torch.eye(len(reps), dtype=torch.bool)].median()))
-    w = _small_l2_median(Y.numpy(), mult.numpy(), scale)
-    iterations, converged = 1, True
-    if w is None:
-        Yall = Y[owner_t]
-        small = geomed_solve(Yall, 2.0, nu=nu, objective=False)
-        converged = small.converged
-        ry = torch.linalg.vector_norm(Y - small.z, dim=1)
-        on = ry <= 1e-12 * scale
-        w = (on.double() if bool(on.any()) else mult / ry.clamp_min(nu)).numpy()
-        w = w / w.sum()
-        iterations += small.iterations
-    w = torch.from_numpy(np.ascontiguousarray(w))
-    w_rows = torch.zeros(X.shape[0], dtype=torch.float64).index_copy_(0, torch.tensor(reps), w)
-    z = w_rows.to(device=X.device, dtype=X.dtype) @ X
+    w, iterations, converged = span.weights(list(range(X.shape[0])), nu)
+    z = span.median(w)
     # at the returned (rounded) z, as the iterations report theirs: Bulyan picks the nearest row
     r, _ = _L2_DISTANCES(X, z)
     return GeomedResult(z, converged, iterations, float(r.sum()), r)
+
+
+def span_applies(X: torch.Tensor, p: float) -> bool:
+    """Whether :func:`geomed_solve` (``span=None``) solves ``X``'s median in the span."""
+    n, d = X.shape
+    return (p == 2 and 2 < n <= SPAN_MAX_ROWS and d > n and X.numel() >= SPAN_MIN_ELEMENTS
+            and not (torch.is_grad_enabled() and X.requires_grad))
 
 
 def geomed_solve(
@@ -740,7 +789,7 @@ def geomed_solve(
     if start is not None and (start.shape != X.shape[1:] or not bool(finite_rows(start.unsqueeze(0))[0])):
         raise fail("geomed", "start", f"a finite tensor of shape {tuple(X.shape[1:])}", tuple(start.shape))
     if span is None:
-        span = n <= SPAN_MAX_ROWS and d > n and X.numel() >= SPAN_MIN_ELEMENTS
+        span = span_applies(X, p)
     if p == 2 and span and n > 2 and not (torch.is_grad_enabled() and X.requires_grad):
         # its cost does not depend on a start: a warm start is not needed there
         solved = _span_solve(X, nu)
