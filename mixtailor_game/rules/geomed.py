@@ -920,9 +920,11 @@ def geomed(G: torch.Tensor, p: float = 2.0, **options) -> torch.Tensor:
     changes the result (tested). Scale equivariant: rows whose median distance from
     the start is below ``2^-10`` are solved multiplied by a power of 2 (a copy of the
     rows), so that the smoothing ``nu`` acts on distances of about 1.
-    Options: ``nu`` (smoothing, > 0), ``max_iter``,
-    ``tol`` (relative step size). Use :func:`geomed_solve` to also get
-    convergence information.
+    For p = 2 on large inputs the same minimizer is solved in the rows' span
+    (``span``, see :func:`geomed_solve`). Options: ``nu`` (smoothing, > 0),
+    ``max_iter``, ``tol`` (relative step size), ``start``, ``memory``,
+    ``patience``, ``span``. Use :func:`geomed_solve` to also get convergence
+    information.
     """
     unknown = sorted(set(options) - {"nu", "max_iter", "tol", "start", "memory", "patience", "span"})
     if unknown:
