@@ -249,6 +249,7 @@ def _l2(v: torch.Tensor) -> float:
     """``||v||_2`` for the stopping test: a dot product in ``v``'s dtype (20 us at
     d = 184,586, against 350 us for a float64 norm, which copies ``v``), and the
     float64 norm only where the squares overflow or the dtype has no dot."""
+    v = v.detach()
     if v.dtype in (torch.float32, torch.float64):
         sq = float(torch.dot(v, v))
         if math.isfinite(sq):
@@ -260,6 +261,7 @@ def _objective_from(r: torch.Tensor, spread: torch.Tensor, dtype: torch.dtype) -
     """The objective ``sum_i r_i`` and its rounding noise: ``4 eps`` (of the rows'
     dtype) times the spread of each distance's terms (:func:`_sums_and_spread`),
     plus ``4 eps`` of float64 for the sums themselves."""
+    r, spread = r.detach(), spread.detach()  # numbers for the step tests, not part of what autograd follows
     finite = torch.isfinite(r)
     obj = float(r.double().sum())
     spread_part = float(torch.where(finite, r.double() * spread.double(), 0.0).sum())
@@ -301,14 +303,19 @@ class _RankingObjective:
             s = U.abs().amax(dim=1, keepdim=True).clamp_min(1e-300)
             g = (U.sign() * ((U.abs() / s) * (s / rf)).pow(p - 1)).sum(0)
         self.far, self.g, self.z0 = far, g, z0.double()
-        self.constant = float(r[far].double().sum())
+        self.constant = float(r[far].detach().double().sum())
 
     def value(self, z: torch.Tensor, r: torch.Tensor, spread: torch.Tensor) -> tuple[float, float]:
         if self.far is None:
             return _objective_from(r, spread, self.dtype)
         near = ~self.far
         obj, noise = _objective_from(r[near], spread[near], self.dtype)
-        return obj + float(self.g @ (z.double() - self.z0)), noise
+        return obj + float((self.g @ (z.double() - self.z0)).detach()), noise
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``<a, b>`` as a number (Anderson's coefficients are constants to autograd)."""
+    return float(torch.dot(a.detach(), b.detach()))
 
 
 class _Anderson:
@@ -341,8 +348,8 @@ class _Anderson:
 
     def _record(self, d_value: torch.Tensor, d_residual: torch.Tensor) -> None:
         if d_residual.device.type == "cpu":
-            row = [float(torch.dot(d_residual, old)) for old in self.d_residuals]
-            row.append(float(torch.dot(d_residual, d_residual)))
+            row = [_dot(d_residual, old) for old in self.d_residuals]
+            row.append(_dot(d_residual, d_residual))
             self.gram = [old + [v] for old, v in zip(self.gram, row)] + [row]
         self.d_values.append(d_value)
         self.d_residuals.append(d_residual)
@@ -365,7 +372,7 @@ class _Anderson:
         if residual.device.type == "cpu":
             # Normal equations from dot products (no stacked (k, d) copy); k <= memory.
             gram = self.gram
-            rhs = [float(torch.dot(Ra, residual)) for Ra in self.d_residuals]
+            rhs = [_dot(Ra, residual) for Ra in self.d_residuals]
         else:  # on a GPU each float() is a host sync: two small products, two copies back
             R = torch.stack(self.d_residuals)
             gram = (R @ R.T).double().cpu().tolist()
@@ -423,7 +430,7 @@ def _leave_data_point(z, X, p, r, nu, on_row):
     else:
         g = (U.sign() * (U.abs() / ro).pow(p - 1)).sum(0)
     q = p / (p - 1.0)
-    gnorm = float(torch.linalg.vector_norm(g, q))
+    gnorm = float(torch.linalg.vector_norm(g.detach(), q))
     m = int(on_row.sum())
     if gnorm <= m:
         return z, True
@@ -443,7 +450,7 @@ def scale_exponent(X: torch.Tensor, r: torch.Tensor) -> int:
     """``k`` with ``2^k * median(r) ~ 1`` when the median of the positive finite distances
     ``r`` (from the start) is below ``2^SMALL_SCALE``, else 0; capped so that the largest
     finite entry of ``X`` times ``2^k`` stays below a quarter of its dtype's range."""
-    positive = r[torch.isfinite(r) & (r > 0)]
+    positive = r.detach()[torch.isfinite(r) & (r > 0)]  # a scale, not part of what autograd follows
     if positive.numel() == 0:
         return 0
     med = float(positive.median())
@@ -778,7 +785,7 @@ def geomed_solve(
     if X.shape[0] == 0:
         raise ValueError("geomed: needs at least one finite row, got none")
     def result(z, converged, iterations, estimate=None, distances=None):
-        value = float(geomed_objective(z, X, p)) if objective or estimate is None else estimate
+        value = float(geomed_objective(z.detach(), X.detach(), p)) if objective or estimate is None else estimate
         return GeomedResult(z, converged, iterations, value, distances if X is G else None)
 
     if p == 1 or X.shape[0] <= 2:
