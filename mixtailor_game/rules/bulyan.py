@@ -12,7 +12,7 @@ from .._checks import check_int, check_regime, fail
 from ._distances import check_p, nearest_row, ranking_squared_distances, squared_distances
 from ._network import closest_to_median_rows
 from .base import Rule, check_gradients, finite_rows, mean_rows, name_field
-from .geomed import GRAM_TOLERANCE, SpanMedian, check_geomed_p, geomed, geomed_solve, span_applies
+from .geomed import SpanMedian, check_geomed_p, geomed, geomed_solve, span_applies
 from .krum import krum, scores_from_squared
 from .median import comed
 
@@ -70,18 +70,19 @@ def _pick_span(rows: torch.Tensor, ok: torch.Tensor, span: SpanMedian, remaining
     :func:`nearest_row` on the rows."""
     w, _, _ = span.weights(remaining, nu=1e-6)  # geomed_solve's default, as _pick_nearest
     target = span.median(w)
-    dist = span.squared_distances(w, remaining).sqrt()
+    dist, err = span.distances(w, remaining)
     # copies of a row get the same distance bitwise: the first of them (lowest index) is
     # the pick, and the runner-up is the nearest row that is not a copy of it
     order = torch.sort(dist, stable=True).indices.tolist()
     owners = [span.owner[i] for i in remaining]
     others = [i for i in order if owners[i] != owners[order[0]]]
     if others:
-        best, second = float(dist[order[0]]), float(dist[others[0]])
-        # rounding the average to the rows' dtype moves it by ~eps per entry and per row summed
-        moved = 4.0 * rows.shape[0] * torch.finfo(rows.dtype).eps * float(torch.linalg.vector_norm(target.double()))
-        if second - best > 2.0 * moved + 2.0 * GRAM_TOLERANCE * second:
-            return order[0], target
+        a, b = order[0], others[0]
+        # the target is the average rounded to the rows' dtype: each distance to it moves
+        # by at most that rounding, on top of the Gram's own error
+        margin = 2.0 * span.rounding(w) + 2.0 * float(err[a] + err[b])
+        if float(dist[b] - dist[a]) > margin:
+            return a, target
     return nearest_row(rows, target, 2.0, ok), target
 
 
