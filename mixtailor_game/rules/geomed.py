@@ -470,16 +470,16 @@ UPCAST_ELEMENTS = 1 << 16
 # rows) is solved in the rows' span (_span_solve); smaller inputs iterate on the rows
 SPAN_MIN_ELEMENTS = UPCAST_ELEMENTS
 SPAN_MAX_ROWS = 64
-# A Gram matrix is used when its rounding (about 2 eps |x_i - m| |x_j - m| per entry,
-# measured 1.7 eps for float32 blocks) costs every pair's squared distance at most this,
-# relative: float32 rows' IRLS distances carry up to 2.2e-6 (GeomedResult)
+# A Gram matrix is used when its rounding (taken as 2 eps |x_i - m| |x_j - m| per entry, eps
+# the machine epsilon; measured 0.85 eps for float32 blocks) costs every pair's squared
+# distance at most this, relative: float32 rows' IRLS distances carry up to 2.2e-6 (GeomedResult)
 GRAM_TOLERANCE = 1e-6
 GRAM_BLOCK = 4096  # float32 columns per block product (float32 sums within, float64 across)
 
 
 def _gram_resolves(K: torch.Tensor, eps: float) -> bool:
-    """Whether the centered Gram matrix ``K`` of distinct rows, computed with unit
-    roundoff ``eps``, gives every pair's squared distance within ``GRAM_TOLERANCE``."""
+    """Whether the centered Gram matrix ``K`` of distinct rows, computed with machine
+    epsilon ``eps``, gives every pair's squared distance within ``GRAM_TOLERANCE``."""
     sq = K.diagonal()
     D2 = sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * K
     noise = 2.0 * eps * (sq.unsqueeze(0) * sq.unsqueeze(1)).sqrt()
@@ -511,8 +511,8 @@ def _medoid(K: torch.Tensor) -> int:
 
 def _centered_gram(X: torch.Tensor, rows: list) -> tuple[torch.Tensor, float] | None:
     """``(X_r - c)(X_r - c)^T`` in float64 (on the CPU) for the rows ``rows`` of ``X``, about
-    a centre ``c`` (distances do not depend on it, the rounding does), and the unit
-    roundoff of the products it was summed from. None when it cannot resolve the
+    a centre ``c`` (distances do not depend on it, the rounding does), and the machine
+    epsilon of the products it was summed from. None when it cannot resolve the
     rows' distances (:func:`_gram_resolves`).
 
     Float32 rows: centred on their mean in float32, block products
