@@ -102,3 +102,18 @@ def test_model_space_attack_takes_a_cpu_model_with_cuda_rows():
     gpu = attack(make_view(V.cuda(), n=12, f=2, model=w0))
     assert gpu.device.type == "cuda"
     _close(gpu, cpu, 1e-6)
+
+
+@pytest.mark.parametrize("t", [0.1, 30.0])
+def test_geomed_p2_span_and_bulyan_selection_on_cuda_match_cpu(t, full_float32):
+    """p = 2 at this size is solved in the rows' span (Gram on the GPU, small solve on
+    the host): the same median and the same Bulyan(select=geomed) rows as on the CPU."""
+    from mixtailor_game.rules import bulyan_select, geomed_solve
+
+    g = torch.Generator().manual_seed(0)
+    V = 0.01 * torch.randn(10, 20_000, generator=g) + 0.002
+    G = torch.cat([(-t * V.sum(0)).expand(2, -1), V]).contiguous()
+    cpu, gpu = geomed_solve(G, 2.0), geomed_solve(G.cuda(), 2.0)
+    assert gpu.iterations == 1 and gpu.z.device.type == "cuda"
+    _close(gpu.z, cpu.z, 1e-6)
+    assert bulyan_select(G.cuda(), 2, "geomed", 2.0) == bulyan_select(G, 2, "geomed", 2.0)

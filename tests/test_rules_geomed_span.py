@@ -257,3 +257,12 @@ def test_float64_rows_with_far_copies_use_the_span():
 
     assert unit_sum(res.z) < 1e-8  # measured 1.2e-9; the IRLS to tol 1e-14: 2.8e-8
     assert unit_sum(res.z) <= unit_sum(ref)
+
+
+def test_reduced_precision_float32_products_take_the_float64_gram(monkeypatch):
+    V = _honest()
+    reps, _ = gm._distinct_rows(V)
+    assert gm._centered_gram(V, reps)[1] == torch.finfo(torch.float32).eps
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "medium")
+    K, eps = gm._centered_gram(V, reps)
+    assert eps == torch.finfo(torch.float64).eps

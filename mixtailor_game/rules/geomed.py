@@ -509,6 +509,15 @@ def _medoid(K: torch.Tensor) -> int:
     return int(torch.argmin(D2.sqrt().nan_to_num(nan=math.inf).sum(1)))
 
 
+def _full_float32_products(device: torch.device) -> bool:
+    """Whether float32 matrix products keep float32's precision: TF32 (CUDA) or bfloat16
+    (``torch.set_float32_matmul_precision("medium")``) products carry ~10 bits, which
+    the error model of :func:`_gram_resolves` does not cover (then float64 chunks)."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    return not (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
+
+
 def _centered_gram(X: torch.Tensor, rows: list) -> tuple[torch.Tensor, float] | None:
     """``(X_r - c)(X_r - c)^T`` in float64 (on the CPU) for the rows ``rows`` of ``X``, about
     a centre ``c`` (distances do not depend on it, the rounding does), and the machine
@@ -522,7 +531,7 @@ def _centered_gram(X: torch.Tensor, rows: list) -> tuple[torch.Tensor, float] | 
     among the rest. Otherwise, and for other dtypes, float64 products of column
     chunks centred on the medoid (2.5-4 ms there)."""
     centre = None
-    if X.dtype == torch.float32:
+    if X.dtype == torch.float32 and _full_float32_products(X.device):
         for attempt in range(2):
             centre = X.mean(0) if attempt == 0 else X[rows[_medoid(K)]]
             K = _block_gram(X - centre)[rows][:, rows]
