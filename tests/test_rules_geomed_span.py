@@ -203,27 +203,38 @@ def test_bulyan_geomed_selection_from_one_gram_matches_the_irls_rounds(seed, mon
         assert shared == _select_iterating(X, monkeypatch), t
 
 
-def test_span_pick_falls_back_to_the_rows_on_a_tie():
+def _counting_nearest_row(monkeypatch):
+    calls = []
+    real = bl.nearest_row
+    monkeypatch.setattr(bl, "nearest_row", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_span_pick_falls_back_to_the_rows_on_a_tie(monkeypatch):
     g = torch.Generator().manual_seed(5)
     c = torch.randn(D, generator=g)
     vs = [torch.randn(D, generator=g) for _ in range(3)]
     X = torch.stack([c + s * v for v in vs for s in (1.0, -1.0)] + [c + 0.5 * vs[0], c - 0.5 * vs[0]]).contiguous()
     span = gm.SpanMedian.of(X)
-    remaining = list(range(X.shape[0]))
     ok = torch.ones(X.shape[0], dtype=torch.bool)
-    j, target = bl._pick_span(X, ok, span, remaining)
+    calls = _counting_nearest_row(monkeypatch)
+    j, target = bl._pick_span(X, ok, span, list(range(X.shape[0])))
     # rows 6 and 7 are equally near the median c: the Gram cannot split them, the rows do
-    assert j == bl.nearest_row(X, target, 2.0, ok)
+    assert calls == [1]
     assert j in (6, 7)
+    dist = torch.linalg.vector_norm(X.double() - target.double(), dim=1)
+    assert dist[j] == dist.min()
 
 
-def test_copies_tie_to_the_lowest_index_in_a_span_pick():
+def test_copies_tie_to_the_lowest_index_in_a_span_pick(monkeypatch):
     V = _honest()
-    X = torch.cat([V[:1], V[:1], V[1:]]).contiguous()  # two copies of the most central row?
+    X = torch.cat([V[:1], V[:1], V[1:]]).contiguous()  # two copies pull the median to them
     span = gm.SpanMedian.of(X)
     ok = torch.ones(X.shape[0], dtype=torch.bool)
+    calls = _counting_nearest_row(monkeypatch)
     j, target = bl._pick_span(X, ok, span, list(range(X.shape[0])))
-    assert j == bl.nearest_row(X, target, 2.0, ok)
+    assert calls == []  # decided from the Gram distances, the copies' tie included
+    assert j == 0
 
 
 def test_rows_that_carry_a_gradient_are_iterated_on():

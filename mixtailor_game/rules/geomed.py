@@ -477,11 +477,17 @@ GRAM_TOLERANCE = 1e-6
 GRAM_BLOCK = 4096  # float32 columns per block product (float32 sums within, float64 across)
 
 
+def _gram_squared_distances(K: torch.Tensor) -> torch.Tensor:
+    """The rows' squared distances ``K_ii + K_jj - 2 K_ij`` from their Gram matrix."""
+    sq = K.diagonal()
+    return sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * K
+
+
 def _gram_resolves(K: torch.Tensor, eps: float) -> bool:
     """Whether the centered Gram matrix ``K`` of distinct rows, computed with machine
     epsilon ``eps``, gives every pair's squared distance within ``GRAM_TOLERANCE``."""
     sq = K.diagonal()
-    D2 = sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * K
+    D2 = _gram_squared_distances(K)
     noise = 2.0 * eps * (sq.unsqueeze(0) * sq.unsqueeze(1)).sqrt()
     off = ~torch.eye(K.shape[0], dtype=torch.bool, device=K.device)
     return bool(torch.isfinite(K).all()) and bool((noise[off] <= GRAM_TOLERANCE * D2[off]).all())
@@ -504,9 +510,8 @@ def _block_gram(C: torch.Tensor) -> torch.Tensor:
 
 def _medoid(K: torch.Tensor) -> int:
     """The row with the least sum of distances, from a (coarse) Gram matrix."""
-    sq = K.diagonal()
-    D2 = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * K).clamp_min(0.0)
-    return int(torch.argmin(D2.sqrt().nan_to_num(nan=math.inf).sum(1)))
+    D = _gram_squared_distances(K).clamp_min(0.0).sqrt()
+    return int(torch.argmin(D.nan_to_num(nan=math.inf).sum(1)))
 
 
 def _full_float32_products(device: torch.device) -> bool:
@@ -819,7 +824,7 @@ def geomed_solve(
         # The l_1 objective separates by coordinate: the coordinate-wise median is
         # a minimizer (for <= 2 rows every point between them is one).
         return result(comed(X), True, 0)
-    n, d = X.shape
+    n = X.shape[0]
     if start is not None and (start.shape != X.shape[1:] or not bool(finite_rows(start.unsqueeze(0))[0])):
         raise fail("geomed", "start", f"a finite tensor of shape {tuple(X.shape[1:])}", tuple(start.shape))
     if span is None:
