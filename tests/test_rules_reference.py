@@ -17,8 +17,8 @@ import scipy.optimize
 import torch
 
 from mixtailor_game.rules import (
-    Bulyan, Comed, Krum, Mean, MixTailor, TrimmedMean, bulyan, bulyan_select, comed, geomed, geomed_solve, krum, krum_scores,
-    multi_krum, pairwise_distances, trimmed_mean,
+    Bulyan, Comed, Krum, Mean, MixTailor, MultiKrum, TrimmedMean, bulyan, bulyan_select, comed, geomed, geomed_solve,
+    krum, krum_scores, make_rule, multi_krum, pairwise_distances, trimmed_mean,
 )
 from mixtailor_game.rules import _network
 from mixtailor_game.rules._distances import lp_norm_rows, squared_distances, squared_distances_from
@@ -297,6 +297,11 @@ def test_krum_matches_reference(n, f, d, p, seed, ties):
     for m in (1, 2, n - f):
         order = sorted(range(n), key=lambda k: (ref_scores[k], k))[:m]
         np.testing.assert_allclose(multi_krum(G, f, m, p).numpy(), G.numpy()[order].mean(axis=0), rtol=1e-12)
+    # the default m is n - f (the n - f best rows), from the function, the config and make_rule
+    order = sorted(range(n), key=lambda k: (ref_scores[k], k))[:n - f]
+    want = G.numpy()[order].mean(axis=0)
+    for out in (multi_krum(G, f, p=p), MultiKrum(f=f, p=p)(G), make_rule("multi_krum", f=f, p=p)(G)):
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("n,f,d,p,seed", KRUM_CASES)

@@ -72,15 +72,17 @@ def krum(G: torch.Tensor, f: int, p: float = 2.0) -> torch.Tensor:
     return G[int(torch.argmin(scores))].clone()
 
 
-def multi_krum(G: torch.Tensor, f: int, m: int, p: float = 2.0) -> torch.Tensor:
+def multi_krum(G: torch.Tensor, f: int, m: int | None = None, p: float = 2.0) -> torch.Tensor:
     """Multi-Krum(m): the average of the ``m`` rows with the lowest eq. (3) scores.
 
     ``m`` in ``[1, n - f]`` (with more rows some Byzantine rows are always
-    averaged in). ``m = 1`` is Krum. Ties go to the lowest row indices.
+    averaged in); ``None`` (the default) is ``n - f``, the usual choice (ByzFL's
+    MultiKrum averages ``n - f`` rows too). ``m = 1`` is Krum. Ties go to the
+    lowest row indices.
     """
     scores = _scores(G, f, p, "multi_krum")
     n = G.shape[0]
-    m = check_int("multi_krum", "m", m, low=1, high=n - f)
+    m = n - f if m is None else check_int("multi_krum", "m", m, low=1, high=n - f)
     order = torch.sort(scores, stable=True).indices[:m]
     return mean_rows(G[order])
 
@@ -113,21 +115,29 @@ class Krum(Rule):
 
 @dataclass(frozen=True)
 class MultiKrum(Rule):
-    """Config of :func:`multi_krum`."""
+    """Config of :func:`multi_krum`: ``MultiKrum(f=2)(G)`` averages the ``n - f`` rows of
+    lowest score (``m=None``), ``MultiKrum(f=2, m=3)`` the three; ``.name`` is
+    ``"multi_krum[m=n-f,p=2]"`` or ``"multi_krum[m=3,p=2]"``."""
 
     family: ClassVar[str] = "multi_krum"
     f: int = 0
-    m: int = name_field(1)
+    m: int | None = name_field(None)
     p: float = name_field(2.0)
 
     def __post_init__(self):
         check_int("multi_krum", "f", self.f, low=0)
-        check_int("multi_krum", "m", self.m, low=1)
+        if self.m is not None:
+            check_int("multi_krum", "m", self.m, low=1)
         object.__setattr__(self, "p", check_p("multi_krum", self.p))
+
+    @property
+    def name(self) -> str:
+        return super().name.replace("m=None", "m=n-f")
 
     def check(self, n: int) -> None:
         check_krum_regime("multi_krum", n, self.f)
-        check_int("multi_krum", "m", self.m, low=1, high=n - self.f)
+        if self.m is not None:
+            check_int("multi_krum", "m", self.m, low=1, high=n - self.f)
 
     def __call__(self, G):
         return multi_krum(G, self.f, self.m, self.p)
