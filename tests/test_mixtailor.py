@@ -102,6 +102,10 @@ def test_pool_and_rng_validation():
         MixTailor([])
     with pytest.raises(TypeError, match=r"MixTailor: pool entries must be callable rules, got int"):
         MixTailor([1, 2])
+    with pytest.raises(TypeError, match=r"got the name 'krum' \(make_rule\(\"mixtailor\", f=\.\.\., pool="):
+        MixTailor(["krum", "comed"])
+    # ... and the way the message names works
+    assert [r.name for r in make_rule("mixtailor", f=1, pool=["krum", "comed"]).pool] == ["krum[p=2]", "comed"]
     with pytest.raises(TypeError, match=r"MixTailor: rng must be None, an int seed, numpy.random.Generator"):
         MixTailor(_pool(2), rng="7")
     with pytest.raises(TypeError, match=r"MixTailor: rng must be None, an int seed"):

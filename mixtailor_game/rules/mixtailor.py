@@ -31,6 +31,9 @@ class RulePool:
         if not rules:
             raise fail("MixTailor", "pool", "a non-empty sequence of rules", rules)
         for r in rules:
+            if isinstance(r, str):  # a name has no f to be built with: say where names work
+                raise TypeError(f"MixTailor: pool entries must be callable rules, got the name {r!r} "
+                                "(make_rule(\"mixtailor\", f=..., pool=[...names...]) builds rules from names)")
             if not callable(r):
                 raise TypeError(f"MixTailor: pool entries must be callable rules, got {type(r).__name__}")
         object.__setattr__(self, "rules", rules)
