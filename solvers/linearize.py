@@ -16,7 +16,7 @@ with its combinatorial choices held fixed, as the issue specifies:
   SCP stopped at points that were not local optima (0.52 against the
   optimum 0.34 on a tailored attack on Geomed, n = 5, d = 2). Those weights
   remain the model where the median sits on a row or ``H`` is singular;
-  ``p = 1`` is comed (the rule returns the coordinate-wise median);
+  ``p = 1`` and ``d = 1`` are comed (the rule returns the coordinate-wise median);
 - Bulyan: the selected rows held fixed, then the model of its aggregation
   rule on them (the closest-to-median mean keeps its ``beta`` rows per coordinate).
 
@@ -62,7 +62,11 @@ def _krum_rows(G: torch.Tensor, f: int, p: float, m: int) -> torch.Tensor:
 
 
 def _geomed_weights(G: torch.Tensor, p: float, nu: float, z: torch.Tensor) -> torch.Tensor:
-    if p == 1:
+    if p == 1 or G.shape[1] == 1:
+        # p = 1, or one coordinate (every l_p norm is |.| there): the rule returns the
+        # coordinate-wise median, which moves with its middle row(s) only (with even n
+        # the median set is an interval, H is zero, and 1 / |z - x_i| weights moved
+        # every row)
         return _positions(G, _comed_ks(G.shape[0]))
     ok = torch.isfinite(G).all(1)
     X = torch.where(ok[:, None], G, torch.zeros_like(G))
@@ -86,13 +90,13 @@ def geomed_gradient(X: torch.Tensor, p: float, nu: float, z: torch.Tensor, u: to
     ``v_k = z - x_k``, ``r_k = ||v_k||_p``, ``s_k = sign(v_k) |v_k|^(p-1)`` (p = 2:
     ``(I - e_k e_k^T) / r_k``). ``H`` is a diagonal ``D`` less ``S C S^T``; Woodbury
     turns ``H y = u`` into one n x n solve, positive definite exactly when ``H`` is.
-    Where that fails (``z`` on a row, collinear rows, d = 1) the fixed IRLS weights
-    serve instead."""
+    Where that fails (``z`` on a row, collinear rows) the fixed IRLS weights serve
+    instead; at ``d = 1`` the rule is the coordinate-wise median, and so is its model."""
     ok = torch.isfinite(X).all(1)
     Xf = X[ok].double()
     out = torch.zeros(X.shape, dtype=torch.float64, device=X.device)
     u64 = u.double()
-    if p == 1 or Xf.shape[0] == 0:
+    if p == 1 or Xf.shape[0] == 0 or X.shape[1] == 1:
         return (_geomed_weights(X, p, nu, z).double() * u64).to(X.dtype)
     V = z.double() - Xf
     r = lp_norm_rows(V, p)

@@ -153,6 +153,23 @@ def test_geomed_gradient_is_the_implicit_derivative_of_the_median(p, seed):
     np.testing.assert_allclose(got.sum(0), u, atol=1e-9)
 
 
+@pytest.mark.parametrize("n", [6, 7])
+@pytest.mark.parametrize("p", [2.0, 3.0])
+def test_geomed_model_in_one_coordinate_is_the_medians(n, p):
+    """At d = 1 the rule returns the coordinate-wise median (every point between the two
+    middle values minimizes with even n): its model moves with the middle row(s) only,
+    as forward differences of the real rule do (1 / |z - x_i| weights moved every row)."""
+    G = honest(n, 1, n)
+    u = torch.tensor([0.7], dtype=torch.float64)
+    rule = Geomed(f=2, p=p)
+    got = rule_gradient(rule, G, u, n)[:, 0]
+    h, base = 1e-7, float(rule(G) @ u)
+    fd = torch.tensor([(float(rule(G + h * (torch.arange(n) == i).double()[:, None]) @ u) - base) / h
+                       for i in range(n)], dtype=torch.float64)
+    torch.testing.assert_close(got, fd, atol=1e-6, rtol=0)
+    assert int((got != 0).sum()) == (2 if n % 2 == 0 else 1)
+
+
 def test_geomed_gradient_on_a_row_follows_that_row():
     """A median on a data row (a kink) moves with that row only: the IRLS weights' model."""
     X = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
