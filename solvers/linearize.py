@@ -186,7 +186,7 @@ def model_weights(rule, G: torch.Tensor) -> torch.Tensor | None:
     if t is Krum:
         return _krum_rows(G, rule.f, rule.p, 1)
     if t is MultiKrum:
-        return _krum_rows(G, rule.f, rule.p, rule.m)
+        return _krum_rows(G, rule.f, rule.p, G.shape[0] - rule.f if rule.m is None else rule.m)
     if t is Bulyan:
         return _bulyan_weights(rule, G)
     return None

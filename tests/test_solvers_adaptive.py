@@ -84,7 +84,7 @@ def test_bad_parameters_and_defenses_raise():
         make_attack("adaptive")(make_view(H, n=12, f=2))
 
 
-RULES = [Mean(), Comed(f=2), TrimmedMean(b=2), Krum(f=2), Krum(f=2, p=1.0), MultiKrum(f=2, m=3),
+RULES = [Mean(), Comed(f=2), TrimmedMean(b=2), Krum(f=2), Krum(f=2, p=1.0), MultiKrum(f=2, m=3), MultiKrum(f=2),
          Geomed(f=2), Geomed(f=2, p=3.0), Bulyan(f=1), Bulyan(f=1, select="comed", aggregate="comed"),
          Bulyan(f=1, select="average", aggregate="average", p=3.0),
          # wrappers around comed / trimmed mean: autograd through the sorting network
