@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mixtailor_game.game import (double_oracle, load_snapshots, payoff_matrix, solve_zero_sum,  # noqa: E402
                                  solvers_oracle)
-from mixtailor_game.game._spec import parse_spec, split_top_level  # noqa: E402
+from mixtailor_game.rules.spec import parse_spec, split_top_level  # noqa: E402
 from mixtailor_game.game.cli import build_pool  # noqa: E402
 from mixtailor_game.rules import RulePool  # noqa: E402
 from mixtailor_game.train import TrainConfig, read_metrics, train  # noqa: E402

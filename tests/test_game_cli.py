@@ -163,7 +163,7 @@ def test_spec_pool_round_trips_into_train(tmp_path, capsys):
     from mixtailor_game.train.trainer import build_server
 
     out = tmp_path / "p.json"
-    spec = "krum[p=3],comed,bulyan[select=krum,aggregate=comed,p=2]"
+    spec = "krum[p=3],comed,bulyan[select=krum,aggregate=comed,p=2],nnm[base=geomed[p=3]],multi_krum"
     assert main(["game", "--pool", spec, "--workers", "12", "--byzantine", "2", "--attacks", "ipm[eps=0.1]",
                  "--dim", "5", "--samples", "2", "--out", str(out)]) == 0
     assert f"--pool {spec!r}" in capsys.readouterr().out

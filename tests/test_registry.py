@@ -33,6 +33,23 @@ def test_names_are_the_cli_names():
     assert {b[0] for b in BUILDS} == CLI_NAMES
 
 
+@pytest.mark.parametrize("rule", [make_rule(n, **p) for n, p, _ in BUILDS if n != "mixtailor"] + [
+    MultiKrum(f=2), Krum(f=1, p=float("inf")), Bulyan(f=1), Geomed(f=2, p=3.5)], ids=lambda r: r.name)
+def test_a_rule_name_is_a_spec_that_builds_the_rule_again(rule):
+    """game writes rule names into probs files and train's --pool reads them as specs:
+    a name must parse back into the same rule (MultiKrum's default m once read m=n-f)."""
+    from mixtailor_game.rules.spec import parse_spec
+
+    name, params = parse_spec(rule.name)
+    again = as_rule(dict(name=name, **params), rule.f)
+    assert type(again) is type(rule) and again.name == rule.name
+    if rule.family == "bucketing":
+        return  # it draws its buckets at each call (the name holds no seed)
+    G = torch.randn(11, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # tuning fields (a geomed's tol) are not in the name: equal up to the default tolerance
+    torch.testing.assert_close(again(G), rule(G), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("name, params, cls", BUILDS, ids=[b[0] for b in BUILDS])
 def test_every_name_builds_and_aggregates(name, params, cls):
     rule = make_rule(name, **params)

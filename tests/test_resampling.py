@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
-from mixtailor_game.game._spec import parse_spec
+from mixtailor_game.rules.spec import parse_spec
 from mixtailor_game.rules import Bucketing, Comed, Krum, make_rule
 from mixtailor_game.rules.bucketing import resample, resample_assignment, resample_means
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_real, fail
-from ._spec import split_top_level
+from ..rules.spec import split_top_level
 
 DEFAULT_POOL = "comed,krum,geomed,trimmed_mean"
 DEFAULT_ATTACKS = "ipm[eps=0.1],ipm[eps=2.0],ipm[eps=10.0],alie"

@@ -40,7 +40,7 @@ import torch
 
 from .._checks import check_int, check_real, fail
 from ..rules.pure import pure
-from ._spec import parse_spec
+from ..rules.spec import parse_spec
 
 PAYOFFS = ("inner", "cosine", "loss")
 

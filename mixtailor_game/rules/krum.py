@@ -117,7 +117,8 @@ class Krum(Rule):
 class MultiKrum(Rule):
     """Config of :func:`multi_krum`: ``MultiKrum(f=2)(G)`` averages the ``n - f`` rows of
     lowest score (``m=None``), ``MultiKrum(f=2, m=3)`` the three; ``.name`` is
-    ``"multi_krum[m=n-f,p=2]"`` or ``"multi_krum[m=3,p=2]"``."""
+    ``"multi_krum[p=2]"`` or ``"multi_krum[m=3,p=2]"`` (a name is a spec the CLI and
+    ``--pool`` read back: the default ``m`` is left out of it)."""
 
     family: ClassVar[str] = "multi_krum"
     f: int = 0
@@ -132,7 +133,7 @@ class MultiKrum(Rule):
 
     @property
     def name(self) -> str:
-        return super().name.replace("m=None", "m=n-f")
+        return super().name.replace("m=None,", "")
 
     def check(self, n: int) -> None:
         check_krum_regime("multi_krum", n, self.f)

@@ -15,6 +15,7 @@ from .mean import Mean
 from .median import Comed
 from .mixtailor import MixTailor, paper_pool, pool_from_families
 from .nnm import NNM
+from .spec import parse_spec
 from .trimmed import TrimmedMean
 
 _REGISTRY: dict[str, Callable] = {}
@@ -55,14 +56,18 @@ def make_rule(name: str, **params):
 def as_rule(spec, f: int | None = None):
     """A rule object from a rule object, a name or a dict with a ``"name"``.
 
-    ``"krum"`` is ``make_rule("krum", f=f)``; ``{"name": "krum", "p": 3}`` is
-    ``make_rule("krum", f=f, p=3)`` (a dict's own ``"f"`` wins). ``f`` is passed
+    ``"krum"`` is ``make_rule("krum", f=f)``; ``{"name": "krum", "p": 3}`` and the spec
+    ``"krum[p=3]"`` (a rule's ``.name``) are ``make_rule("krum", f=f, p=3)`` (a dict's
+    or spec's own ``"f"`` wins). ``f`` is passed
     on only to rules that take one (as ``b`` to ``trimmed_mean``), not to ``mean``,
     which tolerates no Byzantine row by definition (``Mean(f=0)``, as the trainer
     builds it: a pool with the mean was refused). Rule objects (any callable) pass through.
     """
     if isinstance(spec, str):
-        spec = {"name": spec}
+        # a spec as rule names read ("krum[p=3]", "nnm[base=geomed[p=3]]"): the game
+        # writes names into probs files and --pool reads them back
+        name, params = parse_spec(spec) if "[" in spec else (spec, {})
+        spec = {"name": name, **params}
     if isinstance(spec, dict):
         params = dict(spec)
         name = params.pop("name", None)

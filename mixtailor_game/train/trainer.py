@@ -135,7 +135,7 @@ def build_server(config: TrainConfig) -> Server:
             fams = [s.strip() for s in pool_spec[len(FAMILIES_PREFIX):].split(",") if s.strip()]
             pool = pool_from_families(f, fams, np.random.default_rng(pool_seed))
         else:
-            from ..game._spec import parse_spec, split_top_level  # the game CLI's spec syntax
+            from ..rules.spec import parse_spec, split_top_level  # the game CLI's spec syntax
 
             try:
                 specs = [parse_spec(s) for s in split_top_level(pool_spec)]

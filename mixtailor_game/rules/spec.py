@@ -3,7 +3,9 @@
 A rule's ``.name`` reads ``krum[p=2]`` or ``bulyan[select=krum,aggregate=comed,p=2]``
 (nested rules appear by their own name: ``bucketing[base=krum[p=2],s=2]``).
 The game CLI and the probabilities file use these names, so they must round-trip:
-``parse_spec(rule.name)`` gives the arguments of ``make_rule`` (plus ``f``).
+``parse_spec(rule.name)`` gives the arguments of ``make_rule`` (plus ``f``); a nested
+spec stays a string, which :func:`~mixtailor_game.rules.as_rule` parses in turn.
+In the rules layer because ``as_rule`` reads specs; the game and the trainer use it.
 """
 
 from __future__ import annotations
