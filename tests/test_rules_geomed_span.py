@@ -237,6 +237,44 @@ def test_copies_tie_to_the_lowest_index_in_a_span_pick(monkeypatch):
     assert j == 0
 
 
+def test_a_gram_matrix_that_disagrees_with_the_rows_is_not_used(monkeypatch):
+    """The span path checks its Gram matrix against the rows' true distances at the
+    median of all rows (no extra pass): a matrix off by more than its error model
+    (here one entry off by 1e-3 of the rows' squared norms, as a wrong rounding bound
+    would leave it) is refused, and the median and Bulyan's selection are the IRLS's."""
+    V = _honest()
+    X = torch.cat([(-0.3 * V.sum(0)).expand(2, -1), V]).contiguous()
+    real = gm._centered_gram
+
+    def corrupted(X_, rows):
+        K, eps = real(X_, rows)
+        K = K.clone()
+        bump = 1e-3 * float(K.diagonal().mean())
+        K[1, 2] += bump
+        K[2, 1] += bump
+        return K, eps
+
+    reps, owner = gm._distinct_rows(X)
+    unchecked = gm.SpanMedian(X, reps, owner, *corrupted(X, reps))
+    w, _, _ = unchecked.weights(list(range(X.shape[0])), 1e-6)
+    rows = _iterate_on_rows(X)
+
+    def unit_sum(z):  # the l_2 median's optimality condition: the unit vectors to z sum to 0
+        U = z.double() - X.double()
+        return float((U / torch.linalg.vector_norm(U, dim=1, keepdim=True)).sum(0).norm())
+
+    # used unchecked, the matrix gives a median far off the optimality condition (1e-4 of
+    # the n = 12 unit vectors' sum; the IRLS's and the checked span's: ~2e-7)
+    assert unit_sum(unchecked.median(w)) > 100 * unit_sum(rows.z)
+    monkeypatch.setattr(gm, "_centered_gram", corrupted)
+    assert gm.SpanMedian.of(X) is None
+    assert gm._span_solve(X, 1e-6) is None
+    assert torch.equal(gm.geomed_solve(X, 2.0).z, rows.z)
+    selected = bl.bulyan_select(X, 2, "geomed", 2.0)
+    monkeypatch.setattr(gm, "_centered_gram", real)
+    assert selected == _select_iterating(X, monkeypatch)
+
+
 def test_rows_that_carry_a_gradient_are_iterated_on():
     X = _honest(k=12).requires_grad_()
     res = gm.geomed_solve(X, 2.0)

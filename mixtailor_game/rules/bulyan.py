@@ -68,8 +68,11 @@ def _pick_span(rows: torch.Tensor, ok: torch.Tensor, span: SpanMedian, remaining
     from the Gram distances when the runner-up is farther by more than their error
     (the Gram's rounding plus the target's own rounding to the rows' dtype), else by
     :func:`nearest_row` on the rows."""
-    w, _, _ = span.weights(remaining, nu=1e-6)  # geomed_solve's default, as _pick_nearest
-    target = span.median(w)
+    if span.full is not None and len(remaining) == span.X.shape[0]:  # the first round: SpanMedian.of solved it
+        w, _, _, target, _ = span.full
+    else:
+        w, _, _ = span.weights(remaining, nu=1e-6)  # geomed_solve's default, as _pick_nearest
+        target = span.median(w)
     dist, err = span.distances(w, remaining)
     # copies of a row get the same distance bitwise: the first of them (lowest index) is
     # the pick, and the runner-up is the nearest row that is not a copy of it
