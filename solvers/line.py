@@ -179,17 +179,47 @@ class _Rows:
     ``torch.cat`` per candidate copied all n rows (1.3 ms at 12 x 184,586, a
     quarter of a warm-started geometric median). One per search, shared by its
     evaluators: callers use the rows before the next ``at`` (the rules return new
-    tensors, never views of their input)."""
+    tensors, never views of their input). The Byzantine rows of the last few ``t``
+    and their inner products with ``u`` are kept: every Krum-based evaluator asked
+    for them at each candidate (2,748 :func:`line_rows` calls, ~1 s of an
+    expectation on the paper pool at d = 184,586)."""
+
+    KEEP = 4  # Byzantine rows kept (the evaluators run one candidate at a time)
 
     def __init__(self, inst: Instance):
-        self.inst, self.G = inst, None
+        self.inst, self.G, self.t = inst, None, None
+        self._byzantine: dict[float, torch.Tensor] = {}
+        self._values: dict[float, float] = {}
+
+    def byzantine(self, t: float) -> torch.Tensor:
+        """``line_rows(inst, [t])[0]`` (the f rows in the rows' dtype), kept."""
+        t = float(t)
+        B = self._byzantine.pop(t, None)
+        if B is None:
+            B = line_rows(self.inst, [t])[0]
+        self._byzantine[t] = B  # the newest last
+        if len(self._byzantine) > self.KEEP:
+            del self._byzantine[next(iter(self._byzantine))]
+        return B
+
+    def value(self, t: float) -> float:
+        """``<B_0(t) - w_0, u>`` from the rounded row, as the rules output it."""
+        t = float(t)
+        if t not in self._values:
+            inst = self.inst
+            self._values[t] = float((self.byzantine(t)[0].double() - inst.offset64) @ inst.u64)
+        return self._values[t]
 
     def at(self, t: float) -> torch.Tensor:
-        B = line_rows(self.inst, [t])[0]
+        t = float(t)
+        if self.G is not None and self.t == t:
+            return self.G
+        B = self.byzantine(t)
         if self.G is None:
             self.G = torch.cat([B, self.inst.R])
         else:
             self.G[: self.inst.f] = B
+        self.t = t
         return self.G
 
 
@@ -619,8 +649,9 @@ class _LineDistances:
     :func:`squared_distances_from` (the same kernels; equal up to the order of the
     float64 sums), ~5x less work than the whole matrix."""
 
-    def __init__(self, inst: Instance):
+    def __init__(self, inst: Instance, line: _Rows | None = None):
         self.inst = inst
+        self.line = _Rows(inst) if line is None else line  # the Byzantine rows by t
         self.honest: dict[float, torch.Tensor] = {}
         self.to_line: dict[tuple[float, float], torch.Tensor] = {}
         self.rows = None  # [x(t); R], row 0 rewritten per t
@@ -634,15 +665,15 @@ class _LineDistances:
             # Krum's and Bulyan's tie rules then picked other rows than the rules did
             key = (p, float(t))
             if key not in self.to_line:
-                self.to_line[key] = squared_distances(torch.cat([line_rows(inst, [t])[0], inst.R]), p)
+                self.to_line[key] = squared_distances(torch.cat([self.line.byzantine(t), inst.R]), p)
             return self.to_line[key].clone()
         if p not in self.honest:
             self.honest[p] = squared_distances(inst.R, p)
         key = (p, float(t))
         if key not in self.to_line:
             if self.rows is None:
-                self.rows = torch.cat([line_rows(inst, [t])[0, :1], inst.R])
-            self.rows[0] = line_rows(inst, [t])[0, 0]
+                self.rows = torch.cat([self.line.byzantine(t)[:1], inst.R])
+            self.rows[0] = self.line.byzantine(t)[0]
             self.to_line[key] = squared_distances_from(self.rows, 0, p)[1:]
         delta = self.to_line[key]
         D2 = torch.zeros(inst.n, inst.n, dtype=torch.float64, device=delta.device)
@@ -729,7 +760,7 @@ class _Krum:
         return np.minimum(slope * np.asarray(t, dtype=np.float64), float(self.h_inner.min()))
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
-        return np.array([_row_value(self.inst, self.h_inner, float(c), self._pick(float(c))) for c in t])
+        return np.array([_row_value(self.distances.line, self.h_inner, float(c), self._pick(float(c))) for c in t])
 
     def run_cost(self, t: float) -> float:
         """Its distances from ``x(t)``, unless a Krum-based rule of the same p has them."""
@@ -784,13 +815,12 @@ class _Krum:
         return np.array(out)
 
 
-def _row_value(inst: Instance, h_inner: torch.Tensor, t: float, idx: int) -> float:
+def _row_value(rows: _Rows, h_inner: torch.Tensor, t: float, idx: int) -> float:
     """``<row idx of [f copies of x(t); R] - w_0, u>``, from the float32 row as the rules
     output it."""
-    if idx >= inst.f:
-        return float(h_inner[idx - inst.f])
-    x = line_rows(inst, [t])[0, 0]
-    return float((x.double() - inst.offset64) @ inst.u64)
+    if idx >= rows.inst.f:
+        return float(h_inner[idx - rows.inst.f])
+    return rows.value(t)
 
 
 class _BulyanKrum:
@@ -845,7 +875,7 @@ class _BulyanKrum:
         D2 = self.distances.matrix(r.p, t) if "krum" in (r.select, r.aggregate) else None
         chosen = self._chosen(t, D2)
         if r.aggregate == "krum":
-            return _row_value(inst, self.h_inner, t, krum_pick(D2, chosen, r.f))
+            return _row_value(self.distances.line, self.h_inner, t, krum_pick(D2, chosen, r.f))
         G = self.rows.at(t)
         if self.agg is not None:  # the rule's own aggregation, kept as a start
             out = self.agg.cold(G, chosen, t)
@@ -946,8 +976,8 @@ class LineObjective:
         self.inst = inst
         self.uniq, _, self.w = unique_rules(inst.rules, inst.weights)
         selections: dict = {}
-        distances = _LineDistances(inst)
         rows = _Rows(inst)  # one buffer for every evaluator: the rows at t are the same for all
+        distances = _LineDistances(inst, rows)
         self.evals = [make_evaluator(inst, r, chunk_elems, fast, selections, distances, rows) for r in self.uniq]
         self.tol = tol
         self.n_evals = 0
