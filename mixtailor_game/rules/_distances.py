@@ -65,7 +65,7 @@ def _map_chunks(fn, d: int, device: torch.device) -> list:
 
 
 def _lp_distances_fused(X: torch.Tensor, z: torch.Tensor, p: float) -> torch.Tensor:
-    """:func:`lp_distances_to` for ``1 < p < inf``, ``p != 2``, as one pure function for
+    """:func:`lp_distances_to` for ``1 <= p < inf``, as one pure function for
     ``torch.compile``: the float64 differences live only in registers (no chunk
     copies) and an integer ``p`` becomes multiplications."""
     A = (X.double() - z.double()).abs()
@@ -83,9 +83,11 @@ _FUSED_DISTANCES = CompiledKernel(_lp_distances_fused)
 def lp_distances_to(X: torch.Tensor, z: torch.Tensor, p: float) -> torch.Tensor:
     """``||x_i - z||_p`` for each row of ``X`` (``(n, d)``), in float64, over column
     chunks (the l_p norm of the chunks' norms is the norm), overflow-safe; NaN ->
-    inf. Extra memory: one float64 chunk. For large inputs and ``p`` other than
-    1, 2, inf, a compiled kernel (:mod:`._compile`) computes the same in one pass."""
-    fused = p not in (1.0, 2.0) and not math.isinf(p) and _FUSED_DISTANCES.wanted(X)
+    inf. Extra memory: one float64 chunk. For large inputs and finite ``p``, a
+    compiled kernel (:mod:`._compile`) computes the same in one pass (p = 1 and 2
+    too: 0.9 ms against 12 and 9 ms for the float64 chunk copies at 11 x 184,586;
+    equal to ~1e-14 relative)."""
+    fused = not math.isinf(p) and _FUSED_DISTANCES.wanted(X)
     parts = []
     for s in range(0, X.shape[1], CHUNK_COLS):
         if fused:  # per chunk too: inductor keeps |x - z| in float64 for the two reductions
