@@ -173,3 +173,22 @@ def test_messages_name_the_trim_and_unknown_geomed_options():
         trimmed_mean(G, 4)
     with pytest.raises(TypeError, match=r"geomed: options must be among .* got unknown \['foo'\]"):
         geomed(G, 2.0, foo=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_all_finite_agrees_with_isfinite(dtype):
+    """The cheap finite check of rule outputs (the sum of t * 0) is isfinite's answer,
+    also where finite entries' sum would overflow (values at the dtype's maximum)."""
+    from mixtailor_game.rules.base import all_finite
+
+    top = torch.finfo(dtype).max
+    cases = [torch.zeros(0, dtype=dtype), torch.randn(7, 5).to(dtype), torch.full((1000,), top, dtype=dtype),
+             torch.tensor([top, -top, 0.0], dtype=dtype), torch.tensor([-0.0, 1e-30], dtype=torch.float64).to(dtype)]
+    for bad in (math.inf, -math.inf, math.nan):
+        for at in (0, 3, 999):
+            t = torch.full((1000,), top, dtype=dtype)
+            t[at] = bad
+            cases.append(t)
+        cases.append(torch.tensor([[1.0, 2.0], [bad, 0.0]], dtype=dtype))
+    for t in cases:
+        assert all_finite(t) == bool(torch.isfinite(t).all()), t
