@@ -441,16 +441,17 @@ class _BlackBox:
         inst = self.inst
         outs = []
         for s in range(0, len(t), self.chunk):
-            Bb = line_rows(inst, t[s:s + self.chunk])
-            Gb = torch.cat([Bb, inst.R.unsqueeze(0).expand(Bb.shape[0], -1, -1)], 1)
-            if Gb.shape[0] == 1:
-                z = self._single(Gb[0], float(t[s]))
+            if min(self.chunk, len(t) - s) == 1:  # one t: the shared rows buffer, no copy of R
+                z = self._single(self.rows.at(float(t[s])), float(t[s]))
                 if self.starts is not None:
                     self.starts.keep(float(t[s]), z)
                 out = z.double() - inst.offset64
                 self.memo[float(t[s])] = (float(out @ inst.u64), float(out.norm()))
                 outs.append(out.unsqueeze(0))
-            elif self.selections is not None:  # Bulyan batches by a loop anyway: share selections
+                continue
+            Bb = line_rows(inst, t[s:s + self.chunk])
+            Gb = torch.cat([Bb, inst.R.unsqueeze(0).expand(Bb.shape[0], -1, -1)], 1)
+            if self.selections is not None:  # Bulyan batches by a loop anyway: share selections
                 ts = t[s:s + self.chunk]
                 outs.append(torch.stack([self._single(G, float(x)) for G, x in zip(Gb.unbind(0), ts)]).double()
                             - inst.offset64)
