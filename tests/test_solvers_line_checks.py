@@ -295,3 +295,26 @@ def test_p3_over_several_closed_forms_is_optimal_and_matches_brute_force(seed):
     brute = _line_brute(prob.compile(), np.linspace(-4 * abs(sol.info["t"]) - 4, 4 * abs(sol.info["t"]) + 4, 20001))
     assert sol.status == "optimal"
     assert sol.value <= brute + 1e-12 * (1 + abs(brute))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_the_rows_cache_returns_the_line_rows_bitwise(eps):
+    """_Rows keeps the Byzantine rows of the last few t (and their inner product with u)
+    for every Krum-based evaluator: whatever the order of the requests and evictions,
+    they are line_rows' rows and the buffer at(t) holds [B(t); R] for the t asked last."""
+    from solvers.line import _Rows, spread_vector
+
+    g = torch.Generator().manual_seed(3)
+    H = torch.randn(7, 40, generator=g)
+    # with eps > 0 (P1's filter, f free rows) line_rows spreads the rows apart
+    inst = (solvers.P1(H, 3, [Comed(f=3)], eps=eps) if eps else solvers.P3(H, 3, [Comed(f=3)])).compile()
+    assert (spread_vector(inst) is not None) == bool(eps)
+    rows = _Rows(inst)
+    ts = [0.5, -1.25, 0.5, 3.0, 7.5, -2.0, 11.0, 0.5, -1.25, 0.0, 0.0, 3.0]
+    for t in ts:
+        want = line_rows(inst, [t])[0]
+        assert torch.equal(rows.byzantine(t), want)
+        assert rows.value(t) == float((want[0].double() - inst.offset64) @ inst.u64)
+        G = rows.at(t)
+        assert torch.equal(G, torch.cat([want, inst.R]))
+    assert len(rows._byzantine) <= rows.KEEP
