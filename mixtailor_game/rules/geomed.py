@@ -588,11 +588,13 @@ def _small_l2_median(Y: np.ndarray, m: np.ndarray, scale: float) -> np.ndarray |
     k, r = Y.shape
     diff = Y[:, None, :] - Y[None, :, :]
     D = np.sqrt((diff * diff).sum(-1))
-    for j in range(k):
-        others = np.arange(k) != j
-        g = (m[others, None] * diff[j, others] / D[j, others, None]).sum(0)
-        if math.sqrt(float(g @ g)) <= m[j]:
-            return (~others).astype(np.float64)
+    # every row's test at once (a loop over the rows cost ~0.3 ms of a Bulyan round):
+    # the pull of the others on row j, sum_i m_i (y_j - y_i) / ||y_j - y_i|| over i != j
+    np.fill_diagonal(D, 1.0)  # the diagonal's differences are 0: no term from row j itself
+    pull = np.einsum("i,jir->jr", m, diff / D[:, :, None])
+    optimal = np.flatnonzero(np.sqrt((pull * pull).sum(1)) <= m)
+    if len(optimal):
+        return (np.arange(k) == optimal[0]).astype(np.float64)
 
     def objective(z):
         return float((m * np.sqrt(((z - Y) ** 2).sum(1))).sum())
