@@ -40,13 +40,17 @@ def test_compiled_step_kernels_are_the_eager_step(p, dtype):
         torch.testing.assert_close(target, target_ref, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("p", [3.0, 7.5])
-def test_fused_distances_are_the_chunked_ones(p):
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 7.5])
+def test_fused_distances_are_the_chunked_ones(p, monkeypatch):
     X = _rows(d=70_000)  # more than one float64 chunk
     z = X[3:].mean(0)
     X[6, 5] = math.nan  # a NaN row is infinitely far
-    torch.testing.assert_close(_lp_distances_fused(X, z, p), lp_distances_to(X, z, p), rtol=1e-12, atol=0.0)
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "off")  # 9 x 70,000 would take the compiled kernel
+    chunked = lp_distances_to(X, z, p)
+    torch.testing.assert_close(_lp_distances_fused(X, z, p), chunked, rtol=1e-12, atol=0.0)
     assert math.isinf(float(_lp_distances_fused(X, z, p)[6]))
+    monkeypatch.setenv("MIXTAILOR_COMPILE", "always")  # the compiled kernel (p = 1, 2 since session 22)
+    torch.testing.assert_close(lp_distances_to(X, z, p), chunked, rtol=1e-12, atol=0.0)
 
 
 @pytest.mark.parametrize("p", [3.0, 6.5, 16.0])
