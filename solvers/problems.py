@@ -18,7 +18,8 @@ None (its default is their mean) that is the honest mean.
   attacker of MixTailor when it knows the pool and its probabilities.
 
 Common keyword-only fields (paper A.1.2-A.1.5, footnote 6 for P1-P3):
-``knowledge`` = ``"full"`` or ``("partial", k)``: the first ``k`` honest rows are
+``knowledge`` = ``"full"`` or ``("partial", k)`` (or ``"partial:k"``, the attacks'
+spelling): the first ``k`` honest rows are
 seen, the ``n - f - k`` unseen ones are replaced by the mean of the rows the
 adversary has, ``own`` and the seen ones (A.1.2's ``g_bar``; the seen ones alone
 when ``own`` is None; we count ``k`` in honest rows, the paper counts worker
@@ -45,6 +46,7 @@ import torch
 
 from mixtailor_game._checks import as_gradients, check_int, check_real, check_regime, fail
 from mixtailor_game.rules.pure import pure
+from mixtailor_game.rules.registry import as_rule
 
 STRUCTURES = ("optimal", "suboptimal", "line")
 SPACES = ("gradient", "model")
@@ -71,8 +73,23 @@ def pure_rules(rules) -> tuple:
     return tuple(out)
 
 
-def as_pool(where: str, pool, probs=None) -> tuple[tuple, tuple]:
+def _built(where: str, entry, f: int):
+    """A pool entry given by name, spec or dict as ``as_rule(entry, f)``; others as given."""
+    if not isinstance(entry, (str, dict)):
+        return entry
+    f = check_int(where, "f", f, low=1)  # before as_rule, which takes any f
+    try:
+        return as_rule(entry, f)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: pool entry {entry!r}: {exc}") from None
+
+
+def as_pool(where: str, pool, probs=None, f: int | None = None) -> tuple[tuple, tuple]:
     """``(rules, probs)`` from a rule, a sequence of rules, a ``RulePool`` or a ``MixTailor``.
+
+    With ``f``, an entry may also be a rule name or spec (``"krum"``, ``"geomed[p=3]"``,
+    as rules' names read and the game writes them) or a dict with a ``"name"``, built by
+    ``as_rule(entry, f)``.
 
     ``probs`` (if given) overrides the pool's own; the default is the pool's
     probabilities, else uniform. Raises ``ValueError`` for an empty pool or bad
@@ -85,7 +102,7 @@ def as_pool(where: str, pool, probs=None) -> tuple[tuple, tuple]:
     own_probs = None
     if hasattr(pool, "rules") and hasattr(pool, "probs"):  # RulePool
         rules, own_probs = tuple(pool.rules), tuple(pool.probs)
-    elif callable(pool):
+    elif callable(pool) or isinstance(pool, (str, dict)):
         rules = (pool,)
     else:
         try:
@@ -95,9 +112,12 @@ def as_pool(where: str, pool, probs=None) -> tuple[tuple, tuple]:
                             f"got {type(pool).__name__}") from None
     if not rules:
         raise fail(where, "pool", "a non-empty sequence of rules", rules)
+    if f is not None:
+        rules = tuple(_built(where, r, f) for r in rules)
     for r in rules:
         if not callable(r):
-            raise TypeError(f"{where}: pool entries must be callable rules, got {type(r).__name__}")
+            raise TypeError(f"{where}: pool entries must be callable rules, rule names or specs, "
+                            f"got {type(r).__name__}")
     rules = pure_rules(rules)
     if probs is None:
         probs = own_probs
@@ -194,15 +214,13 @@ class _Problem:
         check_regime(w, n > 2 * f, "n > 2f", n, f)
         if k_all > n - f:
             raise fail(w, "honest", f"at most n - f = {n - f} rows", k_all)
-        kn = self.knowledge
+        kn = self._knowledge()
         if kn == "full":
             if k_all != n - f:
                 raise fail(w, "honest", f"n - f = {n - f} rows with knowledge='full' "
                            "(use knowledge=('partial', k))", k_all)
-        elif isinstance(kn, tuple) and len(kn) == 2 and kn[0] == "partial":
-            check_int(w, "knowledge k", kn[1], low=1, high=min(k_all, n - f))
         else:
-            raise fail(w, "knowledge", "'full' or ('partial', k)", kn)
+            check_int(w, "knowledge k", kn[1], low=1, high=min(k_all, n - f))
         _choice(w, "space", self.space, SPACES)
         d = honest.shape[1]
         if self.space == "model":
@@ -231,9 +249,23 @@ class _Problem:
             if hasattr(r, "check"):
                 r.check(n)
 
+    def _knowledge(self):
+        """``"full"`` or ``("partial", k)``; ``"partial:K"`` (the attacks' spelling,
+        ``make_view``) reads as ``("partial", K)``."""
+        kn = self.knowledge
+        if isinstance(kn, str) and kn.startswith("partial:"):
+            try:
+                return ("partial", int(kn[len("partial:"):]))
+            except ValueError:
+                pass
+        elif kn == "full" or (isinstance(kn, tuple) and len(kn) == 2 and kn[0] == "partial"):
+            return kn
+        raise fail(self.where, "knowledge", "'full', ('partial', k) or 'partial:k'", kn)
+
     def _seen(self, honest) -> int:
         """How many honest rows the adversary sees (the first ones, A.1.2)."""
-        return int(honest.shape[0]) if self.knowledge == "full" else int(self.knowledge[1])
+        kn = self._knowledge()
+        return int(honest.shape[0]) if kn == "full" else int(kn[1])
 
     def _rows(self, honest, f, n):
         """Seen rows, completed to ``n - f`` rows (A.1.2), and the f reference Byzantine rows."""
@@ -320,17 +352,23 @@ class TailoredAttack(_Problem):
     rule: object
     structure: str = "optimal"
     objective: str = "lambda"
-    where = "tailored"
+    where = "TailoredAttack"
 
     def __post_init__(self):
         _choice(self.where, "structure", self.structure, ("optimal", "suboptimal"))
         _choice(self.where, "objective", self.objective, OBJECTIVES)
-        if not callable(self.rule) or isinstance(self.rule, (list, tuple)):
-            raise TypeError(f"{self.where}: rule must be one callable rule, got {type(self.rule).__name__}")
-        self._check_rules((self.rule,))
+        rule = self._rule()
+        if not callable(rule) or isinstance(rule, (list, tuple)):
+            raise TypeError(f"{self.where}: rule must be one callable rule, a rule name or spec, "
+                            f"got {type(rule).__name__}")
+        self._check_rules((rule,))
+
+    def _rule(self):
+        """The rule; a name, spec or dict built by ``as_rule(rule, f)``."""
+        return _built(self.where, self.rule, self.f)
 
     def compile(self) -> Instance:
-        return self._compile(pure_rules((self.rule,)), (1.0,), "tailored", self.objective, self.structure,
+        return self._compile(pure_rules((self._rule(),)), (1.0,), "tailored", self.objective, self.structure,
                              0.0, 2.0, "tailored")
 
 
@@ -355,10 +393,10 @@ class P1(_Problem):
     def __post_init__(self):
         _choice(self.where, "structure", self.structure, STRUCTURES)
         _check_eps(self.where, self.eps, self.eps_p)
-        self._check_rules(as_pool(self.where, self.pool)[0])
+        self._check_rules(as_pool(self.where, self.pool, f=self.f)[0])
 
     def compile(self) -> Instance:
-        rules, probs = as_pool(self.where, self.pool)
+        rules, probs = as_pool(self.where, self.pool, f=self.f)
         eps, eps_p = _check_eps(self.where, self.eps, self.eps_p)
         return self._compile(rules, probs, "max", "xi", self.structure, eps, eps_p, self.where)
 
@@ -385,10 +423,10 @@ class P3(_Problem):
     where = "P3"
 
     def __post_init__(self):
-        self._check_rules(as_pool(self.where, self.pool)[0])
+        self._check_rules(as_pool(self.where, self.pool, f=self.f)[0])
 
     def compile(self) -> Instance:
-        rules, probs = as_pool(self.where, self.pool)
+        rules, probs = as_pool(self.where, self.pool, f=self.f)
         return self._compile(rules, probs, "max", "xi", "line", 0.0, 2.0, self.where)
 
 
@@ -408,14 +446,14 @@ class ExpectedValue(_Problem):
     eps: float = 0.0
     structure: str = "line"
     eps_p: float = 2.0
-    where = "expected"
+    where = "ExpectedValue"
 
     def __post_init__(self):
         _choice(self.where, "structure", self.structure, STRUCTURES)
         _check_eps(self.where, self.eps, self.eps_p)
-        self._check_rules(as_pool(self.where, self.pool, self.probs)[0])
+        self._check_rules(as_pool(self.where, self.pool, self.probs, f=self.f)[0])
 
     def compile(self) -> Instance:
-        rules, probs = as_pool(self.where, self.pool, self.probs)
+        rules, probs = as_pool(self.where, self.pool, self.probs, f=self.f)
         eps, eps_p = _check_eps(self.where, self.eps, self.eps_p)
-        return self._compile(rules, probs, "expected", "expected", self.structure, eps, eps_p, self.where)
+        return self._compile(rules, probs, "expected", "expected", self.structure, eps, eps_p, "expected")

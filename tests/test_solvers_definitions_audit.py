@@ -55,7 +55,7 @@ def test_probabilities_from_a_mapping_or_set_are_rejected():
     """A dict iterated its keys: probs={0: 0.5, 1: 0.5} became (0.0, 1.0) and passed."""
     H = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for bad in ({0: 0.5, 1: 0.5}, {0.5, 0.25}, "01"):
-        with pytest.raises(ValueError, match=r"expected: probs must be a sequence of 2 numbers, got") as exc:
+        with pytest.raises(ValueError, match=r"ExpectedValue: probs must be a sequence of 2 numbers, got") as exc:
             solvers.ExpectedValue(H, 1, [Comed(f=1), TrimmedMean(b=1)], probs=bad)
         assert "\n" not in str(exc.value)
 

@@ -20,9 +20,9 @@ def V(k=4, d=2, seed=0):
     (lambda: solvers.P1(V(), f=1, pool=[Comed(f=1)], eps=-0.1), r"P1: eps must be >= 0, got -0.1"),
     (lambda: solvers.P2(V(), f=1, pool=[], eps=0.0), r"P2: pool must be a non-empty sequence of rules"),
     (lambda: solvers.ExpectedValue(V(), f=1, pool=[Comed(f=1)], probs=[0.5, 0.5]),
-     r"expected: probs must be a sequence of 1 numbers"),
+     r"ExpectedValue: probs must be a sequence of 1 numbers"),
     (lambda: solvers.ExpectedValue(V(), f=1, pool=[Comed(f=1)] * 2, probs=[0.9, 0.3]),
-     r"expected: probs must be summing to 1"),
+     r"ExpectedValue: probs must be summing to 1"),
     (lambda: solvers.P3(torch.ones(3, dtype=torch.float64), f=1, pool=[Comed(f=1)]),
      r"P3: honest must be 2-D of shape \(k, d\), got \(3,\)"),
     (lambda: solvers.P3(V(), f=1, pool=[Comed(f=1)], space="model", model=torch.zeros(3)),
@@ -34,8 +34,8 @@ def V(k=4, d=2, seed=0):
     (lambda: solvers.P3(V(), f=1, pool=[Comed(f=1)], knowledge="some"), r"P3: knowledge must be"),
     (lambda: solvers.P3(V(3), f=1, pool=[Comed(f=1)], n=6), r"P3: honest must be n - f = 5 rows"),
     (lambda: solvers.P1(V(), f=1, pool=[Comed(f=1)], structure="best"), r"P1: structure must be one of"),
-    (lambda: solvers.TailoredAttack(V(), 1, Comed(f=1), objective="cos"), r"tailored: objective must be one of"),
-    (lambda: solvers.TailoredAttack(V(), 1, Comed(f=1), structure="line"), r"tailored: structure must be one of"),
+    (lambda: solvers.TailoredAttack(V(), 1, Comed(f=1), objective="cos"), r"TailoredAttack: objective must be one of"),
+    (lambda: solvers.TailoredAttack(V(), 1, Comed(f=1), structure="line"), r"TailoredAttack: structure must be one of"),
     (lambda: solvers.P3(V(3), f=1, pool=[Krum(f=1)]), r"krum: needs n > 2f \+ 2, got n=4, f=1"),
 ])
 def test_bad_input_raises_one_line_value_error(make, match):
@@ -51,6 +51,49 @@ def test_bad_types_raise_type_error():
         solvers.solve("P3")
     with pytest.raises(TypeError, match="pool entries must be callable"):
         solvers.P3(V(), f=1, pool=[1, 2])
+
+
+def test_pool_entries_by_name_spec_or_dict_are_the_rules_as_rule_builds():
+    """Rule names and specs (as rules' names read and the game writes them) build the
+    rules ``as_rule(entry, f)`` builds: the same problem, the same answer."""
+    from mixtailor_game.rules import Geomed, as_rule
+
+    X = V(8, 3, seed=1)
+    by_object = solvers.P3(X, 2, [Krum(f=2, p=3.0), Geomed(f=2, p=3.0), TrimmedMean(b=2)])
+    for pool in (["krum[p=3]", "geomed[p=3]", "trimmed_mean"],
+                 [{"name": "krum", "p": 3}, "geomed[p=3.0]", as_rule("trimmed_mean", 2)]):
+        by_name = solvers.P3(X, 2, pool)
+        assert [r.name for r in by_name.compile().rules] == [r.name for r in by_object.compile().rules]
+        assert solvers.solve(by_name).value == solvers.solve(by_object).value
+    ev = solvers.ExpectedValue(X, 2, ["comed", "krum"], probs=[0.25, 0.75]).compile()
+    assert [r.name for r in ev.rules] == ["comed", "krum[p=2]"] and ev.weights == (0.25, 0.75)
+    assert [r.name for r in solvers.P3(X, 2, "comed").compile().rules] == ["comed"]  # one name: a pool of one
+    tailored = solvers.TailoredAttack(X, 2, "krum[p=3]", objective="inner").compile()
+    assert tailored.rules[0].name == "krum[p=3]"
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: solvers.P3(V(8, 3), 2, ["krum", "bogus"]), r"P3: pool entry 'bogus': .*bogus"),
+    (lambda: solvers.P3(V(8, 3), 2, ["krum[p=0.5]"]), r"P3: pool entry 'krum\[p=0.5\]': .*p must be"),
+    (lambda: solvers.P2(V(8, 3), 0, ["krum"]), r"P2: f must be >= 1, got 0"),
+    (lambda: solvers.TailoredAttack(V(8, 3), 2, "nope"), r"TailoredAttack: pool entry 'nope'"),
+])
+def test_bad_rule_names_in_a_pool_raise_one_line_errors(make, match):
+    with pytest.raises(ValueError, match=match) as exc:
+        make()
+    assert "\n" not in str(exc.value)
+
+
+def test_partial_knowledge_reads_the_attacks_spelling():
+    """``knowledge="partial:K"`` (``make_view``'s spelling) is ``("partial", K)``."""
+    X = V(8, 3, seed=2)
+    a = solvers.P3(X, 2, [Comed(f=2)], knowledge="partial:3").compile()
+    b = solvers.P3(X, 2, [Comed(f=2)], knowledge=("partial", 3)).compile()
+    assert torch.equal(a.R, b.R) and a.unseen == b.unseen == 5
+    with pytest.raises(ValueError, match=r"P3: knowledge k must be <= 8, got 9"):
+        solvers.P3(X, 2, [Comed(f=2)], knowledge="partial:9")
+    with pytest.raises(ValueError, match=r"P3: knowledge must be 'full', \('partial', k\) or 'partial:k'"):
+        solvers.P3(X, 2, [Comed(f=2)], knowledge="partial:x")
 
 
 def test_nonfinite_honest_rows_are_rejected():
