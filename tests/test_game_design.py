@@ -56,6 +56,16 @@ def test_validation(K, msg):
         design_greedy(np.zeros((2, 3), bool), K)
 
 
+@pytest.mark.parametrize("method", ["auto", "ilp", "greedy"])
+def test_design_pool_errors_name_design_pool(method):
+    """Its errors name the function the user called, whichever method it picks (auto
+    said design_ilp)."""
+    with pytest.raises(ValueError, match=r"design_pool: K must be <= 3, got 9"):
+        design_pool(np.zeros((2, 3), bool), 9, method=method)
+    with pytest.raises(ValueError, match=r"design_pool: C must be boolean"):
+        design_pool(np.array([[0.5, 1.0]]), 1, method=method)
+
+
 def test_non_boolean_input_rejected():
     with pytest.raises(ValueError, match="design_ilp: C must be boolean"):
         design_ilp(np.array([[0.5, 1.0]]), 1)

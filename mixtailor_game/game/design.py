@@ -158,6 +158,7 @@ def design_brute_force(C, K: int, *, max_subsets: int = 200_000) -> PoolDesign:
 
 def design_pool(C, K: int, *, method: str = "auto", time_limit: float | None = 10.0) -> PoolDesign:
     """``method``: ``"greedy"``, ``"ilp"``, or ``"auto"`` (ILP, falling back to greedy if the ILP fails)."""
+    _as_compromise(C, K, "design_pool")  # errors name the function called, not the method it picks
     if method == "greedy":
         return design_greedy(C, K)
     if method == "ilp":
