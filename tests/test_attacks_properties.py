@@ -334,3 +334,24 @@ def test_gamma_search_is_exact_for_many_rows_sharing_a_large_mean(cls):
     a = cls(perturbation="std").solve(make_view(H, n=32, f=2)).gamma  # std: shift-invariant
     b = cls(perturbation="std").solve(make_view(shifted, n=32, f=2)).gamma
     assert b == pytest.approx(a, rel=1e-5)
+
+
+@pytest.mark.parametrize("name, params", [
+    *[(nm, {}) for nm in attack_names()],
+    ("ipm", {"eps": 10.0}), ("fang_krum", {"p": 3.5, "direction": "aggregate"}), ("fang_trim", {"b": 3}),
+    ("random_eps", {"eps_set": (0.2, 5.0, 50.0), "probs": (0.25, 0.25, 0.5)}), ("gaussian", {"sigma": 0.5}),
+    ("min_max", {"perturbation": "sign", "gamma_init": 5.0}), ("adaptive", {"problem": "p3", "method": "line"}),
+])
+def test_an_attack_name_builds_the_same_attack(name, params):
+    """Attacks' names are specs (the game's --attacks reads them): make_attack(a.name) == a,
+    tuples included (random_eps's sets)."""
+    from mixtailor_game.attacks import make_attack
+
+    a = make_attack(name, **params)
+    assert make_attack(a.name) == a
+    if "[" in a.name:  # a keyword that repeats the spec's value is fine; another value is not
+        key = next(iter(params), None)
+        if key is not None:
+            assert make_attack(a.name, **{key: params[key]}) == a
+            with pytest.raises(ValueError, match=rf"make_attack: \['{key}'\] given in the spec"):
+                make_attack(a.name, **{key: "other"})

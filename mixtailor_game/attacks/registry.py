@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..rules.spec import parse_spec
 from .alie import ALIE
 from .fang_krum import FangKrum
 from .fang_trim import FangTrim
@@ -44,13 +45,22 @@ def attack_params(name: str) -> list[str]:
 def make_attack(name: str, **params):
     """Build an attack: ``make_attack("ipm", eps=0.1)(view) -> Tensor[f, d]``.
 
-    Unknown names or parameters raise ``ValueError`` listing the valid ones.
-    ``"adaptive"`` is imported on first use from
-    :mod:`mixtailor_game.attacks.adaptive`.
+    ``name`` may be a spec as attacks' names read (``"ipm[eps=0.1]"``, as the game's
+    ``--attacks`` takes them); a parameter given both ways must agree. Unknown names
+    or parameters raise ``ValueError`` listing the valid ones. ``"adaptive"`` is
+    imported on first use from :mod:`mixtailor_game.attacks.adaptive`.
 
     >>> make_attack("ipm", eps=10.0).name
     'ipm[eps=10]'
+    >>> make_attack("ipm[eps=10]") == make_attack("ipm", eps=10.0)
+    True
     """
+    if isinstance(name, str) and "[" in name:
+        spec_name, spec_params = parse_spec(name)
+        clash = sorted(k for k in set(spec_params) & set(params) if spec_params[k] != params[k])
+        if clash:
+            raise ValueError(f"make_attack: {clash} given in the spec {name!r} and as keywords with other values")
+        name, params = spec_name, {**spec_params, **params}
     valid = attack_params(name)
     unknown = sorted(set(params) - set(valid))
     if unknown:

@@ -14,12 +14,13 @@ from .._checks import fail
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split ``text`` at ``sep`` characters that are not inside brackets."""
+    """Split ``text`` at ``sep`` characters that are not inside brackets or parentheses
+    (a tuple value: ``random_eps[eps_set=(0.1, 10.0),probs=(0.5, 0.5)]``)."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
-        if ch == "[":
+        if ch in "[(":
             depth += 1
-        elif ch == "]":
+        elif ch in "])":
             depth -= 1
             if depth < 0:
                 raise fail("spec", "brackets", "balanced", text)
@@ -33,6 +34,8 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
 
 
 def _value(text: str):
+    if text.startswith("(") and text.endswith(")"):  # a tuple, as Python prints one
+        return tuple(_value(item) for item in split_top_level(text[1:-1]))
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -49,8 +52,8 @@ def _value(text: str):
 def parse_spec(text: str) -> tuple[str, dict]:
     """``"krum[p=2]"`` -> ``("krum", {"p": 2})``; ``"comed"`` -> ``("comed", {})``.
 
-    Values become ``int``, ``float``, ``bool``, ``None`` or stay strings
-    (nested specs such as ``base=krum[p=2]`` stay strings).
+    Values become ``int``, ``float``, ``bool``, ``None``, tuples of them (``(0.1, 10.0)``)
+    or stay strings (nested specs such as ``base=krum[p=2]`` stay strings).
 
     >>> parse_spec("bulyan[select=krum,aggregate=comed,p=2]")
     ('bulyan', {'select': 'krum', 'aggregate': 'comed', 'p': 2})
