@@ -212,6 +212,24 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         TrainConfig(aggregator="krum", probs="0.5,0.5")
 
 
+def test_attack_and_aggregator_specs_are_split_into_name_and_params(tmp_path):
+    """``attack="ipm[eps=0.5]"``, ``aggregator="nnm[base=geomed[p=3]]"`` (names as the game
+    prints them) are the plain config: the same run directory resumes either way."""
+    spec = TrainConfig(aggregator="nnm[base=geomed[p=3]]", attack="ipm[eps=0.5]", steps=4, eval_every=4)
+    plain = TrainConfig(aggregator="nnm", rule_params={"base": "geomed[p=3]"}, attack="ipm",
+                        attack_params={"eps": 0.5}, steps=4, eval_every=4)
+    assert spec == plain
+    assert TrainConfig(aggregator="krum[p=3]", rule_params={"p": 3}).rule_params == {"p": 3}  # agreeing: fine
+    with pytest.raises(ValueError, match=r"TrainConfig: aggregator must be a spec whose parameters agree with "
+                       r"rule_params \(\['p'\] differ\), got 'krum\[p=3\]'"):
+        TrainConfig(aggregator="krum[p=3]", rule_params={"p": 4})
+    with pytest.raises(ValueError, match=r"TrainConfig: attack must be a name or a spec"):
+        TrainConfig(attack="ipm[eps=0.5")
+    train(spec, out=tmp_path / "run", progress=False)
+    summary = train(plain, out=tmp_path / "run", progress=False)  # finished: the same run, not refused
+    assert summary["attack_params"] == {"eps": 0.5} and summary["aggregator_name"] == "nnm[base=geomed[p=3]]"
+
+
 def test_run_directory_of_another_run_is_refused(tmp_path):
     train(cfg(aggregator="krum", attack="ipm", steps=3), tmp_path)
     with pytest.raises(ValueError, match=r"holds a different run \(aggregator: 'krum' in its config.json, 'comed' now\)"):

@@ -61,14 +61,14 @@ def _add_run_flags(p: argparse.ArgumentParser, *, compare: bool) -> None:
         g.add_argument("--aggregators", default=COMPARE_DEFAULT_AGGREGATORS,
                        help=f"comma list of aggregators (default {COMPARE_DEFAULT_AGGREGATORS})")
     else:
-        g.add_argument("--aggregator", help=f"a make_rule name, mixtailor or omniscient (default {d.aggregator})")
+        g.add_argument("--aggregator", help=f"a make_rule name or spec (krum[p=3]), mixtailor or omniscient (default {d.aggregator})")
     g.add_argument("--rule-param", dest="rule_param", action="append", type=_key_value, metavar="KEY=VALUE",
                    help="extra make_rule parameter (repeatable), e.g. p=3")
     g.add_argument("--pool", help="mixtailor pool: paper, families:krum,comed,... or a comma list of rule names")
     g.add_argument("--probs", help="mixtailor probabilities: comma list or JSON file (mixtailor-game game)")
     g.add_argument("--deterministic-draw", dest="deterministic_draw", action="store_const", const=True,
                    help="seed MixTailor's draw from --seed (reproducible, predictable; default OS entropy)")
-    g.add_argument("--attack", help=f"a make_attack name or none (default {d.attack})")
+    g.add_argument("--attack", help=f"a make_attack name or spec (ipm[eps=0.5]) or none (default {d.attack})")
     g.add_argument("--eps", type=float, help="attack parameter eps (e.g. ipm's scale)")
     g.add_argument("--z", type=float, help="attack parameter z (e.g. 'A Little' attack)")
     g.add_argument("--attack-param", dest="attack_param", action="append", type=_key_value, metavar="KEY=VALUE",

@@ -91,7 +91,8 @@ class TrainConfig:
     workers, byzantine : ``n >= 1`` workers, ``0 <= f < n`` of them Byzantine.
     aggregator : a ``make_rule`` name, ``"mixtailor"`` or ``"omniscient"``
         (the mean of the honest rows only: the no-attack reference).
-    rule_params : extra keyword arguments of ``make_rule(aggregator, ...)``.
+    rule_params : extra keyword arguments of ``make_rule(aggregator, ...)``. A spec
+        ``aggregator="krum[p=3]"`` (a rule's name) is split into the name and these.
     pool : for ``mixtailor``: ``"paper"`` (the 64 rules of ``paper_pool``)
         or a comma list of rule names (each built with ``as_rule(name, f)``: ``f``
         passed as ``b`` to ``trimmed_mean``, none to ``mean``).
@@ -105,7 +106,8 @@ class TrainConfig:
         OS entropy (DESIGN.md), and then a resumed run continues correctly but
         its metrics differ from an uninterrupted one.
     attack, attack_params : ``make_attack(attack, **attack_params)``;
-        ``"none"``: the Byzantine workers send their honest gradients.
+        ``"none"``: the Byzantine workers send their honest gradients. A spec
+        ``attack="ipm[eps=0.5]"`` (an attack's name) is split into the name and these.
         ``attack_params=None`` resolves to :data:`DEFAULT_ATTACK_PARAMS`
         (``ipm``: ``eps=0.1``, the tailored attack that corrupts Krum).
     knowledge : what the adversary sees: ``"full"`` (all honest rows),
@@ -168,6 +170,32 @@ class TrainConfig:
     device: str = "cpu"
     engine: str = "auto"
 
+    def _split_specs(self):
+        """``attack="ipm[eps=0.5]"`` / ``aggregator="krum[p=3]"`` (names as attacks and rules
+        print them, as the game writes them) become the name and its parameters, merged
+        into ``attack_params`` / ``rule_params`` (a parameter given both ways must agree):
+        the stored config.json holds the plain name either way."""
+        from ..rules.spec import parse_spec
+
+        for name_field, params_field in (("attack", "attack_params"), ("aggregator", "rule_params")):
+            value = getattr(self, name_field)
+            if not (isinstance(value, str) and "[" in value):
+                continue
+            try:
+                name, spec = parse_spec(value)
+            except ValueError as exc:
+                raise fail(WHERE, name_field, f"a name or a spec name[key=value,...] ({exc})", value) from None
+            given = getattr(self, params_field)
+            given = {} if given is None else given
+            if not isinstance(given, dict):
+                continue  # the dict check below says so
+            clash = sorted(k for k in spec if k in given and given[k] != spec[k])
+            if clash:
+                raise fail(WHERE, name_field, f"a spec whose parameters agree with {params_field} ({clash} differ)",
+                           value)
+            object.__setattr__(self, name_field, name)
+            object.__setattr__(self, params_field, {**spec, **given})
+
     def __post_init__(self):
         for name in ("dataset", "model", "aggregator", "pool", "attack", "device"):
             _check_name(name, getattr(self, name))
@@ -175,6 +203,7 @@ class TrainConfig:
             raise TypeError(f"{WHERE}: data_dir must be a string or None, got {self.data_dir!r}")
         n = check_int(WHERE, "workers", self.workers, low=1)
         f = check_int(WHERE, "byzantine", self.byzantine, low=0, high=n - 1)
+        self._split_specs()
         if self.attack_params is None:
             object.__setattr__(self, "attack_params", default_attack_params(self.attack))
         for name in ("rule_params", "attack_params"):
