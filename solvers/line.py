@@ -101,7 +101,7 @@ import torch
 
 from mixtailor_game._checks import check_int, check_real, fail
 from mixtailor_game.rules import Bulyan, Comed, Geomed, Krum, Mean, TrimmedMean, bulyan_select, geomed_solve
-from mixtailor_game.rules._distances import squared_distances, squared_distances_from
+from mixtailor_game.rules._distances import squared_distances, squared_distances_from, squared_distances_from_norms
 from mixtailor_game.rules.bulyan import bulyan_aggregate, krum_pick, krum_selection, nearest_selection
 from mixtailor_game.rules.krum import scores_from_squared
 
@@ -658,6 +658,26 @@ class _LineDistances:
         self.to_line: dict[tuple[float, float], torch.Tensor] = {}
         self.rows = None  # [x(t); R], row 0 rewritten per t
 
+    def prefetch(self, t: float, ps) -> None:
+        """The distances from ``x(t)`` for every norm in ``ps`` not yet computed at ``t``,
+        in one pass over the rows (:func:`squared_distances_from_norms`, bitwise the
+        one-norm values): an expectation runs every Krum-based rule at each point (paper
+        pool: 14 norms, ~1 ms against ~7 ms of kernels and ~14 ms of calls)."""
+        inst = self.inst
+        if inst.n * inst.d < SMALL_ELEMENTS:
+            return
+        todo = [p for p in ps if (p, float(t)) not in self.to_line]
+        if len(todo) < 2:
+            return
+        self._set_row(t)
+        for p, row in squared_distances_from_norms(self.rows, 0, todo).items():
+            self.to_line[(p, float(t))] = row[1:]
+
+    def _set_row(self, t: float) -> None:
+        if self.rows is None:
+            self.rows = torch.cat([self.line.byzantine(t)[:1], self.inst.R])
+        self.rows[0] = self.line.byzantine(t)[0]
+
     def matrix(self, p: float, t: float) -> torch.Tensor:
         """``(n, n)`` float64 squared distances at ``t`` (the f identical rows first)."""
         inst, f = self.inst, self.inst.f
@@ -673,9 +693,7 @@ class _LineDistances:
             self.honest[p] = squared_distances(inst.R, p)
         key = (p, float(t))
         if key not in self.to_line:
-            if self.rows is None:
-                self.rows = torch.cat([self.line.byzantine(t)[:1], inst.R])
-            self.rows[0] = self.line.byzantine(t)[0]
+            self._set_row(t)
             self.to_line[key] = squared_distances_from(self.rows, 0, p)[1:]
         delta = self.to_line[key]
         D2 = torch.zeros(inst.n, inst.n, dtype=torch.float64, device=delta.device)
@@ -981,6 +999,10 @@ class LineObjective:
         rows = _Rows(inst)  # one buffer for every evaluator: the rows at t are the same for all
         distances = _LineDistances(inst, rows)
         self.evals = [make_evaluator(inst, r, chunk_elems, fast, selections, distances, rows) for r in self.uniq]
+        # the norms of the rules that pick rows from the line's distances: an expectation
+        # computes them together at each point (_LineDistances.prefetch)
+        self.distances = distances
+        self.krum_norms = sorted({float(e.rule.p) for e in self.evals if isinstance(e, (_Krum, _BulyanKrum))})
         self.tol = tol
         self.n_evals = 0
         self.cache: dict[float, float] = {}
@@ -1302,6 +1324,8 @@ class LineObjective:
         for i in order:
             c = float(t[i])
             warm = np.zeros(len(self.evals), dtype=bool)
+            if any(isinstance(self.evals[k], (_Krum, _BulyanKrum)) for k in costly):
+                self.distances.prefetch(c, self.krum_norms)
             for k in costly:
                 e = self.evals[k]
                 if hasattr(e, "warm"):
@@ -1365,9 +1389,12 @@ class LineObjective:
             parts[:, k] = self.evals[k](t)
         self._register(t, parts, cheap)
         for c in t:
-            for k in range(len(self.evals)):
-                if not self.ran[float(c)][k] and self.w[k] > 0 and isinstance(self.evals[k], (_Krum, _BulyanKrum)):
-                    self._run(float(c), k, warm=True)
+            todo = [k for k in range(len(self.evals))
+                    if not self.ran[float(c)][k] and self.w[k] > 0 and isinstance(self.evals[k], (_Krum, _BulyanKrum))]
+            if todo:
+                self.distances.prefetch(float(c), self.krum_norms)
+            for k in todo:
+                self._run(float(c), k, warm=True)
 
     def _interpolate(self, k: int, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rule ``k`` at ``ts`` on the straight line between the nearest candidates where

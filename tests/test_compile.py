@@ -351,6 +351,47 @@ def test_one_row_of_distances_shares_the_pairwise_compilation(monkeypatch):
         assert torch.equal(row, D2[k])
 
 
+@pytest.mark.parametrize("mode", ["always", "off"])
+def test_distances_for_several_norms_in_one_pass_are_each_norms_own(monkeypatch, mode):
+    """squared_distances_from_norms (one compiled pass for every norm that takes the power
+    sums; p = 1, 2, inf and eager mode one norm at a time) is bitwise
+    squared_distances_from for each norm: a huge row (the redo path), duplicates, a
+    non-finite row, several chunks (d > CHUNK_COLS)."""
+    from mixtailor_game.rules import _distances
+    from mixtailor_game.rules._distances import squared_distances_from_norms
+
+    monkeypatch.setenv("MIXTAILOR_COMPILE", mode)
+    X = _rows(n=11, d=_distances.CHUNK_COLS + 1234, dtype=torch.float32)
+    X[5, 7] = float("nan")
+    ps = [1.0, 2.0, 2.5, 3.0, 7.0, 14.0, 16.0, math.inf]
+    for k in (0, 4):
+        many = squared_distances_from_norms(X, k, ps)
+        assert sorted(many) == ps
+        for p in ps:
+            assert torch.equal(many[p], squared_distances_from(X, k, p)), (k, p)
+
+
+def test_the_line_prefetches_every_krum_norm_bitwise():
+    """An expectation's Krum-based rules read the line's distances for all their norms from
+    one pass (_LineDistances.prefetch): the same matrices as one norm at a time."""
+    import solvers
+    from mixtailor_game.rules import Bulyan, Krum
+    from solvers import line
+
+    g = torch.Generator().manual_seed(3)
+    V = torch.randn(9, 8000, generator=g)
+    inst = solvers.ExpectedValue(V, 2, [Krum(f=2, p=3.0), Krum(f=2, p=9.0), Bulyan(f=2, p=5.0)]).compile()
+    assert inst.n * inst.d >= line.SMALL_ELEMENTS
+    obj = line.LineObjective(inst, 2 ** 20, True, 1e-6)
+    assert obj.krum_norms == [3.0, 5.0, 9.0]
+    alone = line._LineDistances(inst)
+    for t in (0.0, 0.37, -2.5):
+        obj.distances.prefetch(t, obj.krum_norms)
+        assert all((p, t) in obj.distances.to_line for p in obj.krum_norms)
+        for p in obj.krum_norms:
+            assert torch.equal(obj.distances.matrix(p, t), alone.matrix(p, t))
+
+
 def test_a_chunked_caller_keeps_the_compiled_kernel_on_its_last_small_chunk(monkeypatch):
     """The power sums are compiled per column chunk, decided on the whole rows: the last
     chunk, below MIN_ELEMENTS alone, ran the eager function, whose float64 temporaries

@@ -248,6 +248,19 @@ def _pair_power_sums_fused(X: torch.Tensor, i: torch.Tensor, j: torch.Tensor, p:
 _FUSED_POWER_SUMS = CompiledKernel(_pair_power_sums_fused)
 
 
+def _pair_power_sums_norms(X: torch.Tensor, i: torch.Tensor, j: torch.Tensor, ps: tuple) -> torch.Tensor:
+    """:func:`_pair_power_sums_fused` for several norms ``ps`` in one loop over the rows:
+    ``(len(ps), pairs)``, each norm's sums accumulated as in the one-norm kernel (bitwise
+    equal where measured). Twelve norms at 11 x 184,586 (10 pairs): 1.05 ms against
+    5.7-6.7 ms for one pass per norm."""
+    Xd = X.double()
+    A = (Xd[i] - Xd[j]).abs()
+    return torch.stack([(A ** p).sum(-1) for p in ps])
+
+
+_FUSED_POWER_SUMS_NORMS = CompiledKernel(_pair_power_sums_norms)
+
+
 def _power_sums(X: torch.Tensor, p: float) -> torch.Tensor:
     """``S[i, j] = sum_k |x_ik - x_jk|^p`` in float64 (upper triangle, i < j) over
     cache-sized column chunks. ``torch.cdist`` with a general p runs a scalar
@@ -349,26 +362,60 @@ def squared_distances_from(G: torch.Tensor, k: int, p: float = 2.0) -> torch.Ten
     column chunks of ``G`` with the pair indices laid out as there, so the
     pairwise matrix's specialization per p serves both (no compilation). Equal to
     that row up to the order of the float64 sums (bitwise where measured)."""
-    n, d = G.shape
-    if G.device.type == "cpu" and p not in (1.0, 2.0) and not math.isinf(p) and _FUSED_POWER_SUMS.wanted(G):
-        # one (2, n - 1) index tensor unpacked, as triu_indices is in _power_sums: dynamo
-        # guards on the second half's storage offset
-        others = torch.cat([torch.arange(k, device=G.device), torch.arange(k + 1, n, device=G.device)])
-        i, j = torch.stack([torch.full_like(others, k), others])
-        S = torch.zeros(n - 1, dtype=torch.float64, device=G.device)
-        for s in range(0, d, CHUNK_COLS):
+    if _power_sums_apply(G, p):
+        others, i, j = _pairs_with(G, k)
+        S = torch.zeros(G.shape[0] - 1, dtype=torch.float64, device=G.device)
+        for s in range(0, G.shape[1], CHUNK_COLS):
             S += _FUSED_POWER_SUMS(G[:, s : s + CHUNK_COLS], i, j, p, wanted=True)
-        D = S.pow(1.0 / p)
-        # overflow, underflow and non-finite rows (NaN sums): the scaled norm, which
-        # puts non-finite rows at distance inf as squared_distances does
-        redo = ~torch.isfinite(D) | (D < 1e-280 ** (1.0 / p))
-        for m in redo.nonzero().flatten().tolist():
-            D[m] = _pair_distance_direct(G[k], G[int(others[m])], p)
-        out = torch.zeros(n, dtype=torch.float64, device=G.device)
-        out[others] = D.square()
-        return out
+        return _row_from_power_sums(G, k, others, S, p)
     out = lp_distances_to(G, G[k], p).square()
     out[k] = 0.0
+    return out
+
+
+def squared_distances_from_norms(G: torch.Tensor, k: int, ps) -> dict:
+    """``{p: squared_distances_from(G, k, p)}`` for the norms ``ps``; those that take the
+    compiled power sums share one pass over ``G`` (:func:`_pair_power_sums_norms`):
+    the line search's Krum-based rules need ~14 norms at every point."""
+    ps = sorted({float(p) for p in ps})
+    shared = tuple(p for p in ps if _power_sums_apply(G, p))
+    out = {p: squared_distances_from(G, k, p) for p in ps if len(shared) < 2 or p not in shared}
+    if len(shared) >= 2:
+        others, i, j = _pairs_with(G, k)
+        S = torch.zeros(len(shared), G.shape[0] - 1, dtype=torch.float64, device=G.device)
+        for s in range(0, G.shape[1], CHUNK_COLS):
+            S += _FUSED_POWER_SUMS_NORMS(G[:, s : s + CHUNK_COLS], i, j, shared, wanted=True)
+        for row, p in zip(S, shared):
+            out[p] = _row_from_power_sums(G, k, others, row.clone(), p)
+    return out
+
+
+def _power_sums_apply(G: torch.Tensor, p: float) -> bool:
+    """Whether :func:`squared_distances_from` takes the compiled power sums for ``p``."""
+    return G.device.type == "cpu" and p not in (1.0, 2.0) and not math.isinf(p) and _FUSED_POWER_SUMS.wanted(G)
+
+
+def _pairs_with(G: torch.Tensor, k: int):
+    """The other rows' indices and the pair index vectors ``(k, j)`` for the power sums:
+    one (2, n - 1) tensor unpacked, as triu_indices is in _power_sums (dynamo guards
+    on the second half's storage offset)."""
+    n = G.shape[0]
+    others = torch.cat([torch.arange(k, device=G.device), torch.arange(k + 1, n, device=G.device)])
+    i, j = torch.stack([torch.full_like(others, k), others])
+    return others, i, j
+
+
+def _row_from_power_sums(G: torch.Tensor, k: int, others: torch.Tensor, S: torch.Tensor, p: float) -> torch.Tensor:
+    """Row ``k`` of the squared distances from the power sums ``S`` of the pairs
+    ``(k, others)``."""
+    D = S.pow(1.0 / p)
+    # overflow, underflow and non-finite rows (NaN sums): the scaled norm, which
+    # puts non-finite rows at distance inf as squared_distances does
+    redo = ~torch.isfinite(D) | (D < 1e-280 ** (1.0 / p))
+    for m in redo.nonzero().flatten().tolist():
+        D[m] = _pair_distance_direct(G[k], G[int(others[m])], p)
+    out = torch.zeros(G.shape[0], dtype=torch.float64, device=G.device)
+    out[others] = D.square()
     return out
 
 
