@@ -162,9 +162,7 @@ def resolve_attacks(attacks) -> list:
         if isinstance(a, str):
             from ..attacks import make_attack
 
-            name, params = parse_spec(a)
-            att = make_attack(name, **params)
-            out.append((a, att))
+            out.append((a, make_attack(a)))  # make_attack reads specs itself
         elif isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], dict):
             from ..attacks import make_attack
 

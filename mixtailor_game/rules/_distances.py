@@ -386,7 +386,7 @@ def squared_distances_from_norms(G: torch.Tensor, k: int, ps) -> dict:
         for s in range(0, G.shape[1], CHUNK_COLS):
             S += _FUSED_POWER_SUMS_NORMS(G[:, s : s + CHUNK_COLS], i, j, shared, wanted=True)
         for row, p in zip(S, shared):
-            out[p] = _row_from_power_sums(G, k, others, row.clone(), p)
+            out[p] = _row_from_power_sums(G, k, others, row, p)
     return out
 
 
