@@ -332,3 +332,76 @@ def test_docstring_examples_of_the_checkers_hold():
 
     for module in (theory, estimate):
         assert doctest.testmod(module, verbose=False).failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("command", ["theorem1", "theorem2"])
+def test_a_killed_theorem_run_resumes_with_the_cases_it_finished(command, tmp_path, monkeypatch, capsys):
+    """The full grids run for hours: --json is rewritten after every case, and --resume
+    keeps those cases and runs the rest; the result is the uninterrupted run's."""
+    from mixtailor_game.verify import cli
+
+    grid = [*TINY[:6], "--p", "2", "3", "4", *TINY[8:]]
+    extra = ["--delta2", "0.5", "--hetero", "outlier"] if command == "theorem2" else []
+    whole, part = tmp_path / "whole.json", tmp_path / "part.json"
+    assert main([command, *grid, *extra, "--json", str(whole)]) == 0
+    capsys.readouterr()
+
+    real, calls = cli.run_case, []
+
+    def dies_on_the_third(case, **kw):
+        calls.append(case["p"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(case, **kw)
+
+    monkeypatch.setattr(cli, "run_case", dies_on_the_third)
+    assert main([command, *grid, *extra, "--json", str(part)]) == 130
+    assert "interrupted; the finished cases are in" in capsys.readouterr().err
+    kept = json.loads(part.read_text())
+    assert kept["complete"] is False and [c["p"] for c in kept["cases"]] == [2.0, 3.0]
+
+    calls.clear()
+    monkeypatch.setattr(cli, "run_case", lambda case, **kw: calls.append(case["p"]) or real(case, **kw))
+    assert main([command, *grid, *extra, "--json", str(part), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert calls == [4.0]
+    assert "2 finished case(s) kept" in err and err.count("kept from the checkpoint") == 2
+    assert f"{command} [3/3]" in err
+
+    def cases(path):
+        return [{k: v for k, v in c.items() if k != "wall_s"} for c in json.loads(path.read_text())["cases"]]
+
+    assert json.loads(part.read_text())["complete"] is True
+    assert cases(part) == cases(whole)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    assert main(["theorem1", *TINY, "--json", str(path)]) == 0
+    capsys.readouterr()
+    other = [*TINY[:10], "--trials", "50", *TINY[12:]]
+    assert main(["theorem1", *other, "--json", str(path), "--resume"]) == 3
+    assert "written with trials=40, this run has trials=50" in capsys.readouterr().err
+    assert main(["theorem2", *TINY, "--json", str(path), "--resume"]) == 3
+    assert "command='theorem1'" in capsys.readouterr().err
+    assert main(["theorem1", *TINY, "--resume"]) == 3
+    assert "--resume needs --json" in capsys.readouterr().err
+    junk = tmp_path / "junk.json"
+    junk.write_text("[1, 2]")
+    assert main(["theorem1", *TINY, "--json", str(junk), "--resume"]) == 3
+    assert "no run settings" in capsys.readouterr().err
+
+
+def test_cases_in_worker_processes_are_the_serial_ones(tmp_path, capsys):
+    grid = [*TINY[:6], "--p", "2", "3", "4", *TINY[8:]]
+    serial, parallel = tmp_path / "serial.json", tmp_path / "parallel.json"
+    assert main(["theorem1", *grid, "--json", str(serial)]) == 0
+    assert main(["theorem1", *grid, "--json", str(parallel), "--jobs", "2"]) == 0
+    assert capsys.readouterr().err.count("theorem1 [") == 6
+
+    def cases(path):
+        return [{k: v for k, v in c.items() if k != "wall_s"} for c in json.loads(path.read_text())["cases"]]
+
+    assert [c["p"] for c in cases(parallel)] == [2.0, 3.0, 4.0]
+    assert cases(parallel) == cases(serial)
+    assert main(["theorem1", *grid, "--jobs", "0"]) == 3

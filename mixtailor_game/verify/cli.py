@@ -5,7 +5,10 @@ The CLI parses the grid, calls :mod:`~mixtailor_game.verify.krum_bias` or
 exits with 0 when every case holds, 1 when a case violates its bound, 2 when
 some case is inconclusive (its CI straddles the bound) and none violates, or when no
 case makes a claim (nothing was tested), and 3 on bad input (one line on stderr; argparse's
-own usage errors exited 2, the code of "inconclusive").
+own usage errors exited 2, the code of "inconclusive"); 130 when interrupted. The theorem
+checkers print a line per case on stderr, keep their finished cases in ``--json PATH``
+(``--resume``) and can run cases in worker processes (``--jobs``): see
+:mod:`~mixtailor_game.verify.checkpoint`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 import torch
 
 from .._checks import os_error_message
+from .checkpoint import Progress, case_key, resumed_cases
 from .krum_bias import grid_cases, run_case
 from .report import VIOLATED, HOLDS, exit_code, table, write_json
 from .sampling import DIRECTIONS, HETEROGENEITY, LAWS
@@ -68,10 +72,17 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message}")
 
 
-def _common(sp):
+def _common(sp, name: str):
     sp.add_argument("--quick", action="store_true",
                     help="the small default grid (about 2 minutes for theorem1 on 2 shared cores)")
     sp.add_argument("--json", metavar="PATH", help="write the full results (every case, notes) as JSON")
+    if name != "proposition1":
+        sp.add_argument("--resume", action="store_true",
+                        help="with --json PATH: keep the cases PATH already holds from a run with the same "
+                             "settings (it is rewritten after every case) and run only the others")
+        sp.add_argument("--jobs", type=_size_int, default=1, metavar="J",
+                        help="cases run in J worker processes at once (default 1; the same results, each "
+                             "with --threads threads)")
     sp.add_argument("--threads", type=_size_int, default=1, metavar="T",
                     help="torch intra-op threads (default 1: the cases are small; on a loaded machine two "
                          "threads made tiny kernels ~10^4 times slower)")
@@ -94,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in (("theorem1", "bias of generalized Krum, iid honest workers"),
                         ("theorem2", "bias of generalized Krum, heterogeneous honest workers")):
         sp = sub.add_parser(name, help=help_)
-        _common(sp)
+        _common(sp, name)
         sp.add_argument("--p", type=float, nargs="+", help="norms of generalized Krum (p >= 1)")
         sp.add_argument("--laws", nargs="+", choices=LAWS, help="honest noise laws")
         sp.add_argument("--search-trials", type=_trials_int, help="trials of the search phase")
@@ -109,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--hetero", nargs="+", choices=HETEROGENEITY,
                             help="shapes of heterogeneity searched")
     sp = sub.add_parser("proposition1", help="sufficient condition for a mixed pool")
-    _common(sp)
+    _common(sp, "proposition1")
     sp.add_argument("--problems", nargs="+", choices=("quadratic", "logistic"),
                     help="problems with an exact gradient")
     sp.add_argument("--scenarios", nargs="+", help="attack scenarios (see proposition1.SCENARIOS)")
@@ -135,18 +146,41 @@ def run_theorem(args, theorem: int) -> tuple[dict, int]:
     search_trials = args.search_trials or (min(base["search_trials"], trials) if args.trials is None else trials)
     budget = base["registry_budget"] if args.registry_budget is None else args.registry_budget
     registry = not args.no_registry and budget > 0
-    results, notes = [], []
+    hetero = list(getattr(args, "hetero", None) or HETEROGENEITY) if theorem == 2 else None
+    directions = list(_pick(args, "directions", base))
+    # what a checkpoint must share with this run for --resume to keep its cases
+    settings = dict(command=f"theorem{theorem}", seed=args.seed, trials=trials, search_trials=search_trials,
+                    sigma2=args.sigma2 or 1.0, grad_norm=args.grad_norm, bound_scale=args.bound_scale,
+                    registry_budget=budget if registry else 0.0, directions=directions, hetero=hetero)
+    done = {}
+    if args.resume:
+        done, message = resumed_cases(args.json, settings)
+        print(message, file=sys.stderr)
+    print(f"theorem{theorem}: {len(cases)} cases{'' if args.quick else ' (the full grid; --quick runs the small one)'}"
+          f", one line each below; the table at the end", file=sys.stderr, flush=True)
+    progress = Progress(f"theorem{theorem}", len(cases), jobs=args.jobs)
+    finished = {}  # grid position -> result
+    for i, case in enumerate(cases):
+        if case_key(case) in done:
+            finished[i] = done[case_key(case)]
+            progress.case(finished[i], None)
+    todo = [(i, case) for i, case in enumerate(cases) if i not in finished]
+    options = dict(theorem=theorem, trials=trials, search_trials=search_trials, sigma2=args.sigma2 or 1.0,
+                   grad_norm=args.grad_norm, bound_scale=args.bound_scale, seed=args.seed, registry=registry,
+                   registry_budget=budget, hetero=hetero or HETEROGENEITY, directions=directions)
+    for i, r, seconds in _run_cases(todo, options, args.jobs, args.threads):
+        finished[i] = r
+        progress.case(r, seconds)
+        if args.json:  # a killed run keeps its finished cases (--resume)
+            write_json(args.json, dict(settings=settings, complete=False,
+                                       cases=[finished[k] for k in sorted(finished)], skipped=skipped))
+    results = [finished[i] for i in range(len(cases))]
+    notes = []
     if not registry:
         notes.append("registry families (mixtailor_game.attacks, solvers) not run: "
                      + ("--no-registry" if args.no_registry else "--quick sets no registry budget; "
                         "pass --registry-budget S (seconds per family and case) to include them"))
-    for case in cases:
-        r = run_case(case, theorem=theorem, trials=trials, search_trials=search_trials, sigma2=args.sigma2 or 1.0,
-                     grad_norm=args.grad_norm, bound_scale=args.bound_scale, seed=args.seed,
-                     registry=registry, registry_budget=budget,
-                     hetero=getattr(args, "hetero", None) or HETEROGENEITY,
-                     directions=_pick(args, "directions", base))
-        results.append(r)
+    for r in results:
         for note in r["notes"]:
             key = note.split(":")[0] + ":" + note.split(":")[1] if note.count(":") > 1 else note
             if not any(n.startswith(key) for n in notes):
@@ -171,8 +205,59 @@ def run_theorem(args, theorem: int) -> tuple[dict, int]:
     for note in notes:
         print(f"note: {note}")
     payload = dict(command=f"theorem{theorem}", bound_scale=args.bound_scale, seed=args.seed, trials=trials,
-                   search_trials=search_trials, sigma2=args.sigma2 or 1.0, cases=results, skipped=skipped, notes=notes)
+                   search_trials=search_trials, sigma2=args.sigma2 or 1.0, cases=results, skipped=skipped, notes=notes,
+                   settings=settings, complete=True)
     return payload, exit_code(r["status"] for r in results)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker within a second of its parent (a killed
+    checker would otherwise leave it running its case, then waiting forever)."""
+    import os
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _timed_case(case: dict, options: dict, threads: int) -> tuple[dict, float]:
+    """One case in a worker process (``--jobs``): its result and run time."""
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    return run_case(case, **options), time.perf_counter() - t0
+
+
+def _run_cases(todo: list, options: dict, jobs: int, threads: int):
+    """``(position, result, seconds)`` for each ``(position, case)`` of ``todo`` as it
+    finishes: in this process one after the other (``jobs = 1``), else in ``jobs``
+    worker processes (each case draws from its own generator, so the results are
+    the same; a registry family's time budget is wall time, which sharing the
+    cores can exhaust sooner)."""
+    if jobs == 1 or len(todo) <= 1:
+        for i, case in todo:
+            t0 = time.perf_counter()
+            r = run_case(case, **options)
+            yield i, r, time.perf_counter() - t0
+        return
+    import concurrent.futures as cf
+    import multiprocessing
+    import os
+
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
+        futures = {pool.submit(_timed_case, case, options, threads): i for i, case in todo}
+        try:
+            for fut in cf.as_completed(futures):
+                r, seconds = fut.result()
+                yield futures[fut], r, seconds
+        except BaseException:  # interrupted: do not wait for the queued cases
+            for fut in futures:
+                fut.cancel()
+            raise
 
 
 def run_prop1(args) -> tuple[dict, int]:
@@ -190,6 +275,9 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 3
+    if getattr(args, "resume", False) and not args.json:
+        print("error: --resume needs --json PATH (the checkpoint it resumes from)", file=sys.stderr)
         return 3
     torch.set_num_threads(args.threads)
     if args.json:  # a path that cannot be written fails now, not after the whole run
@@ -210,6 +298,11 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        kept = (f"; the finished cases are in {args.json} (run again with --resume)"
+                if args.json and args.command != "proposition1" else "")
+        print(f"interrupted{kept}", file=sys.stderr)
+        return 130
     wall = time.perf_counter() - t0
     payload["wall_s"] = wall
     payload["exit_code"] = code
