@@ -390,6 +390,11 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, capsys):
     junk.write_text("[1, 2]")
     assert main(["theorem1", *TINY, "--json", str(junk), "--resume"]) == 3
     assert "no run settings" in capsys.readouterr().err
+    payload = json.loads(path.read_text())
+    payload["cases"][0].pop("law")
+    junk.write_text(json.dumps(payload))
+    assert main(["theorem1", *TINY, "--json", str(junk), "--resume"]) == 3
+    assert "its case 0 is not a checker result" in capsys.readouterr().err
 
 
 def test_cases_in_worker_processes_are_the_serial_ones(tmp_path, capsys):
