@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from .._atomic import atomic_write_text
 from .._checks import check_int, check_real, fail
 from ..rules.spec import split_top_level
 
@@ -147,12 +145,7 @@ def format_matrix(pm) -> str:
 
 
 def _write_json(path: str, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 # --------------------------------------------------------------------------- run

@@ -28,11 +28,12 @@ import io
 import json
 import os
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+
+from .._atomic import atomic_write_bytes  # noqa: F401  (re-exported: callers import it from here)
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -60,25 +61,6 @@ def code_version() -> str:
     if out.returncode != 0 or len(lines) != 2 or (Path(lines[0]) / pkg.name).resolve() != pkg:
         return __version__
     return f"{__version__}+g{lines[1]}"
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def atomic_write_json(path, obj) -> None:

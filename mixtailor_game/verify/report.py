@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+
+from .._atomic import atomic_write_text
 
 HOLDS, VIOLATED, INCONCLUSIVE, NO_CLAIM = "holds", "VIOLATED", "inconclusive", "no-claim"
 
@@ -67,10 +67,6 @@ def table(header: list, rows: list) -> str:
 
 
 def write_json(path: str, payload: dict) -> None:
-    """Write atomically (temp file + rename) so a killed run leaves no half file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, default=float)
-    os.replace(tmp, path)
+    """Write atomically (:func:`~mixtailor_game._atomic.atomic_write_text`) so a killed
+    run leaves no half file."""
+    atomic_write_text(path, json.dumps(payload, indent=2, default=float))
