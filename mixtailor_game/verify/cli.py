@@ -158,6 +158,9 @@ def run_theorem(args, theorem: int) -> tuple[dict, int]:
         print(message, file=sys.stderr)
     print(f"theorem{theorem}: {len(cases)} cases{'' if args.quick else ' (the full grid; --quick runs the small one)'}"
           f", one line each below; the table at the end", file=sys.stderr, flush=True)
+    if not args.json and len(cases) > 50:
+        print("  (pass --json PATH to keep finished cases across a kill, --resume to go on from them, "
+              "--jobs J to run J at once)", file=sys.stderr, flush=True)
     progress = Progress(f"theorem{theorem}", len(cases), jobs=args.jobs)
     finished = {}  # grid position -> result
     for i, case in enumerate(cases):
