@@ -257,9 +257,13 @@ def _run_cases(todo: list, options: dict, jobs: int, threads: int):
             for fut in cf.as_completed(futures):
                 r, seconds = fut.result()
                 yield futures[fut], r, seconds
-        except BaseException:  # interrupted: do not wait for the queued cases
+        except BaseException:  # interrupted: the cases in progress are lost anyway
             for fut in futures:
                 fut.cancel()
+            # stop the workers now: the executor (and the interpreter's exit) would wait
+            # for the cases they are running, minutes each (no public call before 3.14)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
             raise
 
 
