@@ -397,10 +397,17 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, capsys):
     assert "its case 0 is not a checker result" in capsys.readouterr().err
 
 
-def test_cases_in_worker_processes_are_the_serial_ones(tmp_path, capsys):
+def test_cases_in_worker_processes_are_the_serial_ones(tmp_path, capsys, monkeypatch):
+    from mixtailor_game.verify import cli
+
     grid = [*TINY[:6], "--p", "2", "3", "4", *TINY[8:]]
     serial, parallel = tmp_path / "serial.json", tmp_path / "parallel.json"
     assert main(["theorem1", *grid, "--json", str(serial)]) == 0
+
+    def not_here(case, **kw):
+        raise AssertionError("--jobs 2 ran a case in the checker's own process")
+
+    monkeypatch.setattr(cli, "run_case", not_here)  # the spawned workers import the real one
     assert main(["theorem1", *grid, "--json", str(parallel), "--jobs", "2"]) == 0
     assert capsys.readouterr().err.count("theorem1 [") == 6
 
@@ -410,3 +417,18 @@ def test_cases_in_worker_processes_are_the_serial_ones(tmp_path, capsys):
     assert [c["p"] for c in cases(parallel)] == [2.0, 3.0, 4.0]
     assert cases(parallel) == cases(serial)
     assert main(["theorem1", *grid, "--jobs", "0"]) == 3
+
+
+def test_progress_lines_estimate_the_time_left_per_worker():
+    import io
+
+    from mixtailor_game.verify.checkpoint import Progress
+
+    out = io.StringIO()
+    progress = Progress("theorem1", 4, stream=out, jobs=2)
+    case = dict(law="gaussian", n=7, f=2, d=2, p=2.0, delta2=None, status="holds", ratio=0.1)
+    progress.case(case, None)
+    progress.case(case, 10.0)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("kept from the checkpoint") and "[1/4]" in lines[0]
+    assert "[2/4]" in lines[1] and "10.0 s;" in lines[1] and lines[1].endswith("~10 s left")  # 2 left x 10 s / 2

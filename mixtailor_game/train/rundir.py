@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .._atomic import atomic_write_bytes  # noqa: F401  (re-exported: callers import it from here)
+from .._atomic import atomic_write_bytes  # also imported from here by the benchmarks
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
